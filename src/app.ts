@@ -1,0 +1,168 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { GraphQLError } from 'graphql';
+import { createYoga, type YogaServerInstance } from 'graphql-yoga';
+import { useServer } from 'graphql-ws/use/ws';
+import { WebSocketServer } from 'ws';
+import type { Config } from './config.js';
+import { createContext, type AppDeps, type Context } from './context.js';
+import { ParleyError } from './errors.js';
+import { databaseOptions, openDatabase, type Database } from './infra/db.js';
+import { createLogger, type Logger } from './infra/log.js';
+import { migrate, migrationsApplied } from './infra/migrate.js';
+import { runInSqlScope, newSqlScope } from './infra/sql-stats.js';
+import { createMaskError } from './plugins/errors.js';
+import { usePageSizeLimit } from './plugins/page-size.js';
+import { schema } from './schema/index.js';
+import { authenticate, credentialsFromHeaders, type Credentials } from './services/auth.js';
+import { loadOrCreateAdminToken } from './services/admin-token.js';
+import { seedDemo, type DemoSeed } from './services/seed.js';
+import { MAX_PAGE_SIZE } from './services/validation.js';
+
+export interface App {
+  readonly deps: AppDeps;
+  readonly yoga: YogaServerInstance<Record<string, unknown>, Context>;
+  /** Set when this start seeded or found the demo product. */
+  readonly demo: DemoSeed | null;
+  start(port?: number, host?: string): Promise<{ url: string; port: number }>;
+  stop(): Promise<void>;
+}
+
+export interface BuildOptions {
+  /** Use this database instead of opening one from the config (tests share one per file). */
+  db?: Database;
+  log?: Logger;
+}
+
+export async function buildApp(config: Config, options: BuildOptions = {}): Promise<App> {
+  const log = options.log ?? createLogger(config.logLevel);
+  const db = options.db ?? (await openDatabase(databaseOptions(config)));
+  const migration = await migrate(db.prisma);
+  if (migration.applied.length) log.info('migrations applied', { applied: migration.applied });
+  const adminToken = config.adminToken ?? loadOrCreateAdminToken(config.dataDir).token;
+  const demo = config.demo ? await seedDemo(db.prisma, config.dataDir) : null;
+  const deps: AppDeps = { config, db, log, adminToken };
+
+  const yoga = createYoga<Record<string, unknown>, Context>({
+    schema,
+    graphqlEndpoint: '/graphql',
+    landingPage: false,
+    graphiql: config.env !== 'production' ? { title: 'Parley', subscriptionsProtocol: 'WS' } : false,
+    maskedErrors: { maskError: createMaskError(log) },
+    plugins: [usePageSizeLimit({ max: MAX_PAGE_SIZE })],
+    context: async (initial) => {
+      const credentials = (initial as { credentials?: Credentials }).credentials ?? credentialsFromHeaders(initial.request.headers);
+      try {
+        return createContext(deps, await authenticate(db.prisma, adminToken, credentials));
+      } catch (error) {
+        if (error instanceof ParleyError) {
+          throw new GraphQLError(error.message, { extensions: { code: error.code, http: { status: 401 } } });
+        }
+        throw error;
+      }
+    },
+  });
+
+  const server = createServer((req, res) => {
+    if (req.url === '/healthz') return json(res, 200, { status: 'ok' });
+    if (req.url === '/readyz') {
+      void readiness(db).then((ready) => json(res, ready.ok ? 200 : 503, ready));
+      return;
+    }
+    // Each request gets its own SQL scope so statements are counted per request.
+    runInSqlScope(newSqlScope(), () => yoga(req, res));
+  });
+
+  const wss = new WebSocketServer({ server, path: yoga.graphqlEndpoint });
+  const wsServer = useServer<Record<string, unknown>, { credentials: Credentials }>(
+    {
+      onConnect: async (ctx) => {
+        const credentials = wsCredentials(ctx.connectionParams ?? {}, ctx.extra.request);
+        try {
+          await authenticate(db.prisma, adminToken, credentials);
+        } catch {
+          return false;
+        }
+        ctx.extra.credentials = credentials;
+        return true;
+      },
+      onSubscribe: async (ctx, _id, payload) => {
+        const enveloped = yoga.getEnveloped({ credentials: ctx.extra.credentials, request: undefined, params: payload });
+        const document = enveloped.parse(payload.query);
+        const errors = enveloped.validate(enveloped.schema, document);
+        if (errors.length) return errors;
+        return {
+          schema: enveloped.schema,
+          document,
+          operationName: payload.operationName,
+          variableValues: payload.variables,
+          contextValue: await enveloped.contextFactory(),
+          rootValue: { execute: enveloped.execute, subscribe: enveloped.subscribe },
+        };
+      },
+      execute: (args) => (args.rootValue as { execute: typeof import('graphql').execute }).execute(args),
+      subscribe: (args) => (args.rootValue as { subscribe: typeof import('graphql').subscribe }).subscribe(args),
+    },
+    wss,
+  );
+
+  let stopping: Promise<void> | undefined;
+  return {
+    deps,
+    yoga,
+    demo,
+    start: (port = config.port, host = config.host) =>
+      new Promise((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(port, host, () => {
+          const address = server.address() as AddressInfo;
+          const shownHost = host === '0.0.0.0' || host === '::' || host === '127.0.0.1' ? 'localhost' : host;
+          resolve({ port: address.port, url: `http://${shownHost}:${address.port}${yoga.graphqlEndpoint}` });
+        });
+      }),
+    stop: () =>
+      (stopping ??= (async () => {
+        await wsServer.dispose();
+        await closeServer(server);
+        if (!options.db) await db.close();
+      })()),
+  };
+}
+
+function wsCredentials(params: Record<string, unknown>, request: IncomingMessage): Credentials {
+  const headers = new Headers();
+  for (const [name, value] of Object.entries(request.headers)) {
+    if (typeof value === 'string') headers.set(name, value);
+  }
+  const fromParams = (name: string) => (typeof params[name] === 'string' ? (params[name] as string) : undefined);
+  const authorization = fromParams('authorization') ?? fromParams('Authorization');
+  if (authorization) headers.set('authorization', authorization);
+  const productKey = fromParams('productKey');
+  if (productKey) headers.set('x-product-key', productKey);
+  const adminToken = fromParams('adminToken');
+  if (adminToken) headers.set('x-admin-token', adminToken);
+  return credentialsFromHeaders(headers);
+}
+
+async function readiness(db: Database): Promise<{ ok: boolean; database: string; migrations: string }> {
+  try {
+    await db.ping();
+  } catch {
+    return { ok: false, database: 'unreachable', migrations: 'unknown' };
+  }
+  const applied = await migrationsApplied(db.prisma).catch(() => false);
+  return { ok: applied, database: 'ok', migrations: applied ? 'applied' : 'pending' };
+}
+
+function json(res: ServerResponse, status: number, body: unknown): void {
+  res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+  res.end(JSON.stringify(body));
+}
+
+function closeServer(server: Server): Promise<void> {
+  return new Promise((resolve) => {
+    if (!server.listening) return resolve();
+    server.close(() => resolve());
+    server.closeIdleConnections();
+  });
+}

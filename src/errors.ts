@@ -1,0 +1,46 @@
+// Expected errors, one class per code. Services throw these; the GraphQL layer
+// turns them into errors with `extensions.code` and masks everything else.
+
+export type ErrorCode =
+  | 'UNAUTHENTICATED'
+  | 'FORBIDDEN'
+  | 'NOT_FOUND'
+  | 'BAD_USER_INPUT'
+  | 'CONFLICT';
+
+export abstract class ParleyError extends Error {
+  abstract readonly code: ErrorCode;
+  readonly extensions: Record<string, unknown>;
+  constructor(message: string, extensions: Record<string, unknown> = {}) {
+    super(message);
+    this.name = new.target.name;
+    this.extensions = extensions;
+  }
+}
+
+export class UnauthenticatedError extends ParleyError {
+  readonly code = 'UNAUTHENTICATED';
+}
+
+export class ForbiddenError extends ParleyError {
+  readonly code = 'FORBIDDEN';
+}
+
+export class NotFoundError extends ParleyError {
+  readonly code = 'NOT_FOUND';
+  constructor(what: string) {
+    super(`${what} not found`);
+  }
+}
+
+export class BadUserInputError extends ParleyError {
+  readonly code = 'BAD_USER_INPUT';
+  /** `field` is the input path that was rejected, e.g. `input.content`. */
+  constructor(message: string, field?: string) {
+    super(message, field ? { field } : {});
+  }
+}
+
+export class ConflictError extends ParleyError {
+  readonly code = 'CONFLICT';
+}

@@ -1,0 +1,37 @@
+import { PothosValidationError } from '@pothos/core';
+import { GraphQLError } from 'graphql';
+import type { Logger } from '../infra/log.js';
+import { ParleyError } from '../errors.js';
+
+const httpStatus: Record<string, number> = { UNAUTHENTICATED: 401, FORBIDDEN: 403 };
+
+/**
+ * Expected errors keep their message and get `extensions.code`; anything else
+ * is logged and masked as INTERNAL_SERVER_ERROR so internals never leak.
+ */
+export function createMaskError(log: Logger) {
+  return (error: unknown, message: string): Error => {
+    const graphqlError = error instanceof GraphQLError ? error : undefined;
+    const original = graphqlError?.originalError ?? error;
+    const location = { nodes: graphqlError?.nodes, path: graphqlError?.path };
+    if (original instanceof ParleyError) {
+      const code = original.code;
+      return new GraphQLError(original.message, {
+        ...location,
+        extensions: { code, ...original.extensions, ...(httpStatus[code] ? { http: { status: httpStatus[code] } } : {}) },
+      });
+    }
+    if (original instanceof PothosValidationError) {
+      return new GraphQLError(original.message, { ...location, extensions: { code: 'BAD_USER_INPUT' } });
+    }
+    // Parse/validation/coercion errors raised by graphql-js itself carry no original error.
+    if (graphqlError && !graphqlError.originalError) {
+      if (!graphqlError.extensions.code) {
+        return new GraphQLError(graphqlError.message, { ...location, extensions: { ...graphqlError.extensions, code: 'BAD_USER_INPUT' } });
+      }
+      return graphqlError;
+    }
+    log.error('unexpected error', { error: original instanceof Error ? original : String(original), path: graphqlError?.path });
+    return new GraphQLError(message, { ...location, extensions: { code: 'INTERNAL_SERVER_ERROR' } });
+  };
+}

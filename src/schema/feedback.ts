@@ -1,0 +1,41 @@
+import { Rating as RatingValues } from '../generated/prisma/enums.js';
+import { builder } from '../builder.js';
+import { requireProduct } from '../services/auth.js';
+import { submitFeedback } from '../services/feedback.js';
+import { nodeUuid, parseGlobalId } from './ids.js';
+
+export const Rating = builder.enumType(RatingValues, { name: 'Rating' });
+
+export const Feedback = builder.prismaNode('Feedback', {
+  id: { field: 'id' },
+  select: { id: true },
+  nullable: true,
+  findUnique: (id, ctx) => ({ id: nodeUuid(id, 'Feedback'), productId: requireProduct(ctx).id }),
+  fields: (t) => ({
+    rating: t.expose('rating', { type: Rating }),
+    comment: t.exposeString('comment', { nullable: true }),
+    createdAt: t.expose('createdAt', { type: 'DateTime' }),
+    message: t.relation('message'),
+  }),
+});
+
+const SubmitFeedbackInput = builder.inputType('SubmitFeedbackInput', {
+  fields: (t) => ({
+    messageId: t.id({ required: true }),
+    rating: t.field({ type: Rating, required: true }),
+    comment: t.string(),
+  }),
+});
+
+builder.mutationField('submitFeedback', (t) =>
+  t.prismaField({
+    type: 'Feedback',
+    description: 'Rates an assistant reply; rating the same reply again replaces the earlier rating.',
+    args: { input: t.arg({ type: SubmitFeedbackInput, required: true }) },
+    resolve: (query, _root, { input }, ctx) => {
+      const product = requireProduct(ctx);
+      const messageId = parseGlobalId(String(input.messageId), 'Message', 'input.messageId');
+      return submitFeedback(ctx.prisma, product.id, messageId, input, query);
+    },
+  }),
+);

@@ -1,0 +1,28 @@
+import { decodeGlobalID } from '@pothos/plugin-relay';
+import { BadUserInputError } from '../errors.js';
+import { isUuid } from '../services/ids.js';
+
+/**
+ * Decodes a Relay global id of the expected type to its database id. A
+ * malformed id, or one of another type, is a BAD_USER_INPUT naming the
+ * argument; a well-formed id that does not exist — or belongs to another
+ * product — is for the caller to treat as NOT_FOUND / null.
+ */
+export function parseGlobalId(globalId: string, typename: string, field: string): string {
+  let decoded: { typename: string; id: string } | undefined;
+  try {
+    decoded = decodeGlobalID(globalId);
+  } catch {
+    decoded = undefined;
+  }
+  if (!decoded || decoded.typename !== typename || !isUuid(decoded.id)) {
+    throw new BadUserInputError(`${field} is not a valid ${typename} id`, field);
+  }
+  return decoded.id;
+}
+
+/** For node lookups: the raw id inside a global id must be a UUID. */
+export function nodeUuid(id: string, typename: string): string {
+  if (!isUuid(id)) throw new BadUserInputError(`id is not a valid ${typename} id`, 'id');
+  return id;
+}

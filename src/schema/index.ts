@@ -1,0 +1,8 @@
+import { builder } from '../builder.js';
+import './product.js';
+import './knowledge.js';
+import './conversation.js';
+import './message.js';
+import './feedback.js';
+
+export const schema = builder.toSchema({ sortSchema: true });

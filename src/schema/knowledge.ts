@@ -1,0 +1,94 @@
+import { builder } from '../builder.js';
+import { requireProduct } from '../services/auth.js';
+import {
+  addKnowledge,
+  addKnowledgeBatch,
+  deleteKnowledge,
+  searchKnowledge,
+  updateKnowledge,
+  type KnowledgeHit as Hit,
+} from '../services/knowledge.js';
+import { nodeUuid, parseGlobalId } from './ids.js';
+
+export const KnowledgeEntry = builder.prismaNode('KnowledgeEntry', {
+  id: { field: 'id' },
+  select: { id: true },
+  nullable: true,
+  findUnique: (id, ctx) => ({ id: nodeUuid(id, 'KnowledgeEntry'), productId: requireProduct(ctx).id }),
+  fields: (t) => ({
+    title: t.exposeString('title'),
+    content: t.exposeString('content'),
+    tags: t.exposeStringList('tags'),
+    createdAt: t.expose('createdAt', { type: 'DateTime' }),
+    updatedAt: t.expose('updatedAt', { type: 'DateTime' }),
+  }),
+});
+
+const KnowledgeHit = builder.objectRef<Hit>('KnowledgeHit').implement({
+  fields: (t) => ({
+    entry: t.field({ type: KnowledgeEntry, nullable: false, resolve: (hit) => hit.entry }),
+    score: t.exposeFloat('score', { description: 'PostgreSQL ts_rank of the entry for the query; higher is better.' }),
+  }),
+});
+
+const KnowledgeInput = builder.inputType('KnowledgeInput', {
+  fields: (t) => ({
+    title: t.string({ required: true }),
+    content: t.string({ required: true }),
+    tags: t.stringList(),
+  }),
+});
+
+const UpdateKnowledgeInput = builder.inputType('UpdateKnowledgeInput', {
+  fields: (t) => ({
+    id: t.id({ required: true }),
+    title: t.string(),
+    content: t.string(),
+    tags: t.stringList(),
+  }),
+});
+
+const AddKnowledgeBatchInput = builder.inputType('AddKnowledgeBatchInput', {
+  fields: (t) => ({ entries: t.field({ type: [KnowledgeInput], required: true }) }),
+});
+
+builder.queryField('searchKnowledge', (t) =>
+  t.field({
+    type: [KnowledgeHit],
+    description: "Full-text search over the calling product's knowledge, best match first.",
+    args: { query: t.arg.string({ required: true }), first: t.arg.int({ defaultValue: 5 }) },
+    resolve: (_root, args, ctx) => searchKnowledge(ctx.prisma, requireProduct(ctx).id, args),
+  }),
+);
+
+builder.mutationFields((t) => ({
+  addKnowledge: t.prismaField({
+    type: 'KnowledgeEntry',
+    args: { input: t.arg({ type: KnowledgeInput, required: true }) },
+    resolve: (query, _root, { input }, ctx) => addKnowledge(ctx.prisma, requireProduct(ctx).id, input, query),
+  }),
+  addKnowledgeBatch: t.field({
+    type: [KnowledgeEntry],
+    description: 'Adds up to 100 entries in one transaction: all or none.',
+    args: { input: t.arg({ type: AddKnowledgeBatchInput, required: true }) },
+    resolve: (_root, { input }, ctx) => addKnowledgeBatch(ctx.prisma, requireProduct(ctx).id, input),
+  }),
+  updateKnowledge: t.field({
+    type: KnowledgeEntry,
+    nullable: false,
+    args: { input: t.arg({ type: UpdateKnowledgeInput, required: true }) },
+    resolve: (_root, { input }, ctx) => {
+      const id = parseGlobalId(String(input.id), 'KnowledgeEntry', 'input.id');
+      return updateKnowledge(ctx.prisma, requireProduct(ctx).id, id, { ...input, id: undefined });
+    },
+  }),
+  deleteKnowledge: t.id({
+    description: 'Deletes an entry and returns its id.',
+    args: { id: t.arg.id({ required: true }) },
+    resolve: async (_root, args, ctx) => {
+      const id = parseGlobalId(String(args.id), 'KnowledgeEntry', 'id');
+      await deleteKnowledge(ctx.prisma, requireProduct(ctx).id, id);
+      return String(args.id);
+    },
+  }),
+}));

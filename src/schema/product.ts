@@ -1,0 +1,107 @@
+import { builder } from '../builder.js';
+import { requireAdmin, requireProduct } from '../services/auth.js';
+import { conversationOrder } from '../services/conversations.js';
+import { createProduct, rotateProductKey } from '../services/products.js';
+import { nodeUuid, parseGlobalId } from './ids.js';
+
+const NO_ROW = '00000000-0000-0000-0000-000000000000';
+
+export const ProductStats = builder.objectRef<{
+  conversationCount: number;
+  messageCount: number;
+  feedbackUp: number;
+  feedbackDown: number;
+}>('ProductStats');
+
+ProductStats.implement({
+  fields: (t) => ({
+    conversationCount: t.exposeInt('conversationCount'),
+    messageCount: t.exposeInt('messageCount'),
+    feedbackUp: t.exposeInt('feedbackUp'),
+    feedbackDown: t.exposeInt('feedbackDown'),
+  }),
+});
+
+export const Product = builder.prismaNode('Product', {
+  id: { field: 'id' },
+  select: { id: true },
+  nullable: true,
+  // A product sees only itself; the admin sees every product.
+  findUnique: (id, ctx) => ({ id: ctx.isAdmin || ctx.product?.id === nodeUuid(id, 'Product') ? id : NO_ROW }),
+  fields: (t) => ({
+    name: t.exposeString('name'),
+    keyPrefix: t.exposeString('keyPrefix', { description: 'The first characters of the key, to tell keys apart.' }),
+    createdAt: t.expose('createdAt', { type: 'DateTime' }),
+    knowledge: t.relatedConnection('knowledge', {
+      cursor: 'id',
+      query: { orderBy: [{ updatedAt: 'desc' }, { id: 'desc' }] },
+    }),
+    conversations: t.relatedConnection('conversations', {
+      cursor: 'id',
+      args: { sessionId: t.arg.string() },
+      query: (args) => ({ where: args.sessionId == null ? {} : { sessionId: args.sessionId }, orderBy: conversationOrder }),
+    }),
+    stats: t.field({
+      type: ProductStats,
+      description: 'Counts for dashboards, computed in one aggregate statement (batched across products).',
+      resolve: (product, _args, ctx) => ctx.loaders.productStats.load(product.id),
+    }),
+  }),
+});
+
+const ProductKeyPayload = builder.objectRef<{ key: string; productId: string }>('ProductKeyPayload').implement({
+  description: 'The key is shown once: only its hash is stored.',
+  fields: (t) => ({
+    key: t.exposeString('key'),
+    product: t.prismaField({
+      type: 'Product',
+      resolve: (query, payload, _args, ctx) =>
+        ctx.prisma.product.findUniqueOrThrow({ ...query, where: { id: payload.productId } }),
+    }),
+  }),
+});
+
+builder.queryFields((t) => ({
+  viewer: t.prismaField({
+    type: 'Product',
+    description: 'The product whose key authenticates the request.',
+    resolve: (query, _root, _args, ctx) =>
+      ctx.prisma.product.findUniqueOrThrow({ ...query, relationLoadStrategy: 'join', where: { id: requireProduct(ctx).id } }),
+  }),
+  products: t.prismaConnection({
+    type: 'Product',
+    cursor: 'id',
+    description: 'Admin: every product, oldest first.',
+    resolve: (query, _root, _args, ctx) => {
+      requireAdmin(ctx);
+      return ctx.prisma.product.findMany({ ...query, relationLoadStrategy: 'join', orderBy: { id: 'asc' } });
+    },
+  }),
+}));
+
+const CreateProductInput = builder.inputType('CreateProductInput', {
+  fields: (t) => ({ name: t.string({ required: true }) }),
+});
+
+builder.mutationFields((t) => ({
+  createProduct: t.field({
+    type: ProductKeyPayload,
+    description: 'Admin: creates a product and returns its key (shown once).',
+    args: { input: t.arg({ type: CreateProductInput, required: true }) },
+    resolve: async (_root, { input }, ctx) => {
+      requireAdmin(ctx);
+      const { product, key } = await createProduct(ctx.prisma, input);
+      return { key, productId: product.id };
+    },
+  }),
+  rotateProductKey: t.field({
+    type: ProductKeyPayload,
+    description: 'Admin: issues a new key; the old one stops working at once.',
+    args: { id: t.arg.id({ required: true }) },
+    resolve: async (_root, args, ctx) => {
+      requireAdmin(ctx);
+      const { product, key } = await rotateProductKey(ctx.prisma, parseGlobalId(String(args.id), 'Product', 'id'));
+      return { key, productId: product.id };
+    },
+  }),
+}));

@@ -1,0 +1,65 @@
+import { z } from 'zod';
+import { NotFoundError } from '../errors.js';
+import type { PrismaClient } from '../infra/db.js';
+import type { Message, MessageRole, Prisma } from '../generated/prisma/client.js';
+import { uuidv7 } from './ids.js';
+import { limits, parseInput, text } from './validation.js';
+
+/** Oldest to newest; the id breaks ties so cursors are stable. */
+export const messageOrder: Prisma.MessageOrderByWithRelationInput[] = [{ createdAt: 'asc' }, { id: 'asc' }];
+
+const sendInput = z.object({ content: text(limits.messageContent) });
+
+export interface NewMessage {
+  role: MessageRole;
+  content: string;
+  model?: string | null;
+  latencyMs?: number | null;
+  cached?: boolean | null;
+  sourceIds?: string[];
+}
+
+/**
+ * Appends a message in one statement: the conversation row is locked by the
+ * UPDATE, its counters and last-message pointer move, and the message is
+ * inserted with a createdAt strictly after the previous one, so message order
+ * (and cursors built on it) never ties inside a conversation.
+ */
+export async function appendMessage(
+  prisma: PrismaClient,
+  productId: string,
+  conversationId: string,
+  message: NewMessage,
+): Promise<Message> {
+  const id = uuidv7();
+  const rows = await prisma.$queryRawUnsafe<Message[]>(
+    `WITH c AS (
+       UPDATE "Conversation"
+          SET "messageCount" = "messageCount" + 1,
+              "lastMessageAt" = GREATEST(now(), "lastMessageAt" + interval '1 millisecond'),
+              "lastMessageId" = $3::uuid
+        WHERE id = $1::uuid AND "productId" = $2::uuid
+        RETURNING id, "lastMessageAt")
+     INSERT INTO "Message" (id, "conversationId", role, content, "createdAt", model, "latencyMs", cached, "sourceIds")
+     SELECT $3::uuid, c.id, $4::"MessageRole", $5, c."lastMessageAt", $6, $7, $8, $9::uuid[] FROM c
+     RETURNING id::text AS id, "conversationId"::text AS "conversationId", role::text AS role, content, "createdAt",
+               model, "latencyMs", cached, "sourceIds"::text[] AS "sourceIds"`,
+    conversationId,
+    productId,
+    id,
+    message.role,
+    message.content,
+    message.model ?? null,
+    message.latencyMs ?? null,
+    message.cached ?? null,
+    message.sourceIds ?? [],
+  );
+  const row = rows[0];
+  if (!row) throw new NotFoundError('Conversation');
+  return row;
+}
+
+export function sendUserMessage(prisma: PrismaClient, productId: string, conversationId: string, input: unknown) {
+  const { content } = parseInput(sendInput, input);
+  return appendMessage(prisma, productId, conversationId, { role: 'USER', content });
+}

@@ -1,0 +1,78 @@
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { PrismaClient } from '../infra/db.js';
+import { appendMessage } from './messages.js';
+import { findProductByKey, issueProductKey } from './products.js';
+
+export interface DemoSeed {
+  productId: string;
+  /** The key, when this data dir knows it (it is never stored in the database). */
+  key: string | null;
+  created: boolean;
+}
+
+const SEED_LOCK = 7_270_736_902;
+
+const knowledge = [
+  {
+    title: 'Shipping times',
+    content: 'Orders ship within 2 business days. Standard delivery takes 3-5 business days; express delivery takes 1-2 business days.',
+    tags: ['shipping', 'delivery'],
+  },
+  {
+    title: 'Refund policy',
+    content: 'You can return any item within 30 days of delivery for a full refund. Refunds are paid to the original payment method within 5 days.',
+    tags: ['refunds', 'returns'],
+  },
+  {
+    title: 'Opening hours',
+    content: 'Our support team answers chat messages Monday to Friday, 9:00 to 18:00 CET.',
+    tags: ['support'],
+  },
+  {
+    title: 'Changing a password',
+    content: 'To change your password, open Settings, choose Security and click "Change password". A confirmation email follows.',
+    tags: ['account'],
+  },
+];
+
+/**
+ * On an empty database, creates the demo product with a little knowledge and
+ * one conversation. Several nodes starting at once seed it once (advisory lock).
+ * The demo key is kept in the data dir so later starts can print it again.
+ */
+export async function seedDemo(prisma: PrismaClient, dataDir: string): Promise<DemoSeed | null> {
+  const keyFile = join(dataDir, 'demo-key');
+  const seeded = await prisma.$transaction(async (tx) => {
+    await tx.$executeRawUnsafe(`SELECT pg_advisory_xact_lock(${SEED_LOCK})`);
+    if ((await tx.product.count()) > 0) return null;
+    const issued = issueProductKey();
+    const product = await tx.product.create({
+      data: { name: 'Demo shop assistant', keyPrefix: issued.keyPrefix, keyHash: issued.keyHash, metadata: { demo: true } },
+    });
+    await tx.knowledgeEntry.createMany({ data: knowledge.map((k) => ({ ...k, productId: product.id })) });
+    const conversation = await tx.conversation.create({
+      data: { productId: product.id, sessionId: 'demo-session', title: 'Where is my order?' },
+    });
+    const db = tx as unknown as PrismaClient;
+    await appendMessage(db, product.id, conversation.id, { role: 'USER', content: 'How long does shipping take?' });
+    await appendMessage(db, product.id, conversation.id, {
+      role: 'ASSISTANT',
+      content: 'Orders ship within 2 business days; standard delivery then takes 3-5 business days.',
+      model: 'demo',
+      latencyMs: 0,
+      cached: false,
+    });
+    return { productId: product.id, key: issued.key };
+  });
+
+  if (seeded) {
+    mkdirSync(dataDir, { recursive: true });
+    writeFileSync(keyFile, seeded.key + '\n', { mode: 0o600 });
+    return { ...seeded, created: true };
+  }
+  if (!existsSync(keyFile)) return null;
+  const key = readFileSync(keyFile, 'utf8').trim();
+  const product = await findProductByKey(prisma, key);
+  return product ? { productId: product.id, key, created: false } : null;
+}
