@@ -32,6 +32,7 @@ export const Product = builder.prismaNode('Product', {
     name: t.exposeString('name'),
     keyPrefix: t.exposeString('keyPrefix', { description: 'The first characters of the key, to tell keys apart.' }),
     createdAt: t.expose('createdAt', { type: 'DateTime' }),
+    metadata: t.expose('metadata', { type: 'JSON', description: 'Free-form settings of the product.' }),
     knowledge: t.relatedConnection('knowledge', {
       cursor: 'id',
       query: { orderBy: [{ updatedAt: 'desc' }, { id: 'desc' }] },

@@ -1,0 +1,91 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { buildApp, type App } from '../../src/app.js';
+import { loadConfig } from '../../src/config.js';
+import type { PrismaClient } from '../../src/infra/db.js';
+import type { Logger } from '../../src/infra/log.js';
+import { newSqlScope, runInSqlScope } from '../../src/infra/sql-stats.js';
+import { createProduct } from '../../src/services/products.js';
+import type { DatabaseVariant, TestDatabase } from './db.js';
+
+export const TEST_ADMIN_TOKEN = 'adm_test_admin_token_0123456789abcdef';
+
+export interface GqlResult<T = any> {
+  status: number;
+  data: T;
+  errors: { message: string; path?: (string | number)[]; extensions?: Record<string, any> }[] | undefined;
+  /** SQL statements this request sent to the database. */
+  sql: string[];
+}
+
+export interface RequestOptions {
+  variables?: Record<string, unknown>;
+  /** Product key sent as `Authorization: Bearer`. */
+  key?: string;
+  admin?: boolean;
+  headers?: Record<string, string>;
+}
+
+export interface TestApp {
+  app: App;
+  database: TestDatabase;
+  prisma: PrismaClient;
+  logged: { level: string; msg: string; fields?: Record<string, unknown> }[];
+  gql<T = any>(query: string, options?: RequestOptions): Promise<GqlResult<T>>;
+  /** Creates a product through the service; returns its database id and key. */
+  product(name?: string): Promise<{ id: string; key: string }>;
+  dispose(): Promise<void>;
+}
+
+export function recordingLogger(): { log: Logger; logged: TestApp['logged'] } {
+  const logged: TestApp['logged'] = [];
+  const at = (level: string) => (msg: string, fields?: Record<string, unknown>) => void logged.push({ level, msg, fields });
+  return { logged, log: { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') } };
+}
+
+export async function createTestApp(variant: DatabaseVariant, env: Record<string, string> = {}): Promise<TestApp> {
+  const database = await variant.open();
+  const dataDir = mkdtempSync(join(tmpdir(), 'parley-test-'));
+  const config = loadConfig({
+    NODE_ENV: 'test',
+    PARLEY_DATA_DIR: dataDir,
+    PARLEY_ADMIN_TOKEN: TEST_ADMIN_TOKEN,
+    PARLEY_DEMO: 'false',
+    PARLEY_LOG_LEVEL: 'silent',
+    ...env,
+  });
+  const { log, logged } = recordingLogger();
+  const app = await buildApp(config, { db: database.db, log });
+  const prisma = database.db.prisma;
+  return {
+    app,
+    database,
+    prisma,
+    logged,
+    gql: async (query, options = {}) => {
+      const headers: Record<string, string> = { 'content-type': 'application/json', ...options.headers };
+      if (options.key) headers.authorization = `Bearer ${options.key}`;
+      if (options.admin) headers['x-admin-token'] = TEST_ADMIN_TOKEN;
+      const scope = newSqlScope(true);
+      const response = await runInSqlScope(scope, () =>
+        app.yoga.fetch('http://parley.test/graphql', {
+          method: 'POST',
+          headers,
+          body: JSON.stringify({ query, variables: options.variables }),
+        }),
+      );
+      const body = (await response.json()) as { data: any; errors?: GqlResult['errors'] };
+      return { status: response.status, data: body.data, errors: body.errors, sql: scope.log ?? [] };
+    },
+    product: async (name = 'Test product') => {
+      const { product, key } = await createProduct(prisma, { name });
+      return { id: product.id, key };
+    },
+    dispose: async () => {
+      await app.stop();
+      await database.dispose();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}

@@ -1,0 +1,76 @@
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { describe, inject } from 'vitest';
+import { openDatabase, type Database } from '../../src/infra/db.js';
+
+export type DatabaseKind = 'pglite' | 'postgres';
+
+export interface DatabaseVariant {
+  name: DatabaseKind;
+  available: boolean;
+  /** A fresh, empty database (a new PGlite in memory, or a new database on the server). */
+  open(): Promise<TestDatabase>;
+}
+
+export interface TestDatabase {
+  db: Database;
+  /** Connection URL on PostgreSQL (for tests that need a second client); undefined on PGlite. */
+  url: string | undefined;
+  dispose(): Promise<void>;
+}
+
+export async function createPostgresDatabase(serverUrl: string): Promise<{ url: string; drop(): Promise<void> }> {
+  const name = `parley_t_${randomBytes(6).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: serverUrl });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${name}`);
+  await admin.end();
+  const url = new URL(serverUrl);
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    drop: async () => {
+      const client = new pg.Client({ connectionString: serverUrl });
+      await client.connect();
+      await client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await client.end();
+    },
+  };
+}
+
+export function databaseVariants(): DatabaseVariant[] {
+  const postgresUrl = inject('postgresUrl');
+  return [
+    {
+      name: 'pglite',
+      available: true,
+      open: async () => {
+        const db = await openDatabase({ dataDir: 'memory://' });
+        return { db, url: undefined, dispose: () => db.close() };
+      },
+    },
+    {
+      name: 'postgres',
+      available: Boolean(postgresUrl),
+      open: async () => {
+        const created = await createPostgresDatabase(postgresUrl);
+        const db = await openDatabase({ url: created.url, poolSize: 5 });
+        return {
+          db,
+          url: created.url,
+          dispose: async () => {
+            await db.close();
+            await created.drop();
+          },
+        };
+      },
+    },
+  ];
+}
+
+/** `describe` once per database; unavailable ones are skipped (global setup already said why). */
+export function describeEachDatabase(title: string, fn: (variant: DatabaseVariant) => void): void {
+  for (const variant of databaseVariants()) {
+    describe.skipIf(!variant.available)(`${title} [${variant.name}]`, () => fn(variant));
+  }
+}

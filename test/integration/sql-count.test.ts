@@ -1,0 +1,82 @@
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { createTestApp, type TestApp } from '../helpers/app.js';
+import { describeEachDatabase } from '../helpers/db.js';
+import { seedConversations } from '../helpers/fixtures.js';
+
+const NESTED = /* GraphQL */ `
+  query Nested($n: Int!) {
+    conversations(first: $n) {
+      edges {
+        node {
+          id
+          messages(first: $n) { edges { node { id content feedback { rating } } } }
+          lastMessage { content }
+        }
+      }
+    }
+  }
+`;
+
+describeEachDatabase('SQL statements per nested query', (variant) => {
+  let t: TestApp;
+  let key: string;
+
+  beforeAll(async () => {
+    t = await createTestApp(variant);
+    const product = await t.product();
+    key = product.key;
+    await seedConversations(t.prisma, product.id, { conversations: 25, messages: 25, feedbackEvery: 2 });
+  });
+  afterAll(() => t?.dispose());
+
+  it('uses the same small number of statements for first: 20 and first: 5', async () => {
+    const big = await t.gql(NESTED, { key, variables: { n: 20 } });
+    expect(big.errors).toBeUndefined();
+    expect(big.data.conversations.edges).toHaveLength(20);
+    expect(big.data.conversations.edges[0].node.messages.edges).toHaveLength(20);
+    const small = await t.gql(NESTED, { key, variables: { n: 5 } });
+    expect(small.errors).toBeUndefined();
+    expect(small.data.conversations.edges).toHaveLength(5);
+
+    // Product lookup for the key + one statement for the whole nested read.
+    expect(big.sql.length).toBeLessThanOrEqual(4);
+    expect(small.sql.length).toBe(big.sql.length);
+    expect(big.sql.length).toBe(2);
+  });
+
+  it('returns feedback and lastMessage from the same statement', async () => {
+    const { data, sql } = await t.gql(NESTED, { key, variables: { n: 20 } });
+    const nodes = data.conversations.edges.map((e: any) => e.node);
+    const ratings = nodes.flatMap((n: any) => n.messages.edges.map((e: any) => e.node.feedback?.rating)).filter(Boolean);
+    expect(ratings.length).toBeGreaterThan(0);
+    for (const node of nodes) expect(node.lastMessage.content).toMatch(/^Question 24 of conversation/);
+    expect(sql.filter((s) => /"Feedback"/.test(s))).toHaveLength(1);
+  });
+
+  it('reads no content column when only ids are asked for', async () => {
+    const { sql, errors } = await t.gql(
+      `{ conversations(first: 20) { edges { node { id messages(first: 20) { edges { node { id } } } } } } }`,
+      { key },
+    );
+    expect(errors).toBeUndefined();
+    const read = sql.filter((s) => /"Conversation"/.test(s));
+    expect(read).toHaveLength(1);
+    expect(read[0]).not.toMatch(/content/);
+    expect(read[0]).not.toMatch(/"title"/);
+  });
+
+  it('batches stats of many products into one statement', async () => {
+    for (let i = 0; i < 5; i++) await t.product(`Other ${i}`);
+    const { data, sql, errors } = await t.gql(
+      `{ products(first: 10) { edges { node { name stats { conversationCount messageCount feedbackUp feedbackDown } } } } }`,
+      { admin: true },
+    );
+    expect(errors).toBeUndefined();
+    expect(data.products.edges.length).toBe(6);
+    expect(sql.filter((s) => /count\(\*\)/i.test(s))).toHaveLength(1);
+    expect(sql.length).toBe(2);
+    const first = data.products.edges[0].node.stats;
+    expect(first.conversationCount).toBe(25);
+    expect(first.messageCount).toBe(25 * 25);
+  });
+});
