@@ -6,6 +6,14 @@ const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
   .transform((v) => v === 'true' || v === '1' || v === 'yes');
 
+// Digits only: Number(' ') is 0 and Number('0x1F') is 31, neither is a port a person meant.
+const wholeNumber = (min: number, max: number) =>
+  z
+    .string()
+    .regex(/^\d+$/, 'must be a whole number')
+    .transform(Number)
+    .pipe(z.number().int().min(min).max(max));
+
 const postgresUrl = z
   .string()
   .url()
@@ -14,11 +22,15 @@ const postgresUrl = z
 const envSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
   HOST: z.string().min(1).default('127.0.0.1'),
-  PORT: z.coerce.number().int().min(0).max(65535).default(4000),
+  PORT: wholeNumber(0, 65535).default(4000),
   PARLEY_DATA_DIR: z.string().min(1).default('./.parley'),
   DATABASE_URL: postgresUrl.optional(),
-  DATABASE_POOL_SIZE: z.coerce.number().int().min(1).max(500).default(10),
-  PARLEY_ADMIN_TOKEN: z.string().min(24, 'must be at least 24 characters').optional(),
+  DATABASE_POOL_SIZE: wholeNumber(1, 500).default(10),
+  PARLEY_ADMIN_TOKEN: z
+    .string()
+    .min(24, 'must be at least 24 characters')
+    .startsWith('adm_', 'must start with adm_ (so a Bearer token is recognised as the admin token)')
+    .optional(),
   PARLEY_DEMO: bool.optional(),
   PARLEY_LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),
 });
@@ -40,8 +52,8 @@ export class ConfigError extends Error {
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
-  // Empty strings mean "unset", as in most .env files.
-  const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  // Empty (or blank) strings mean "unset", as in most .env files.
+  const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v.trim() !== ''));
   const parsed = envSchema.safeParse(cleaned);
   if (!parsed.success) {
     const lines = parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`);

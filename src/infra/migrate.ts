@@ -102,7 +102,9 @@ export async function migrate(prisma: PrismaClient, migrations = readMigrations(
         await tx.$executeRawUnsafe(CREATE_TABLE);
         const rows = (await appliedRows(tx)) ?? [];
         if (!check([migration], rows).length) return;
-        const started = new Date();
+        // Both stamps from the database clock: now() is the start of the transaction
+        // (before the lock wait), so it would put finished_at before started_at.
+        const [clock] = await tx.$queryRawUnsafe<{ started: Date }[]>(`SELECT clock_timestamp() AS started`);
         const statements = splitSqlStatements(migration.sql);
         for (const [i, statement] of statements.entries()) {
           try {
@@ -115,15 +117,17 @@ export async function migrate(prisma: PrismaClient, migrations = readMigrations(
         }
         await tx.$executeRawUnsafe(
           `INSERT INTO "_prisma_migrations" (id, checksum, finished_at, migration_name, logs, started_at, applied_steps_count)
-           VALUES ($1, $2, now(), $3, NULL, $4, 1)`,
+           VALUES ($1, $2, clock_timestamp(), $3, NULL, $4, 1)`,
           randomUUID(),
           migration.checksum,
           migration.name,
-          started,
+          clock!.started,
         );
         applied.push(migration.name);
       },
-      { maxWait: 60_000, timeout: 600_000 },
+      // Read committed, whatever the server's default: after the lock wait this
+      // transaction must see the rows another node just committed.
+      { maxWait: 60_000, timeout: 600_000, isolationLevel: 'ReadCommitted' },
     );
   }
   return { applied, alreadyApplied: migrations.length - applied.length };
@@ -138,10 +142,15 @@ export async function migrationsApplied(prisma: PrismaClient, migrations = readM
 /**
  * Splits a PostgreSQL script into statements, respecting quotes, quoted
  * identifiers, dollar-quoted bodies and comments. Comment-only pieces are dropped.
+ * Follows PostgreSQL's lexer where it matters for `;`: block comments nest,
+ * E'…' strings take backslash escapes, dollar tags may contain digits, and a
+ * `$` right after an identifier character belongs to that identifier.
  */
 export function splitSqlStatements(script: string): string[] {
   const out: string[] = [];
   let start = 0;
+  // Whether the current piece holds anything but whitespace and comments.
+  let hasCode = false;
   let i = 0;
   const n = script.length;
   while (i < n) {
@@ -151,33 +160,66 @@ export function splitSqlStatements(script: string): string[] {
       const end = script.indexOf('\n', i);
       i = end === -1 ? n : end + 1;
     } else if (c === '/' && next === '*') {
-      const end = script.indexOf('*/', i + 2);
-      i = end === -1 ? n : end + 2;
-    } else if (c === "'" || c === '"') {
-      i += 1;
-      while (i < n) {
-        if (script[i] === c) {
-          if (script[i + 1] === c) i += 2; // doubled quote is an escaped quote
-          else break;
-        } else i += 1;
-      }
-      i += 1;
-    } else if (c === '$') {
-      const tag = /^\$[A-Za-z_]*\$/.exec(script.slice(i));
-      if (tag) {
-        const end = script.indexOf(tag[0], i + tag[0].length);
-        i = end === -1 ? n : end + tag[0].length;
-      } else i += 1;
+      i = endOfBlockComment(script, i);
     } else if (c === ';') {
-      out.push(script.slice(start, i));
+      if (hasCode) out.push(script.slice(start, i).trim());
       i += 1;
       start = i;
-    } else i += 1;
+      hasCode = false;
+    } else {
+      if (!/\s/.test(c)) hasCode = true;
+      if (c === "'" || c === '"') {
+        i = endOfQuoted(script, i, c === "'" && isEscapeStringPrefix(script, i));
+      } else if (c === '$' && !IDENT_CHAR.test(script[i - 1] ?? '')) {
+        DOLLAR_TAG.lastIndex = i;
+        const tag = DOLLAR_TAG.exec(script)?.[0];
+        if (tag) {
+          const end = script.indexOf(tag, i + tag.length);
+          i = end === -1 ? n : end + tag.length;
+        } else i += 1;
+      } else i += 1;
+    }
   }
-  out.push(script.slice(start));
-  return out.map((s) => s.trim()).filter((s) => stripComments(s).trim().length > 0);
+  if (hasCode) out.push(script.slice(start).trim());
+  return out;
 }
 
-function stripComments(sql: string): string {
-  return sql.replace(/--[^\n]*/g, '').replace(/\/\*[\s\S]*?\*\//g, '');
+const IDENT_CHAR = /[A-Za-z0-9_$\u0080-\uffff]/;
+const DOLLAR_TAG = /\$(?:[A-Za-z_\u0080-\uffff][A-Za-z0-9_\u0080-\uffff]*)?\$/y;
+
+/** Index just past the quote closing the string or identifier opened at `open`. */
+function endOfQuoted(script: string, open: number, backslashEscapes: boolean): number {
+  const quote = script[open];
+  let i = open + 1;
+  while (i < script.length) {
+    const c = script[i];
+    if (backslashEscapes && c === '\\') i += 2;
+    else if (c === quote) {
+      if (script[i + 1] !== quote) return i + 1;
+      i += 2; // doubled quote is an escaped quote
+    } else i += 1;
+  }
+  return script.length;
+}
+
+/** `E'…'` (not `somE'…'`, which is an identifier followed by a string). */
+function isEscapeStringPrefix(script: string, quote: number): boolean {
+  return /[Ee]/.test(script[quote - 1] ?? '') && !IDENT_CHAR.test(script[quote - 2] ?? '');
+}
+
+/** Index just past the end of the (possibly nested) block comment opened at `open`. */
+function endOfBlockComment(script: string, open: number): number {
+  let depth = 0;
+  let i = open;
+  while (i < script.length) {
+    if (script[i] === '/' && script[i + 1] === '*') {
+      depth += 1;
+      i += 2;
+    } else if (script[i] === '*' && script[i + 1] === '/') {
+      depth -= 1;
+      i += 2;
+      if (depth === 0) return i;
+    } else i += 1;
+  }
+  return script.length;
 }

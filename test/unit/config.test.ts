@@ -1,0 +1,138 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../../src/config.js';
+
+const TOKEN = 'adm_0123456789abcdef0123456789';
+
+function configError(env: Record<string, string>): ConfigError {
+  try {
+    loadConfig(env);
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return error as ConfigError;
+  }
+  throw new Error(`loadConfig accepted ${JSON.stringify(env)}`);
+}
+
+describe('loadConfig', () => {
+  it('uses the documented defaults for an empty environment', () => {
+    expect(loadConfig({})).toEqual({
+      env: 'development',
+      host: '127.0.0.1',
+      port: 4000,
+      dataDir: './.parley',
+      database: { url: undefined, poolSize: 10 },
+      adminToken: undefined,
+      demo: true,
+      logLevel: 'info',
+    });
+  });
+
+  it('reads every variable', () => {
+    expect(
+      loadConfig({
+        NODE_ENV: 'test',
+        HOST: '0.0.0.0',
+        PORT: '8080',
+        PARLEY_DATA_DIR: '/var/lib/parley',
+        DATABASE_URL: 'postgresql://parley:secret@db.internal:5432/parley?sslmode=require',
+        DATABASE_POOL_SIZE: '25',
+        PARLEY_ADMIN_TOKEN: TOKEN,
+        PARLEY_DEMO: 'no',
+        PARLEY_LOG_LEVEL: 'warn',
+      }),
+    ).toEqual({
+      env: 'test',
+      host: '0.0.0.0',
+      port: 8080,
+      dataDir: '/var/lib/parley',
+      database: { url: 'postgresql://parley:secret@db.internal:5432/parley?sslmode=require', poolSize: 25 },
+      adminToken: TOKEN,
+      demo: false,
+      logLevel: 'warn',
+    });
+    expect(loadConfig({ DATABASE_URL: 'postgres://localhost/parley' }).database.url).toBe('postgres://localhost/parley');
+    expect(loadConfig({ PORT: '0' }).port).toBe(0);
+  });
+
+  it('turns the demo off in production unless asked for', () => {
+    expect(loadConfig({ NODE_ENV: 'production' }).demo).toBe(false);
+    expect(loadConfig({ NODE_ENV: 'production', PARLEY_DEMO: 'true' }).demo).toBe(true);
+    expect(loadConfig({ NODE_ENV: 'test' }).demo).toBe(true);
+    expect(loadConfig({ NODE_ENV: 'development', PARLEY_DEMO: '0' }).demo).toBe(false);
+  });
+
+  it('treats empty (and blank) strings as unset', () => {
+    const blank = {
+      NODE_ENV: '',
+      HOST: '',
+      PORT: '',
+      PARLEY_DATA_DIR: '',
+      DATABASE_URL: '',
+      DATABASE_POOL_SIZE: '',
+      PARLEY_ADMIN_TOKEN: '',
+      PARLEY_DEMO: '',
+      PARLEY_LOG_LEVEL: '',
+    };
+    expect(loadConfig(blank)).toEqual(loadConfig({}));
+    expect(loadConfig({ PORT: ' ', HOST: '  ', DATABASE_URL: ' ' })).toEqual(loadConfig({}));
+  });
+
+  it('ignores variables it does not know', () => {
+    expect(loadConfig({ PATH: '/usr/bin', PORT_FORWARD: 'x' })).toEqual(loadConfig({}));
+  });
+
+  it.each([
+    ['PORT', 'abc'],
+    ['PORT', '70000'],
+    ['PORT', '-1'],
+    ['PORT', '80.5'],
+    ['PORT', '0x50'],
+    ['PORT', '1e3'],
+    ['DATABASE_URL', 'mysql://x'],
+    ['DATABASE_URL', 'not a url'],
+    ['DATABASE_POOL_SIZE', '0'],
+    ['DATABASE_POOL_SIZE', 'ten'],
+    ['DATABASE_POOL_SIZE', '501'],
+    ['PARLEY_ADMIN_TOKEN', 'too-short'],
+    ['PARLEY_ADMIN_TOKEN', 'no-prefix-0123456789abcdef0123'],
+    ['PARLEY_DEMO', 'maybe'],
+    ['PARLEY_LOG_LEVEL', 'verbose'],
+    ['NODE_ENV', 'staging'],
+  ])('rejects %s=%s with a ConfigError naming the variable', (name, value) => {
+    const error = configError({ [name]: value });
+    expect(error.name).toBe('ConfigError');
+    expect(error.message).toMatch(new RegExp(`^\\s+${name}: `, 'm'));
+  });
+
+  it('names every bad variable at once', () => {
+    const error = configError({ PORT: 'abc', DATABASE_POOL_SIZE: '0', PARLEY_ADMIN_TOKEN: 'short' });
+    for (const name of ['PORT', 'DATABASE_POOL_SIZE', 'PARLEY_ADMIN_TOKEN']) expect(error.message).toContain(`${name}: `);
+    expect(error.message).not.toContain('DATABASE_URL');
+  });
+
+  it('does not echo the rejected admin token', () => {
+    const error = configError({ PARLEY_ADMIN_TOKEN: 'hunter2-secret' });
+    expect(error.message).not.toContain('hunter2-secret');
+  });
+
+  it('returns a deeply frozen object', () => {
+    const config = loadConfig({ DATABASE_URL: 'postgres://localhost/parley', PARLEY_ADMIN_TOKEN: TOKEN });
+    expect(Object.isFrozen(config)).toBe(true);
+    expect(Object.isFrozen(config.database)).toBe(true);
+    expect(() => {
+      (config as { port: number }).port = 1;
+    }).toThrow(TypeError);
+    expect(() => {
+      (config.database as { poolSize: number }).poolSize = 1;
+    }).toThrow(TypeError);
+    expect(config.port).toBe(4000);
+    expect(config.database.poolSize).toBe(10);
+  });
+
+  it('does not freeze or change the environment it was given', () => {
+    const env = { PORT: '8080', HOST: '' };
+    loadConfig(env);
+    expect(Object.isFrozen(env)).toBe(false);
+    expect(env).toEqual({ PORT: '8080', HOST: '' });
+  });
+});
