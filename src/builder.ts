@@ -1,11 +1,14 @@
 import SchemaBuilder from '@pothos/core';
 import DataloaderPlugin from '@pothos/plugin-dataloader';
 import PrismaPlugin from '@pothos/plugin-prisma';
-import RelayPlugin from '@pothos/plugin-relay';
+import RelayPlugin, { decodeGlobalID } from '@pothos/plugin-relay';
+import { BadUserInputError } from './errors.js';
 import type { Context } from './context.js';
 import type PrismaTypes from './generated/pothos-prisma-types.js';
 import { getDatamodel } from './generated/pothos-prisma-types.js';
 import { MAX_PAGE_SIZE } from './services/validation.js';
+
+const NODE_TYPES = new Set(['Product', 'KnowledgeEntry', 'Conversation', 'Message', 'Feedback']);
 
 export const builder = new SchemaBuilder<{
   Context: Context;
@@ -22,6 +25,17 @@ export const builder = new SchemaBuilder<{
     clientMutationId: 'omit',
     cursorType: 'String',
     nodesOnConnection: true,
+    // An id naming no node type is the client's mistake, not an internal error.
+    decodeGlobalID: (globalID) => {
+      let decoded: { typename: string; id: string } | undefined;
+      try {
+        decoded = decodeGlobalID(globalID);
+      } catch {
+        decoded = undefined;
+      }
+      if (!decoded || !NODE_TYPES.has(decoded.typename)) throw new BadUserInputError('id is not a valid node id', 'id');
+      return decoded;
+    },
   },
   prisma: {
     client: (ctx) => ctx.prisma,

@@ -2,7 +2,7 @@ import { builder } from '../builder.js';
 import { requireProduct } from '../services/auth.js';
 import { conversationFilter, conversationOrder, startConversation } from '../services/conversations.js';
 import { messageOrder } from '../services/messages.js';
-import { nodeUuid, parseGlobalId } from './ids.js';
+import { cursorUuid, nodeUuid, parseGlobalId } from './ids.js';
 
 export const Conversation = builder.prismaNode('Conversation', {
   id: { field: 'id' },
@@ -19,7 +19,11 @@ export const Conversation = builder.prismaNode('Conversation', {
     messages: t.relatedConnection('messages', {
       cursor: 'id',
       description: 'Oldest to newest; page forwards with first/after, backwards with last/before.',
-      query: { orderBy: messageOrder },
+      // A cursor must be a message of this conversation: another's would position the page.
+      query: (args) => {
+        const id = cursorUuid(args);
+        return { where: id === undefined ? {} : { conversation: { messages: { some: { id } } } }, orderBy: messageOrder };
+      },
     }),
   }),
 });
@@ -44,13 +48,18 @@ builder.queryFields((t) => ({
     cursor: 'id',
     description: "The calling product's conversations, most recent activity first.",
     args: { sessionId: t.arg.string() },
-    resolve: (query, _root, args, ctx) =>
-      ctx.prisma.conversation.findMany({
+    resolve: (query, _root, args, ctx) => {
+      const productId = requireProduct(ctx).id;
+      // A cursor must be one of this product's conversations: another's would position the page.
+      const id = cursorUuid(args);
+      const filter = conversationFilter(productId, args.sessionId);
+      return ctx.prisma.conversation.findMany({
         ...query,
         relationLoadStrategy: 'join',
-        where: conversationFilter(requireProduct(ctx).id, args.sessionId),
+        where: id === undefined ? filter : { AND: [filter, { product: { conversations: { some: { id } } } }] },
         orderBy: conversationOrder,
-      }),
+      });
+    },
   }),
 }));
 

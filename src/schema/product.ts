@@ -1,10 +1,20 @@
 import { builder } from '../builder.js';
 import { requireAdmin, requireProduct } from '../services/auth.js';
-import { conversationOrder } from '../services/conversations.js';
+import { conversationOrder, sessionFilter } from '../services/conversations.js';
 import { createProduct, rotateProductKey } from '../services/products.js';
-import { nodeUuid, parseGlobalId } from './ids.js';
+import { cursorUuid, nodeUuid, parseGlobalId } from './ids.js';
 
 const NO_ROW = '00000000-0000-0000-0000-000000000000';
+
+/**
+ * Keeps rows only when the page's cursor row is one of the same product's:
+ * another product's row would position the page (an existence and ordering
+ * oracle) where a missing row gives an empty page. See cursorUuid.
+ */
+function ownCursor<W>(args: object, owned: (id: string) => W): W | Record<string, never> {
+  const id = cursorUuid(args);
+  return id === undefined ? {} : owned(id);
+}
 
 export const ProductStats = builder.objectRef<{
   conversationCount: number;
@@ -26,8 +36,12 @@ export const Product = builder.prismaNode('Product', {
   id: { field: 'id' },
   select: { id: true },
   nullable: true,
-  // A product sees only itself; the admin sees every product.
-  findUnique: (id, ctx) => ({ id: ctx.isAdmin || ctx.product?.id === nodeUuid(id, 'Product') ? id : NO_ROW }),
+  // A product sees only itself; the admin sees every product; no credentials at all is UNAUTHENTICATED,
+  // as for every other node type. The uuid is checked first, for the admin too (else Prisma fails on it).
+  findUnique: (id, ctx) => {
+    const uuid = nodeUuid(id, 'Product').toLowerCase();
+    return { id: ctx.isAdmin || requireProduct(ctx).id === uuid ? uuid : NO_ROW };
+  },
   fields: (t) => ({
     name: t.exposeString('name'),
     keyPrefix: t.exposeString('keyPrefix', { description: 'The first characters of the key, to tell keys apart.' }),
@@ -35,12 +49,23 @@ export const Product = builder.prismaNode('Product', {
     metadata: t.expose('metadata', { type: 'JSON', description: 'Free-form settings of the product.' }),
     knowledge: t.relatedConnection('knowledge', {
       cursor: 'id',
-      query: { orderBy: [{ updatedAt: 'desc' }, { id: 'desc' }] },
+      query: (args) => ({
+        where: ownCursor(args, (id) => ({ product: { knowledge: { some: { id } } } })),
+        orderBy: [{ updatedAt: 'desc' }, { id: 'desc' }],
+      }),
     }),
     conversations: t.relatedConnection('conversations', {
       cursor: 'id',
       args: { sessionId: t.arg.string() },
-      query: (args) => ({ where: args.sessionId == null ? {} : { sessionId: args.sessionId }, orderBy: conversationOrder }),
+      query: (args) => ({
+        where: {
+          AND: [
+            sessionFilter(args.sessionId),
+            ownCursor(args, (id) => ({ product: { conversations: { some: { id } } } })),
+          ],
+        },
+        orderBy: conversationOrder,
+      }),
     }),
     stats: t.field({
       type: ProductStats,

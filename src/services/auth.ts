@@ -8,6 +8,12 @@ export const ADMIN_TOKEN_PREFIX = 'adm_';
 export interface Credentials {
   productKey?: string;
   adminToken?: string;
+  /**
+   * Why the credentials sent cannot be used, when they cannot: two different
+   * values for one credential (Bearer and the x-… header), or a `Bearer`
+   * header that is not one token. Refused as a whole, never one part picked.
+   */
+  invalid?: string;
 }
 
 export interface Principal {
@@ -21,13 +27,25 @@ export interface Principal {
  */
 export function credentialsFromHeaders(headers: Headers): Credentials {
   const out: Credentials = {};
-  const bearer = /^Bearer\s+(\S+)\s*$/i.exec(headers.get('authorization') ?? '')?.[1];
+  const authorization = headers.get('authorization') ?? '';
+  const bearer = /^Bearer\s+(\S+)\s*$/i.exec(authorization)?.[1];
+  // Other schemes (Basic from a proxy in front) are not Parley's and are ignored; a Bearer
+  // that is empty, has spaces or is repeated ("Bearer a, Bearer b") is a bad credential.
+  if (bearer === undefined && /^\s*Bearer(\s|$)/i.test(authorization)) out.invalid = 'malformed Authorization: Bearer header';
   const productKey = headers.get('x-product-key')?.trim();
   const adminToken = headers.get('x-admin-token')?.trim();
   if (bearer?.startsWith(ADMIN_TOKEN_PREFIX)) out.adminToken = bearer;
   else if (bearer) out.productKey = bearer;
-  if (productKey) out.productKey = productKey;
-  if (adminToken) out.adminToken = adminToken;
+  // A second, different value must not silently replace the first: a wrong key is never ignored.
+  const conflicting = 'conflicting credentials: send at most one product key and one admin token';
+  if (productKey) {
+    if (out.productKey !== undefined && out.productKey !== productKey) out.invalid ??= conflicting;
+    out.productKey = productKey;
+  }
+  if (adminToken) {
+    if (out.adminToken !== undefined && out.adminToken !== adminToken) out.invalid ??= conflicting;
+    out.adminToken = adminToken;
+  }
   return out;
 }
 
@@ -37,6 +55,7 @@ export async function authenticate(
   adminToken: string,
   credentials: Credentials,
 ): Promise<Principal> {
+  if (credentials.invalid !== undefined) throw new UnauthenticatedError(credentials.invalid);
   let isAdmin = false;
   if (credentials.adminToken !== undefined) {
     if (!secretsEqual(credentials.adminToken, adminToken)) throw new UnauthenticatedError('invalid admin token');
