@@ -31,6 +31,15 @@ export function createMaskError(log: Logger) {
       }
       return graphqlError;
     }
+    // Variable coercion ("$n got invalid value …"): graphql-js raises it before
+    // execution (so without a path) and keeps the scalar's or enum's own
+    // GraphQLError as originalError. The client sent it: not an internal error.
+    if (graphqlError && !graphqlError.path && original instanceof GraphQLError) {
+      return new GraphQLError(graphqlError.message, {
+        ...location,
+        extensions: { ...graphqlError.extensions, code: graphqlError.extensions.code ?? 'BAD_USER_INPUT' },
+      });
+    }
     log.error('unexpected error', { error: original instanceof Error ? original : String(original), path: graphqlError?.path });
     return new GraphQLError(message, { ...location, extensions: { code: 'INTERNAL_SERVER_ERROR' } });
   };

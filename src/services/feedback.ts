@@ -2,11 +2,12 @@ import { z } from 'zod';
 import { BadUserInputError, NotFoundError } from '../errors.js';
 import type { PrismaClient } from '../infra/db.js';
 import type { Prisma, Rating } from '../generated/prisma/client.js';
-import { limits, parseInput, text } from './validation.js';
+import { uuidv7 } from './ids.js';
+import { limits, optionalText, parseInput } from './validation.js';
 
 const submitInput = z.object({
   rating: z.enum(['UP', 'DOWN']),
-  comment: text(limits.comment).nullish(),
+  comment: optionalText(limits.comment),
 });
 
 type Query = { select?: Prisma.FeedbackSelect; include?: Prisma.FeedbackInclude };
@@ -31,11 +32,21 @@ export async function submitFeedback(
   if (message.role !== 'ASSISTANT') {
     throw new BadUserInputError('input.messageId only assistant replies can be rated', 'input.messageId');
   }
-  const fields = { rating, comment: comment ?? null };
-  return prisma.feedback.upsert({
-    ...query,
-    where: { messageId },
-    create: { ...fields, messageId, conversationId: message.conversationId, productId },
-    update: { ...fields, createdAt: new Date() },
-  });
+  // One atomic INSERT … ON CONFLICT: Prisma's upsert (a SELECT, then an INSERT
+  // or UPDATE) lets two concurrent ratings of one reply both try to INSERT, and
+  // the loser failed on the unique messageId as an INTERNAL_SERVER_ERROR.
+  const [row] = await prisma.$queryRawUnsafe<{ id: string }[]>(
+    `INSERT INTO "Feedback" (id, "messageId", "conversationId", "productId", rating, comment, "createdAt")
+     VALUES ($1::uuid, $2::uuid, $3::uuid, $4::uuid, $5::"Rating", $6, now())
+     ON CONFLICT ("messageId") DO UPDATE
+        SET rating = EXCLUDED.rating, comment = EXCLUDED.comment, "createdAt" = EXCLUDED."createdAt"
+     RETURNING id::text AS id`,
+    uuidv7(),
+    messageId,
+    message.conversationId,
+    productId,
+    rating,
+    comment ?? null,
+  );
+  return prisma.feedback.findUniqueOrThrow({ ...query, where: { id: row!.id } });
 }

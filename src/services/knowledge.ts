@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { BadUserInputError, NotFoundError } from '../errors.js';
 import type { PrismaClient } from '../infra/db.js';
 import type { KnowledgeEntry, Prisma } from '../generated/prisma/client.js';
-import { limits, MAX_BATCH, parseInput, text } from './validation.js';
+import { limits, MAX_BATCH, MAX_PAGE_SIZE, parseInput, plainText, text } from './validation.js';
 
 const tags = z
   .array(text(limits.tag))
@@ -61,8 +61,8 @@ export interface KnowledgeHit {
 }
 
 const searchInput = z.object({
-  query: z.string().max(limits.searchQuery, `must be at most ${limits.searchQuery} characters`),
-  first: z.number().int().min(1, 'must be at least 1').max(50, 'must be at most 50'),
+  query: plainText(limits.searchQuery),
+  first: z.number().int().min(1, 'must be at least 1').max(MAX_PAGE_SIZE, `must be at most ${MAX_PAGE_SIZE}`),
 });
 
 /**
