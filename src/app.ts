@@ -49,6 +49,10 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     landingPage: false,
     graphiql: config.env !== 'production' ? { title: 'Parley', subscriptionsProtocol: 'WS' } : false,
     maskedErrors: { maskError: createMaskError(log) },
+    // Yoga logs every error that maskError replaced, i.e. every expected error
+    // (UNAUTHENTICATED, NOT_FOUND, ...) as well; createMaskError already logs the
+    // unexpected ones, so Yoga's own output goes to our logger at debug level.
+    logging: yogaLogger(log),
     plugins: [usePageSizeLimit({ max: MAX_PAGE_SIZE })],
     context: async (initial) => {
       const credentials = (initial as { credentials?: Credentials }).credentials ?? credentialsFromHeaders(initial.request.headers);
@@ -64,8 +68,9 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   });
 
   const server = createServer((req, res) => {
-    if (req.url === '/healthz') return json(res, 200, { status: 'ok' });
-    if (req.url === '/readyz') {
+    const path = (req.url ?? '/').split('?', 1)[0];
+    if (path === '/healthz') return json(res, 200, { status: 'ok' });
+    if (path === '/readyz') {
       void readiness(db).then((ready) => json(res, ready.ok ? 200 : 503, ready));
       return;
     }
@@ -124,9 +129,19 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
       (stopping ??= (async () => {
         await wsServer.dispose();
         await closeServer(server);
+        await yoga.dispose();
         if (!options.db) await db.close();
       })()),
   };
+}
+
+function yogaLogger(log: Logger): Record<'debug' | 'info' | 'warn' | 'error', (...args: unknown[]) => void> {
+  const at = (level: 'debug' | 'warn') => (...args: unknown[]) => {
+    const [first, ...rest] = args;
+    if (first instanceof Error) log[level]('yoga', { error: first });
+    else log[level](`yoga: ${String(first)}`, rest.length ? { details: rest } : undefined);
+  };
+  return { debug: at('debug'), info: at('debug'), warn: at('warn'), error: at('debug') };
 }
 
 function wsCredentials(params: Record<string, unknown>, request: IncomingMessage): Credentials {
@@ -159,10 +174,20 @@ function json(res: ServerResponse, status: number, body: unknown): void {
   res.end(JSON.stringify(body));
 }
 
-function closeServer(server: Server): Promise<void> {
+/**
+ * Stops accepting connections, closes idle keep-alive ones at once and gives
+ * requests in flight `graceMs` to finish before their sockets are cut: a stalled
+ * upload or a long-lived stream must not keep a SIGTERM waiting for Node's
+ * 300 s request timeout.
+ */
+function closeServer(server: Server, graceMs = 5_000): Promise<void> {
   return new Promise((resolve) => {
     if (!server.listening) return resolve();
-    server.close(() => resolve());
+    const force = setTimeout(() => server.closeAllConnections(), graceMs);
+    server.close(() => {
+      clearTimeout(force);
+      resolve();
+    });
     server.closeIdleConnections();
   });
 }

@@ -1,5 +1,5 @@
-import { buildApp } from './app.js';
-import { ConfigError, loadConfig } from './config.js';
+import { buildApp, type App } from './app.js';
+import { ConfigError, loadConfig, type Config } from './config.js';
 import { createLogger } from './infra/log.js';
 
 const started = performance.now();
@@ -14,11 +14,49 @@ try {
   throw error;
 }
 const log = createLogger(config.logLevel);
-const app = await buildApp(config, { log });
-const { url } = await app.start();
-log.info('Parley ready', { url, database: app.deps.db.description, startupMs: Math.round(performance.now() - started) });
 
-if (config.env !== 'production') {
+// Signals are handled from the first moment: a SIGTERM during start-up (PGlite's
+// first start takes seconds) stops cleanly once the app exists, instead of the
+// default action killing the process half-way through writing its data dir.
+// A second signal exits at once.
+let app: App | undefined;
+let stopRequested = false;
+const stopAndExit = (running: App) =>
+  running.stop().then(
+    () => process.exit(0),
+    (error) => {
+      log.error('stop failed', { error });
+      process.exit(1);
+    },
+  );
+for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+  process.on(signal, () => {
+    if (stopRequested) {
+      log.warn('second signal: exiting without waiting for stop', { signal });
+      process.exit(1);
+    }
+    stopRequested = true;
+    log.info('stopping', { signal });
+    if (app) void stopAndExit(app);
+  });
+}
+
+try {
+  app = await buildApp(config, { log });
+  if (stopRequested) void stopAndExit(app);
+  else await serve(app, config);
+} catch (error) {
+  // Database unreachable, migration refused, port taken...: one clear line, exit 1.
+  log.error('start-up failed', { error });
+  process.stderr.write(`Parley could not start: ${error instanceof Error ? error.message.trim() : String(error)}\n`);
+  await app?.stop().catch(() => {});
+  process.exit(1);
+}
+
+async function serve(app: App, config: Config): Promise<void> {
+  const { url } = await app.start();
+  log.info('Parley ready', { url, database: app.deps.db.description, startupMs: Math.round(performance.now() - started) });
+  if (config.env === 'production') return;
   const lines = [
     '',
     `  Parley is running: ${url} (GraphiQL in your browser)`,
@@ -36,20 +74,4 @@ if (config.env !== 'production') {
     );
   }
   process.stdout.write(lines.join('\n') + '\n\n');
-}
-
-let stopping = false;
-for (const signal of ['SIGTERM', 'SIGINT'] as const) {
-  process.on(signal, () => {
-    if (stopping) return;
-    stopping = true;
-    log.info('stopping', { signal });
-    app.stop().then(
-      () => process.exit(0),
-      (error) => {
-        log.error('stop failed', { error });
-        process.exit(1);
-      },
-    );
-  });
 }

@@ -63,14 +63,15 @@ export async function seedDemo(prisma: PrismaClient, dataDir: string): Promise<D
       latencyMs: 0,
       cached: false,
     });
-    return { productId: product.id, key: issued.key };
-  });
-
-  if (seeded) {
+    // Written before the commit: a crash after it must not leave a demo product
+    // whose key nobody knows. If the commit fails instead, the next start finds
+    // an empty database, seeds again and overwrites this file.
     mkdirSync(dataDir, { recursive: true });
-    writeFileSync(keyFile, seeded.key + '\n', { mode: 0o600 });
-    return { ...seeded, created: true };
-  }
+    writeFileSync(keyFile, issued.key + '\n', { mode: 0o600 });
+    return { productId: product.id, key: issued.key };
+  }, { maxWait: 60_000, timeout: 60_000 }); // not Prisma's 5 s default: a busy 2-core machine or a queue of nodes
+
+  if (seeded) return { ...seeded, created: true };
   if (!existsSync(keyFile)) return null;
   const key = readFileSync(keyFile, 'utf8').trim();
   const product = await findProductByKey(prisma, key);

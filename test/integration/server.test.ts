@@ -1,0 +1,224 @@
+import { createConnection } from 'node:net';
+import { createClient, type Client, type ClientOptions } from 'graphql-ws';
+import WebSocket from 'ws';
+import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
+import { createTestApp, type TestApp } from '../helpers/app.js';
+import { describeEachDatabase } from '../helpers/db.js';
+
+/**
+ * The real node:http server on a loopback port: health/readiness endpoints,
+ * GraphiQL, GraphQL over HTTP and over graphql-ws (auth on connect), and a
+ * stop() that closes websocket clients and the port.
+ */
+
+interface Closed {
+  code: number;
+  reason: string;
+}
+
+/** Resolves with whatever the socket does first, within a bounded time. */
+function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    promise,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+/** Outcome of one operation over graphql-ws: the results that arrived and how it ended. */
+async function runOverWs(client: Client, query: string): Promise<{ results: any[]; error: unknown }> {
+  const results: any[] = [];
+  const error = await withTimeout(
+    new Promise<unknown>((resolve) => {
+      client.subscribe({ query }, { next: (r) => void results.push(r), error: (e) => resolve(e), complete: () => resolve(undefined) });
+    }),
+    10_000,
+    'graphql-ws operation',
+  );
+  return { results, error };
+}
+
+/** A TCP connect to the port: true if something accepts it. */
+function accepts(port: number): Promise<boolean> {
+  return withTimeout(
+    new Promise<boolean>((resolve) => {
+      const socket = createConnection({ port, host: '127.0.0.1' });
+      socket.once('connect', () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.once('error', () => {
+        socket.destroy();
+        resolve(false);
+      });
+    }),
+    5_000,
+    `connect to ${port}`,
+  );
+}
+
+describeEachDatabase('HTTP + WebSocket server', (variant) => {
+  let t: TestApp;
+  let key: string;
+  let base: string;
+  let wsUrl: string;
+  let port: number;
+  const clients: Client[] = [];
+
+  /** A graphql-ws client over `ws`, never retrying, recording how it closed. */
+  function wsClient(options: Partial<ClientOptions> = {}): { client: Client; closed: Closed[] } {
+    const closed: Closed[] = [];
+    const client = createClient({
+      url: wsUrl,
+      webSocketImpl: WebSocket,
+      retryAttempts: 0,
+      onNonLazyError: () => {},
+      ...options,
+      on: { closed: (event) => void closed.push({ code: (event as Closed).code, reason: (event as Closed).reason }) },
+    });
+    clients.push(client);
+    return { client, closed };
+  }
+
+  beforeAll(async () => {
+    t = await createTestApp(variant);
+    key = (await t.product('Server test')).key;
+    const started = await t.app.start(0, '127.0.0.1');
+    port = started.port;
+    base = `http://127.0.0.1:${port}`;
+    wsUrl = `ws://127.0.0.1:${port}/graphql`;
+    expect(started.url).toBe(`http://localhost:${port}/graphql`);
+  });
+  afterEach(async () => {
+    await Promise.all(clients.splice(0).map((c) => c.dispose()));
+  });
+  afterAll(() => t?.dispose());
+
+  it('GET /healthz answers 200', async () => {
+    const res = await fetch(`${base}/healthz`);
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ status: 'ok' });
+  });
+
+  it('GET /readyz answers 200 with JSON once the database is migrated', async () => {
+    const res = await fetch(`${base}/readyz`);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toMatch(/application\/json/);
+    expect(await res.json()).toEqual({ ok: true, database: 'ok', migrations: 'applied' });
+  });
+
+  it('serves GraphiQL to a browser on GET /graphql', async () => {
+    const res = await fetch(`${base}/graphql`, { headers: { accept: 'text/html' } });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toMatch(/text\/html/);
+    const html = await res.text();
+    expect(html).toMatch(/<html/i);
+    expect(html).toMatch(/graphiql/i);
+    expect(html).toContain('Parley');
+  });
+
+  it('answers a POST query over real HTTP with a product key', async () => {
+    const res = await fetch(`${base}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
+      body: JSON.stringify({ query: '{ viewer { name keyPrefix } }' }),
+    });
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as any;
+    expect(body.errors).toBeUndefined();
+    expect(body.data.viewer).toEqual({ name: 'Server test', keyPrefix: key.slice(0, 12) });
+  });
+
+  it('rejects a POST with a wrong product key', async () => {
+    const res = await fetch(`${base}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: 'Bearer pk_live_not_a_real_key_0000000000' },
+      body: JSON.stringify({ query: '{ viewer { name } }' }),
+    });
+    const body = (await res.json()) as any;
+    expect(body.data ?? null).toBeNull();
+    expect(body.errors?.[0]?.extensions?.code).toBe('UNAUTHENTICATED');
+  });
+
+  it('runs a query over graphql-ws with connectionParams.productKey', async () => {
+    const { client } = wsClient({ connectionParams: { productKey: key } });
+    const { results, error } = await runOverWs(client, '{ viewer { name } }');
+    expect(error).toBeUndefined();
+    expect(results).toEqual([{ data: { viewer: { name: 'Server test' } } }]);
+  });
+
+  it('accepts the key as connectionParams.authorization and as an upgrade header', async () => {
+    const byParam = wsClient({ connectionParams: { authorization: `Bearer ${key}` } });
+    expect((await runOverWs(byParam.client, '{ viewer { name } }')).results).toEqual([
+      { data: { viewer: { name: 'Server test' } } },
+    ]);
+
+    class WithHeader extends WebSocket {
+      constructor(url: string, protocols?: string | string[]) {
+        super(url, protocols, { headers: { authorization: `Bearer ${key}` } });
+      }
+    }
+    const byHeader = wsClient({ webSocketImpl: WithHeader });
+    expect((await runOverWs(byHeader.client, '{ viewer { name } }')).results).toEqual([
+      { data: { viewer: { name: 'Server test' } } },
+    ]);
+  });
+
+  it('refuses a graphql-ws connection with a wrong key: 4403 Forbidden, no data', async () => {
+    const { client, closed } = wsClient({ connectionParams: { productKey: 'pk_live_wrong_key_00000000000000000000' } });
+    const { results, error } = await runOverWs(client, '{ viewer { name } }');
+    expect(results).toEqual([]);
+    expect(error).toMatchObject({ code: 4403, reason: 'Forbidden' });
+    expect(closed).toEqual([{ code: 4403, reason: 'Forbidden' }]);
+  });
+
+  it('lets a graphql-ws connection without credentials in, anonymous: viewer is UNAUTHENTICATED', async () => {
+    // No key at all authenticates as anonymous; the operation itself then fails.
+    const { client } = wsClient();
+    const { results } = await runOverWs(client, '{ viewer { name } }');
+    expect(results).toHaveLength(1);
+    expect(results[0].data ?? null).toBeNull();
+    expect(results[0].errors?.[0]?.extensions?.code).toBe('UNAUTHENTICATED');
+  });
+
+  // Runs last in this file: it stops the server the tests above share.
+  it('stop() closes open websocket clients, cuts a stalled request after a grace period, and closes the port', async () => {
+    const { client, closed } = wsClient({ connectionParams: { productKey: key }, lazy: false });
+    await withTimeout(
+      new Promise<void>((resolve) => client.on('connected', () => resolve())),
+      10_000,
+      'graphql-ws connected',
+    );
+    // A raw websocket too, that never says connection_init.
+    const raw = new WebSocket(wsUrl, 'graphql-transport-ws');
+    const rawClosed = new Promise<number>((resolve) => raw.once('close', (code) => resolve(code)));
+    await withTimeout(new Promise((resolve, reject) => raw.once('open', resolve).once('error', reject)), 5_000, 'raw ws open');
+    // And an HTTP request that never finishes its body: stop() must not wait for it forever.
+    const stalled = createConnection({ port, host: '127.0.0.1' });
+    const stalledClosed = new Promise<void>((resolve) => stalled.once('close', () => resolve()));
+    stalled.on('error', () => {});
+    await withTimeout(new Promise((resolve) => stalled.once('connect', resolve)), 5_000, 'stalled connect');
+    stalled.write('POST /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{"query":');
+    try {
+      expect(await accepts(port)).toBe(true);
+      await withTimeout(t.app.stop(), 15_000, 'app.stop() with a stalled request open');
+      await withTimeout(stalledClosed, 5_000, 'stalled request cut');
+      expect(await withTimeout(rawClosed, 5_000, 'raw ws closed')).toBe(1001);
+      await withTimeout(
+        (async () => {
+          while (!closed.length) await new Promise((r) => setTimeout(r, 20));
+        })(),
+        5_000,
+        'graphql-ws client closed',
+      );
+      expect(closed[0]?.code).toBe(1001);
+      expect(await accepts(port)).toBe(false);
+      await expect(fetch(`${base}/healthz`)).rejects.toThrow();
+    } finally {
+      raw.terminate();
+      stalled.destroy();
+    }
+  });
+});
