@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, describe, expect, inject, it } from 'vitest';
 import { createPostgresDatabase } from '../helpers/db.js';
 import { freePort } from '../helpers/servers.js';
+import { within } from '../helpers/time.js';
 
 /**
  * The real entry point as an operator runs it: `node --import tsx src/main.ts`
@@ -63,15 +64,6 @@ function launch(env: Record<string, string>): Omit<Running, 'port' | 'base'> {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    promise,
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
-}
 
 /** Starts Parley and waits (bounded) until /readyz says 200 and the banner is printed. */
 async function startParley(dataDir: string, env: Record<string, string> = {}): Promise<Running & { readyMs: number }> {

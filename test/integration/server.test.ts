@@ -4,6 +4,7 @@ import WebSocket from 'ws';
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
 import { createTestApp, type TestApp } from '../helpers/app.js';
 import { describeEachDatabase } from '../helpers/db.js';
+import { within } from '../helpers/time.js';
 
 /**
  * The real node:http server on a loopback port: health/readiness endpoints,
@@ -16,21 +17,10 @@ interface Closed {
   reason: string;
 }
 
-/** Resolves with whatever the socket does first, within a bounded time. */
-function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    promise,
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
-}
-
 /** Outcome of one operation over graphql-ws: the results that arrived and how it ended. */
 async function runOverWs(client: Client, query: string): Promise<{ results: any[]; error: unknown }> {
   const results: any[] = [];
-  const error = await withTimeout(
+  const error = await within(
     new Promise<unknown>((resolve) => {
       client.subscribe({ query }, { next: (r) => void results.push(r), error: (e) => resolve(e), complete: () => resolve(undefined) });
     }),
@@ -42,7 +32,7 @@ async function runOverWs(client: Client, query: string): Promise<{ results: any[
 
 /** A TCP connect to the port: true if something accepts it. */
 function accepts(port: number): Promise<boolean> {
-  return withTimeout(
+  return within(
     new Promise<boolean>((resolve) => {
       const socket = createConnection({ port, host: '127.0.0.1' });
       socket.once('connect', () => {
@@ -186,7 +176,7 @@ describeEachDatabase('HTTP + WebSocket server', (variant) => {
   // Runs last in this file: it stops the server the tests above share.
   it('stop() closes open websocket clients, cuts a stalled request after a grace period, and closes the port', async () => {
     const { client, closed } = wsClient({ connectionParams: { productKey: key }, lazy: false });
-    await withTimeout(
+    await within(
       new Promise<void>((resolve) => client.on('connected', () => resolve())),
       10_000,
       'graphql-ws connected',
@@ -194,19 +184,19 @@ describeEachDatabase('HTTP + WebSocket server', (variant) => {
     // A raw websocket too, that never says connection_init.
     const raw = new WebSocket(wsUrl, 'graphql-transport-ws');
     const rawClosed = new Promise<number>((resolve) => raw.once('close', (code) => resolve(code)));
-    await withTimeout(new Promise((resolve, reject) => raw.once('open', resolve).once('error', reject)), 5_000, 'raw ws open');
+    await within(new Promise((resolve, reject) => raw.once('open', resolve).once('error', reject)), 5_000, 'raw ws open');
     // And an HTTP request that never finishes its body: stop() must not wait for it forever.
     const stalled = createConnection({ port, host: '127.0.0.1' });
     const stalledClosed = new Promise<void>((resolve) => stalled.once('close', () => resolve()));
     stalled.on('error', () => {});
-    await withTimeout(new Promise((resolve) => stalled.once('connect', resolve)), 5_000, 'stalled connect');
+    await within(new Promise((resolve) => stalled.once('connect', resolve)), 5_000, 'stalled connect');
     stalled.write('POST /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{"query":');
     try {
       expect(await accepts(port)).toBe(true);
-      await withTimeout(t.app.stop(), 15_000, 'app.stop() with a stalled request open');
-      await withTimeout(stalledClosed, 5_000, 'stalled request cut');
-      expect(await withTimeout(rawClosed, 5_000, 'raw ws closed')).toBe(1001);
-      await withTimeout(
+      await within(t.app.stop(), 15_000, 'app.stop() with a stalled request open');
+      await within(stalledClosed, 5_000, 'stalled request cut');
+      expect(await within(rawClosed, 5_000, 'raw ws closed')).toBe(1001);
+      await within(
         (async () => {
           while (!closed.length) await new Promise((r) => setTimeout(r, 20));
         })(),
