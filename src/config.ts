@@ -14,6 +14,11 @@ const wholeNumber = (min: number, max: number) =>
     .transform(Number)
     .pipe(z.number().int().min(min).max(max));
 
+const redisUrl = z
+  .string()
+  .url()
+  .refine((v) => /^rediss?:\/\//.test(v), 'must be a redis:// or rediss:// URL');
+
 const postgresUrl = z
   .string()
   .url()
@@ -32,6 +37,11 @@ const envSchema = z.object({
     .startsWith('adm_', 'must start with adm_ (so a Bearer token is recognised as the admin token)')
     .optional(),
   PARLEY_DEMO: bool.optional(),
+  REDIS_URL: redisUrl.optional(),
+  PARLEY_REDIS_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9_:.-]{1,64}$/, 'must be 1-64 letters, digits or _ : . -')
+    .default('parley:'),
   PARLEY_LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),
 });
 
@@ -41,6 +51,8 @@ export type Config = Readonly<{
   port: number;
   dataDir: string;
   database: Readonly<{ url: string | undefined; poolSize: number }>;
+  /** Without a URL, cache L2, pub/sub and locks stay in-process (one node). */
+  redis: Readonly<{ url: string | undefined; prefix: string }>;
   adminToken: string | undefined;
   /** Seed a demo product on an empty database. Off in production unless asked for. */
   demo: boolean;
@@ -66,6 +78,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     port: e.PORT,
     dataDir: e.PARLEY_DATA_DIR,
     database: { url: e.DATABASE_URL, poolSize: e.DATABASE_POOL_SIZE },
+    redis: { url: e.REDIS_URL, prefix: e.PARLEY_REDIS_PREFIX },
     adminToken: e.PARLEY_ADMIN_TOKEN,
     demo: e.PARLEY_DEMO ?? e.NODE_ENV !== 'production',
     logLevel: e.PARLEY_LOG_LEVEL,

@@ -21,6 +21,7 @@ describe('loadConfig', () => {
       port: 4000,
       dataDir: './.parley',
       database: { url: undefined, poolSize: 10 },
+      redis: { url: undefined, prefix: 'parley:' },
       adminToken: undefined,
       demo: true,
       logLevel: 'info',
@@ -38,6 +39,8 @@ describe('loadConfig', () => {
         DATABASE_POOL_SIZE: '25',
         PARLEY_ADMIN_TOKEN: TOKEN,
         PARLEY_DEMO: 'no',
+        REDIS_URL: 'rediss://:secret@cache.internal:6380/2',
+        PARLEY_REDIS_PREFIX: 'parley-eu:',
         PARLEY_LOG_LEVEL: 'warn',
       }),
     ).toEqual({
@@ -46,6 +49,7 @@ describe('loadConfig', () => {
       port: 8080,
       dataDir: '/var/lib/parley',
       database: { url: 'postgresql://parley:secret@db.internal:5432/parley?sslmode=require', poolSize: 25 },
+      redis: { url: 'rediss://:secret@cache.internal:6380/2', prefix: 'parley-eu:' },
       adminToken: TOKEN,
       demo: false,
       logLevel: 'warn',
@@ -96,6 +100,8 @@ describe('loadConfig', () => {
     ['PARLEY_ADMIN_TOKEN', 'too-short'],
     ['PARLEY_ADMIN_TOKEN', 'no-prefix-0123456789abcdef0123'],
     ['PARLEY_DEMO', 'maybe'],
+    ['REDIS_URL', 'http://localhost:6379'],
+    ['PARLEY_REDIS_PREFIX', 'has space'],
     ['PARLEY_LOG_LEVEL', 'verbose'],
     ['NODE_ENV', 'staging'],
   ])('rejects %s=%s with a ConfigError naming the variable', (name, value) => {
