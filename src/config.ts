@@ -42,6 +42,11 @@ const envSchema = z.object({
     .string()
     .regex(/^[A-Za-z0-9_:.-]{1,64}$/, 'must be 1-64 letters, digits or _ : . -')
     .default('parley:'),
+  PARLEY_CACHE_L1_MAX_ENTRIES: wholeNumber(1, 10_000_000).default(10_000),
+  PARLEY_CACHE_L1_MAX_MB: wholeNumber(1, 65_536).default(64),
+  PARLEY_REDIS_TIMEOUT_MS: wholeNumber(1, 60_000).default(50),
+  PARLEY_CACHE_GENERATION_TRUST_MS: wholeNumber(0, 60_000).default(0),
+  PARLEY_WARM_PRODUCTS: wholeNumber(0, 10_000).default(20),
   PARLEY_LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),
 });
 
@@ -53,6 +58,16 @@ export type Config = Readonly<{
   database: Readonly<{ url: string | undefined; poolSize: number }>;
   /** Without a URL, cache L2, pub/sub and locks stay in-process (one node). */
   redis: Readonly<{ url: string | undefined; prefix: string }>;
+  cache: Readonly<{
+    l1MaxEntries: number;
+    l1MaxBytes: number;
+    /** Bound of every Redis call the cache makes; past it the read goes to L1 + database. */
+    redisTimeoutMs: number;
+    /** How long a node trusts its copy of tag generations without asking Redis (0 = always ask). */
+    generationTrustMs: number;
+    /** Products whose hot reads are loaded into the cache at start-up. */
+    warmProducts: number;
+  }>;
   adminToken: string | undefined;
   /** Seed a demo product on an empty database. Off in production unless asked for. */
   demo: boolean;
@@ -79,6 +94,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     dataDir: e.PARLEY_DATA_DIR,
     database: { url: e.DATABASE_URL, poolSize: e.DATABASE_POOL_SIZE },
     redis: { url: e.REDIS_URL, prefix: e.PARLEY_REDIS_PREFIX },
+    cache: {
+      l1MaxEntries: e.PARLEY_CACHE_L1_MAX_ENTRIES,
+      l1MaxBytes: e.PARLEY_CACHE_L1_MAX_MB * 1024 * 1024,
+      redisTimeoutMs: e.PARLEY_REDIS_TIMEOUT_MS,
+      generationTrustMs: e.PARLEY_CACHE_GENERATION_TRUST_MS,
+      warmProducts: e.PARLEY_WARM_PRODUCTS,
+    },
     adminToken: e.PARLEY_ADMIN_TOKEN,
     demo: e.PARLEY_DEMO ?? e.NODE_ENV !== 'production',
     logLevel: e.PARLEY_LOG_LEVEL,

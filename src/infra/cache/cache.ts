@@ -1,0 +1,350 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { deserialize, serialize } from 'node:v8';
+import type { Redis } from 'ioredis';
+import { LRUCache } from 'lru-cache';
+import type { Logger } from '../log.js';
+import { Generations } from './generations.js';
+import { RedisGuard } from './redis-guard.js';
+
+/**
+ * Two-layer resolver cache: L1 in process (bounded by entries and bytes), L2 in
+ * Redis when configured. Declared where the data is read with `cachePolicy`,
+ * invalidated precisely by tag generations (see generations.ts), loads once per
+ * key at a time (single-flight in process, a short Redis lock across nodes).
+ */
+
+export interface CachePolicy<A> {
+  /** Names the cache in keys and stats, e.g. `viewerStats`. */
+  name: string;
+  ttlMs: number;
+  /** Product namespace of the entry; `_` for lookups that precede knowing the product (a key hash). */
+  scope: (args: A) => string;
+  /** Tags whose generations the entry depends on; a write bumping any of them makes it unreachable. */
+  tags: (args: A) => string[];
+  /** Identity of the arguments inside the scope. @default the arguments themselves */
+  key?: (args: A) => unknown;
+  /** Serve an expired entry this much longer while one background load refreshes it. @default 0 */
+  staleWhileRevalidateMs?: number;
+}
+
+export function cachePolicy<A>(policy: CachePolicy<A>): CachePolicy<A> {
+  return policy;
+}
+
+export interface CacheOptions {
+  prefix: string;
+  /** @default 10_000 */
+  l1MaxEntries?: number;
+  /** @default 64 MiB */
+  l1MaxBytes?: number;
+  redis?: { client: Redis; subscriber: Redis } | undefined;
+  /** Bound of every Redis call. @default 50 */
+  redisTimeoutMs?: number;
+  /** See GenerationsOptions.trustMs. @default 0 */
+  generationTrustMs?: number;
+  /** TTL jitter as a fraction (±). @default 0.1 */
+  jitter?: number;
+  /** Cross-node load lock lifetime. @default 2000 */
+  lockTtlMs?: number;
+  /** How long a node waits for another node's load before loading itself. @default 200 */
+  lockWaitMs?: number;
+  log?: Logger;
+}
+
+export interface CacheStat {
+  cache: string;
+  layer: 'L1' | 'L2';
+  hits: number;
+  misses: number;
+  sets: number;
+  evictions: number;
+  invalidations: number;
+  singleFlightJoins: number;
+  dedupJoins: number;
+  staleServed: number;
+  hitRate: number;
+  avgLatencyMs: number | null;
+}
+
+interface Entry {
+  value: unknown;
+  /** Fresh until; served stale (with a refresh) until the L1/L2 TTL removes it. */
+  freshUntil: number;
+}
+
+interface Counters {
+  l1: { hits: number; misses: number; sets: number; evictions: number };
+  l2: { hits: number; misses: number; sets: number };
+  singleFlightJoins: number;
+  dedupJoins: number;
+  staleServed: number;
+  loads: number;
+  tagKinds: Set<string>;
+}
+
+const counters = (): Counters => ({
+  l1: { hits: 0, misses: 0, sets: 0, evictions: 0 },
+  l2: { hits: 0, misses: 0, sets: 0 },
+  singleFlightJoins: 0,
+  dedupJoins: 0,
+  staleServed: 0,
+  loads: 0,
+  tagKinds: new Set(),
+});
+
+/** `product:0190…:knowledge` → `product:*:knowledge`: what invalidations are counted by. */
+export function tagKind(tag: string): string {
+  return tag.replace(/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{64}/gi, '*');
+}
+
+const hash = (value: string) => createHash('sha256').update(value).digest('base64url').slice(0, 22);
+
+export class Cache {
+  private readonly l1: LRUCache<string, Entry>;
+  private readonly guard: RedisGuard | undefined;
+  readonly generations: Generations;
+  private readonly inflight = new Map<string, Promise<unknown>>();
+  private readonly stats = new Map<string, Counters>();
+  private readonly invalidationsByKind = new Map<string, number>();
+  private readonly jitter: number;
+  private readonly lockTtlMs: number;
+  private readonly lockWaitMs: number;
+
+  constructor(private readonly options: CacheOptions) {
+    this.jitter = options.jitter ?? 0.1;
+    this.lockTtlMs = options.lockTtlMs ?? 2_000;
+    this.lockWaitMs = options.lockWaitMs ?? 200;
+    this.l1 = new LRUCache<string, Entry>({
+      max: options.l1MaxEntries ?? 10_000,
+      maxSize: options.l1MaxBytes ?? 64 * 1024 * 1024,
+      // A value larger than the whole bound is simply not kept in L1.
+      maxEntrySize: options.l1MaxBytes ?? 64 * 1024 * 1024,
+      sizeCalculation: () => 1, // replaced per set with the serialized size
+      ttlAutopurge: false,
+      disposeAfter: (_value, key, reason) => {
+        if (reason === 'evict') this.counter(this.cacheOfKey(key)).l1.evictions += 1;
+      },
+    });
+    if (options.redis) {
+      this.guard = new RedisGuard(options.redis.client, {
+        timeoutMs: options.redisTimeoutMs ?? 50,
+        onStateChange: (state) => {
+          options.log?.warn(state === 'open' ? 'cache: redis unavailable, serving from L1 + database' : 'cache: redis back');
+          if (state === 'closed') void this.generations.recover();
+        },
+      });
+    }
+    this.generations = new Generations({
+      prefix: options.prefix,
+      guard: this.guard,
+      subscriber: options.redis?.subscriber,
+      trustMs: options.generationTrustMs ?? 0,
+      onReset: () => this.l1.clear(),
+    });
+  }
+
+  get distributed(): boolean {
+    return this.guard !== undefined;
+  }
+
+  start(): Promise<void> {
+    return this.generations.start();
+  }
+
+  /** Bytes currently held by L1 (never above l1MaxBytes). */
+  get l1Bytes(): number {
+    return this.l1.calculatedSize;
+  }
+
+  get l1Entries(): number {
+    return this.l1.size;
+  }
+
+  /** Reads through L1 → L2 → `load`, storing what was loaded in both layers. */
+  async get<A, V>(policy: CachePolicy<A>, args: A, load: () => Promise<V>): Promise<V> {
+    const stat = this.counter(policy.name);
+    const tags = policy.tags(args);
+    for (const tag of tags) stat.tagKinds.add(tagKind(tag));
+    const gens = await this.generations.current(tags);
+    const key = `${this.options.prefix}v1:${policy.scope(args)}:${policy.name}:${hash(JSON.stringify(policy.key ? policy.key(args) : args))}:${hash(gens.join(','))}`;
+
+    const cached = this.l1.get(key);
+    if (cached) {
+      stat.l1.hits += 1;
+      if (cached.freshUntil < Date.now()) {
+        stat.staleServed += 1;
+        if (!this.inflight.has(key)) void this.loadOnce(policy, key, load, true).catch(() => undefined);
+      }
+      return cached.value as V;
+    }
+    stat.l1.misses += 1;
+    const running = this.inflight.get(key);
+    if (running) {
+      stat.singleFlightJoins += 1;
+      return running as Promise<V>;
+    }
+    return this.loadOnce(policy, key, load, false);
+  }
+
+  /** Makes every entry depending on `tags` unreachable, on every node. */
+  async invalidate(tags: readonly string[]): Promise<void> {
+    const unique = [...new Set(tags)];
+    for (const tag of unique) {
+      const kind = tagKind(tag);
+      this.invalidationsByKind.set(kind, (this.invalidationsByKind.get(kind) ?? 0) + 1);
+    }
+    await this.generations.bump(unique);
+  }
+
+  /** Counts a request that joined an identical one in flight (request deduplication). */
+  countDedupJoin(operation = 'operations'): void {
+    this.counter(operation).dedupJoins += 1;
+  }
+
+  snapshot(): CacheStat[] {
+    const out: CacheStat[] = [];
+    const guard = this.guard;
+    for (const [cache, c] of [...this.stats].sort(([a], [b]) => a.localeCompare(b))) {
+      const invalidations = [...c.tagKinds].reduce((sum, kind) => sum + (this.invalidationsByKind.get(kind) ?? 0), 0);
+      const l1Total = c.l1.hits + c.l1.misses;
+      out.push({
+        cache,
+        layer: 'L1',
+        ...c.l1,
+        invalidations,
+        singleFlightJoins: c.singleFlightJoins,
+        dedupJoins: c.dedupJoins,
+        staleServed: c.staleServed,
+        hitRate: l1Total ? c.l1.hits / l1Total : 0,
+        avgLatencyMs: null,
+      });
+      if (guard) {
+        const l2Total = c.l2.hits + c.l2.misses;
+        out.push({
+          cache,
+          layer: 'L2',
+          ...c.l2,
+          evictions: 0,
+          invalidations,
+          singleFlightJoins: 0,
+          dedupJoins: 0,
+          staleServed: 0,
+          hitRate: l2Total ? c.l2.hits / l2Total : 0,
+          avgLatencyMs: guard.calls ? guard.latencyMs / guard.calls : null,
+        });
+      }
+    }
+    return out;
+  }
+
+  async dispose(): Promise<void> {
+    this.l1.clear();
+    const redis = this.options.redis;
+    if (redis) {
+      redis.subscriber.disconnect();
+      redis.client.disconnect();
+    }
+  }
+
+  private loadOnce<A, V>(policy: CachePolicy<A>, key: string, load: () => Promise<V>, refresh: boolean): Promise<V> {
+    const promise = this.loadThrough(policy, key, load, refresh).finally(() => this.inflight.delete(key));
+    this.inflight.set(key, promise);
+    return promise;
+  }
+
+  private async loadThrough<A, V>(policy: CachePolicy<A>, key: string, load: () => Promise<V>, refresh: boolean): Promise<V> {
+    const stat = this.counter(policy.name);
+    const guard = this.guard;
+    if (guard && !refresh) {
+      const fromL2 = await this.readL2(key);
+      if (fromL2) {
+        stat.l2.hits += 1;
+        this.setL1(policy, key, fromL2.entry, fromL2.size);
+        if (fromL2.entry.freshUntil >= Date.now()) return fromL2.entry.value as V;
+        stat.staleServed += 1;
+        void this.loadOnce(policy, key, load, true).catch(() => undefined);
+        return fromL2.entry.value as V;
+      }
+      stat.l2.misses += 1;
+      // Another node is loading this key: wait briefly for its result instead of loading too.
+      const lockKey = `${key}:lock`;
+      const token = randomUUID();
+      const locked = await guard.tryRun((r) => r.set(lockKey, token, 'PX', this.lockTtlMs, 'NX'), 'OK');
+      if (locked !== 'OK') {
+        const waited = await this.waitForOtherNode(key);
+        if (waited) {
+          stat.l2.hits += 1;
+          this.setL1(policy, key, waited.entry, waited.size);
+          return waited.entry.value as V;
+        }
+      } else {
+        try {
+          return await this.loadAndStore(policy, key, load);
+        } finally {
+          void guard.tryRun((r) => r.eval(RELEASE_LOCK, 1, lockKey, token), 0);
+        }
+      }
+    }
+    return this.loadAndStore(policy, key, load);
+  }
+
+  private async loadAndStore<A, V>(policy: CachePolicy<A>, key: string, load: () => Promise<V>): Promise<V> {
+    const stat = this.counter(policy.name);
+    stat.loads += 1;
+    const value = await load();
+    const ttl = this.jittered(policy.ttlMs);
+    const entry: Entry = { value, freshUntil: Date.now() + ttl };
+    const lifetime = ttl + (policy.staleWhileRevalidateMs ?? 0);
+    const bytes = serialize(entry);
+    this.setL1(policy, key, entry, bytes.length, lifetime);
+    if (this.guard) {
+      const ok = await this.guard.tryRun((r) => r.set(key, bytes, 'PX', lifetime), null);
+      if (ok) stat.l2.sets += 1;
+    }
+    return value;
+  }
+
+  private setL1<A>(policy: CachePolicy<A>, key: string, entry: Entry, size: number, lifetime?: number): void {
+    const ttl = lifetime ?? Math.max(1, entry.freshUntil - Date.now() + (policy.staleWhileRevalidateMs ?? 0));
+    this.l1.set(key, entry, { ttl, size: Math.max(1, size) });
+    if (this.l1.has(key)) this.counter(policy.name).l1.sets += 1;
+  }
+
+  private async readL2(key: string): Promise<{ entry: Entry; size: number } | null> {
+    const raw = await this.guard!.tryRun((r) => r.getBuffer(key), null);
+    if (!raw) return null;
+    try {
+      return { entry: deserialize(raw) as Entry, size: raw.length };
+    } catch {
+      return null;
+    }
+  }
+
+  private async waitForOtherNode(key: string): Promise<{ entry: Entry; size: number } | null> {
+    const deadline = Date.now() + this.lockWaitMs;
+    while (Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 10));
+      const found = await this.readL2(key);
+      if (found) return found;
+    }
+    return null;
+  }
+
+  private jittered(ttlMs: number): number {
+    return Math.max(1, Math.round(ttlMs * (1 + (Math.random() * 2 - 1) * this.jitter)));
+  }
+
+  private counter(cache: string): Counters {
+    let c = this.stats.get(cache);
+    if (!c) this.stats.set(cache, (c = counters()));
+    return c;
+  }
+
+  /** Keys end `…:{cache}:{argsHash}:{gensHash}` and the hashes hold no colon. */
+  private cacheOfKey(key: string): string {
+    return key.split(':').at(-3) ?? 'unknown';
+  }
+}
+
+/** Deletes the lock only if this node still holds it. */
+const RELEASE_LOCK = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`;

@@ -1,0 +1,115 @@
+import type { Redis } from 'ioredis';
+
+/**
+ * Every Redis call of the cache goes through here: bounded by a timeout, and
+ * skipped entirely while a circuit is open, so a slow or dead Redis costs a
+ * request at most `timeoutMs` once, then nothing until a probe finds it back.
+ * Redis is an accelerator for the cache, never a dependency of a request.
+ */
+export interface RedisGuardOptions {
+  /** @default 50 */
+  timeoutMs?: number;
+  /** Consecutive failures that open the circuit. @default 3 */
+  failureThreshold?: number;
+  /** How long the circuit stays open before one probe call is let through. @default 1000 */
+  openMs?: number;
+  onStateChange?: (state: 'open' | 'closed') => void;
+}
+
+export class RedisUnavailable extends Error {
+  override name = 'RedisUnavailable';
+}
+
+export class RedisGuard {
+  readonly timeoutMs: number;
+  private readonly failureThreshold: number;
+  private readonly openMs: number;
+  private failures = 0;
+  private openUntil = 0;
+  private probing = false;
+  private open = false;
+  /** Total time spent in successful calls, and their count (for L2 latency stats). */
+  latencyMs = 0;
+  calls = 0;
+  failuresTotal = 0;
+
+  constructor(
+    readonly redis: Redis,
+    private readonly options: RedisGuardOptions = {},
+  ) {
+    this.timeoutMs = options.timeoutMs ?? 50;
+    this.failureThreshold = options.failureThreshold ?? 3;
+    this.openMs = options.openMs ?? 1_000;
+  }
+
+  /** True when calls are being skipped. */
+  get isOpen(): boolean {
+    return this.open;
+  }
+
+  async run<T>(call: (redis: Redis) => Promise<T>): Promise<T> {
+    if (!this.allow()) throw new RedisUnavailable('redis circuit open');
+    const started = performance.now();
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const result = await Promise.race([
+        call(this.redis),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new RedisUnavailable(`redis call over ${this.timeoutMs} ms`)), this.timeoutMs);
+        }),
+      ]);
+      this.succeeded(performance.now() - started);
+      return result;
+    } catch (error) {
+      this.failed();
+      throw error;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Like run, but a failure is just `fallback` (the caller degrades to L1 + database). */
+  async tryRun<T>(call: (redis: Redis) => Promise<T>, fallback: T): Promise<T> {
+    try {
+      return await this.run(call);
+    } catch {
+      return fallback;
+    }
+  }
+
+  private allow(): boolean {
+    // A client that is not connected fails at once (no offline queue): count it without waiting.
+    if (this.redis.status !== 'ready' && !this.open) {
+      this.failed();
+      return false;
+    }
+    if (!this.open) return true;
+    if (Date.now() < this.openUntil || this.probing || this.redis.status !== 'ready') return false;
+    this.probing = true;
+    return true;
+  }
+
+  private succeeded(ms: number): void {
+    this.calls += 1;
+    this.latencyMs += ms;
+    this.failures = 0;
+    this.probing = false;
+    if (this.open) {
+      this.open = false;
+      this.options.onStateChange?.('closed');
+    }
+  }
+
+  private failed(): void {
+    this.failuresTotal += 1;
+    this.failures += 1;
+    this.probing = false;
+    if (this.open) {
+      this.openUntil = Date.now() + this.openMs;
+    } else if (this.failures >= this.failureThreshold) {
+      this.open = true;
+      this.openUntil = Date.now() + this.openMs;
+      this.options.onStateChange?.('open');
+    }
+  }
+}
