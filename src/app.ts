@@ -2,20 +2,28 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { GraphQLError } from 'graphql';
 import { createYoga, type YogaServerInstance } from 'graphql-yoga';
+import { CloseCode } from 'graphql-ws';
 import { useServer } from 'graphql-ws/use/ws';
 import { WebSocketServer } from 'ws';
 import type { Config } from './config.js';
-import { createContext, type AppDeps, type Context } from './context.js';
+import { createContext, eventContext, type AppDeps, type Context } from './context.js';
 import { ParleyError } from './errors.js';
+import { createCache } from './infra/cache/index.js';
+import { warmCache } from './warm.js';
 import { databaseOptions, openDatabase, type Database } from './infra/db.js';
 import { createLogger, type Logger } from './infra/log.js';
 import { migrate, migrationsApplied } from './infra/migrate.js';
+import { createPubSub } from './infra/pubsub/index.js';
 import { runInSqlScope, newSqlScope } from './infra/sql-stats.js';
 import { createMaskError } from './plugins/errors.js';
+import { useRequestDedup } from './plugins/dedup.js';
+import { useEventContext } from './plugins/event-context.js';
 import { usePageSizeLimit } from './plugins/page-size.js';
 import { schema } from './schema/index.js';
 import { authenticate, credentialsFromHeaders, type Credentials } from './services/auth.js';
 import { loadOrCreateAdminToken } from './services/admin-token.js';
+import { createLiveEvents, type ParleyEvents } from './services/events.js';
+import { createTyping, memoryTypingStore, redisTypingStore } from './services/typing.js';
 import { seedDemo, type DemoSeed } from './services/seed.js';
 import { MAX_PAGE_SIZE } from './services/validation.js';
 
@@ -41,23 +49,37 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   if (migration.applied.length) log.info('migrations applied', { applied: migration.applied });
   const adminToken = config.adminToken ?? loadOrCreateAdminToken(config.dataDir).token;
   const demo = config.demo ? await seedDemo(db.prisma, config.dataDir) : null;
-  const deps: AppDeps = { config, db, log, adminToken };
+  const cache = await createCache(config, log);
+  const pubsub = await createPubSub<ParleyEvents>({ redisUrl: config.redis.url, prefix: config.redis.prefix, log });
+  const events = createLiveEvents(pubsub, log);
+  const typingStore = pubsub.redis ? redisTypingStore(pubsub.redis, config.redis.prefix) : memoryTypingStore();
+  const typing = createTyping({ events, store: typingStore, ttlMs: config.live.typingTtlMs, log });
+  const deps: AppDeps = { config, db, log, adminToken, cache, pubsub, events, typing };
+  const store = { prisma: db.prisma, cache, events };
+  const warmed = await warmCache(deps, config.cache.warmProducts);
+  if (warmed.products) log.info('cache warmed', { products: warmed.products, ms: warmed.ms, caches: 'productByKey, productStats, viewer knowledge first page' });
 
+  const maskError = createMaskError(log);
   const yoga = createYoga<Record<string, unknown>, Context>({
     schema,
     graphqlEndpoint: '/graphql',
     landingPage: false,
     graphiql: config.env !== 'production' ? { title: 'Parley', subscriptionsProtocol: 'WS' } : false,
-    maskedErrors: { maskError: createMaskError(log) },
+    maskedErrors: { maskError },
     // Yoga logs every error that maskError replaced, i.e. every expected error
     // (UNAUTHENTICATED, NOT_FOUND, ...) as well; createMaskError already logs the
     // unexpected ones, so Yoga's own output goes to our logger at debug level.
     logging: yogaLogger(log),
-    plugins: [usePageSizeLimit({ max: MAX_PAGE_SIZE })],
+    plugins: [
+      usePageSizeLimit({ max: MAX_PAGE_SIZE }),
+      useRequestDedup({ onJoin: () => cache.countDedupJoin() }),
+      // A subscription event's result depends on the event, the operation and who asks: nothing else.
+      useEventContext<Context>(eventContext, (ctx) => `${ctx.product?.id ?? '-'}|${ctx.isAdmin}`),
+    ],
     context: async (initial) => {
       const credentials = (initial as { credentials?: Credentials }).credentials ?? credentialsFromHeaders(initial.request.headers);
       try {
-        return createContext(deps, await authenticate(db.prisma, adminToken, credentials));
+        return createContext(deps, await authenticate(store, adminToken, credentials));
       } catch (error) {
         if (error instanceof ParleyError) {
           throw new GraphQLError(error.message, { extensions: { code: error.code, http: { status: 401 } } });
@@ -83,8 +105,14 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     {
       onConnect: async (ctx) => {
         const credentials = wsCredentials(ctx.connectionParams ?? {}, ctx.extra.request);
+        // No credentials at all: 4401 Unauthorized (graphql-ws' close after `false` is then a no-op);
+        // credentials that fail: graphql-ws' own 4403 Forbidden.
+        if (!credentials.productKey && !credentials.adminToken && credentials.invalid === undefined) {
+          ctx.extra.socket.close(CloseCode.Unauthorized, 'Unauthorized');
+          return false;
+        }
         try {
-          await authenticate(db.prisma, adminToken, credentials);
+          await authenticate(store, adminToken, credentials);
         } catch {
           return false;
         }
@@ -105,11 +133,22 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
           rootValue: { execute: enveloped.execute, subscribe: enveloped.subscribe },
         };
       },
-      execute: (args) => (args.rootValue as { execute: typeof import('graphql').execute }).execute(args),
-      subscribe: (args) => (args.rootValue as { subscribe: typeof import('graphql').subscribe }).subscribe(args),
+      // An error thrown before execution (a plugin refusing the operation) is that operation's
+      // error, as over HTTP: graphql-ws would otherwise close the socket and every subscription on it.
+      execute: (args) => asResult(() => (args.rootValue as { execute: typeof import('graphql').execute }).execute(args)),
+      subscribe: (args) => asResult(() => (args.rootValue as { subscribe: typeof import('graphql').subscribe }).subscribe(args)),
     },
     wss,
+    config.live.wsKeepAliveMs,
   );
+
+  async function asResult<T>(operation: () => T | Promise<T>): Promise<T | { errors: GraphQLError[] }> {
+    try {
+      return await operation();
+    } catch (error) {
+      return { errors: [maskError(error, 'Unexpected error.') as GraphQLError] };
+    }
+  }
 
   let stopping: Promise<void> | undefined;
   return {
@@ -128,8 +167,12 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     stop: () =>
       (stopping ??= (async () => {
         await wsServer.dispose();
+        typing.dispose();
+        // Ends SSE subscriptions too, so closing the server does not wait for them.
+        await pubsub.dispose();
         await closeServer(server);
         await yoga.dispose();
+        await cache.dispose();
         if (!options.db) await db.close();
       })()),
   };

@@ -47,6 +47,8 @@ const envSchema = z.object({
   PARLEY_REDIS_TIMEOUT_MS: wholeNumber(1, 60_000).default(50),
   PARLEY_CACHE_GENERATION_TRUST_MS: wholeNumber(0, 60_000).default(0),
   PARLEY_WARM_PRODUCTS: wholeNumber(0, 10_000).default(20),
+  PARLEY_TYPING_TTL_MS: wholeNumber(100, 600_000).default(5_000),
+  PARLEY_WS_KEEPALIVE_MS: wholeNumber(0, 600_000).default(12_000),
   PARLEY_LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),
 });
 
@@ -67,6 +69,12 @@ export type Config = Readonly<{
     generationTrustMs: number;
     /** Products whose hot reads are loaded into the cache at start-up. */
     warmProducts: number;
+  }>;
+  live: Readonly<{
+    /** A typing indicator not refreshed for this long is broadcast as stopped. */
+    typingTtlMs: number;
+    /** graphql-ws ping interval; a socket that misses a pong for as long is dropped (0 = no pings). */
+    wsKeepAliveMs: number;
   }>;
   adminToken: string | undefined;
   /** Seed a demo product on an empty database. Off in production unless asked for. */
@@ -101,6 +109,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       generationTrustMs: e.PARLEY_CACHE_GENERATION_TRUST_MS,
       warmProducts: e.PARLEY_WARM_PRODUCTS,
     },
+    live: { typingTtlMs: e.PARLEY_TYPING_TTL_MS, wsKeepAliveMs: e.PARLEY_WS_KEEPALIVE_MS },
     adminToken: e.PARLEY_ADMIN_TOKEN,
     demo: e.PARLEY_DEMO ?? e.NODE_ENV !== 'production',
     logLevel: e.PARLEY_LOG_LEVEL,

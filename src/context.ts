@@ -1,8 +1,12 @@
 import type { Config } from './config.js';
+import type { Cache } from './infra/cache/index.js';
 import type { Database, PrismaClient } from './infra/db.js';
 import type { Logger } from './infra/log.js';
 import { createLoaders, type Loaders } from './loaders/index.js';
 import type { Principal } from './services/auth.js';
+import type { LiveEvents, ParleyPubSub } from './services/events.js';
+import type { Typing } from './services/typing.js';
+import type { Store } from './services/store.js';
 
 /** Long-lived dependencies shared by every request of one app. */
 export interface AppDeps {
@@ -10,9 +14,14 @@ export interface AppDeps {
   db: Database;
   log: Logger;
   adminToken: string;
+  cache: Cache;
+  pubsub: ParleyPubSub;
+  /** Publishes live events; services call it after their write commits. */
+  events: LiveEvents;
+  typing: Typing;
 }
 
-export interface Context extends Principal {
+export interface Context extends Principal, Store {
   deps: AppDeps;
   prisma: PrismaClient;
   loaders: Loaders;
@@ -20,5 +29,24 @@ export interface Context extends Principal {
 
 /** Fresh loaders per request (and, for subscriptions, per event). */
 export function createContext(deps: AppDeps, principal: Principal): Context {
-  return { ...principal, deps, prisma: deps.db.prisma, loaders: createLoaders(deps.db.prisma) };
+  return { ...principal, deps, prisma: deps.db.prisma, cache: deps.cache, events: deps.events, loaders: createLoaders(deps.db.prisma, deps.cache) };
+}
+
+const eventLoaders = new WeakMap<object, Loaders>();
+
+/**
+ * The context one subscription event is resolved with: the subscriber's own,
+ * with loaders (and per-context caches) that live as long as the event, so a
+ * long-lived subscription never serves a row read for an earlier event. This
+ * node's subscribers of one event share its loaders — a channel's subscribers
+ * are all of one product — so a fan-out to N clients reads each row once.
+ */
+export function eventContext<C extends Context>(subscription: C, event: unknown): C {
+  const key = typeof event === 'object' && event !== null ? event : undefined;
+  let loaders = key && eventLoaders.get(key);
+  if (!loaders) {
+    loaders = createContext(subscription.deps, subscription).loaders;
+    if (key) eventLoaders.set(key, loaders);
+  }
+  return { ...subscription, loaders };
 }

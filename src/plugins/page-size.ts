@@ -18,7 +18,7 @@ import { BadUserInputError } from '../errors.js';
  * @default max 100
  */
 export function usePageSizeLimit({ max = 100 }: { max?: number } = {}): Plugin {
-  return {
+  const plugin: Plugin = {
     onExecute({ args }) {
       const document = args.document as DocumentNode;
       const operation = getOperationAST(document, args.operationName ?? undefined);
@@ -56,6 +56,9 @@ export function usePageSizeLimit({ max = 100 }: { max?: number } = {}): Plugin {
       }
     },
   };
+  // Subscriptions too: their events are executed outside onExecute.
+  plugin.onSubscribe = ({ args }) => void plugin.onExecute!({ args } as Parameters<NonNullable<Plugin['onExecute']>>[0]);
+  return plugin;
 }
 
 /** The value each variable will have: the one sent, else its declared default. */

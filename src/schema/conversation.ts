@@ -1,6 +1,6 @@
 import { builder } from '../builder.js';
 import { requireProduct } from '../services/auth.js';
-import { conversationFilter, conversationOrder, startConversation } from '../services/conversations.js';
+import { listConversations, startConversation } from '../services/conversations.js';
 import { messageOrder } from '../services/messages.js';
 import { cursorUuid, nodeUuid, parseGlobalId } from './ids.js';
 
@@ -49,16 +49,7 @@ builder.queryFields((t) => ({
     description: "The calling product's conversations, most recent activity first.",
     args: { sessionId: t.arg.string() },
     resolve: (query, _root, args, ctx) => {
-      const productId = requireProduct(ctx).id;
-      // A cursor must be one of this product's conversations: another's would position the page.
-      const id = cursorUuid(args);
-      const filter = conversationFilter(productId, args.sessionId);
-      return ctx.prisma.conversation.findMany({
-        ...query,
-        relationLoadStrategy: 'join',
-        where: id === undefined ? filter : { AND: [filter, { product: { conversations: { some: { id } } } }] },
-        orderBy: conversationOrder,
-      });
+      return listConversations(ctx, requireProduct(ctx).id, { sessionId: args.sessionId, cursorId: cursorUuid(args) }, query);
     },
   }),
 }));
@@ -67,7 +58,7 @@ builder.mutationField('startConversation', (t) =>
   t.prismaField({
     type: 'Conversation',
     args: { input: t.arg({ type: StartConversationInput, required: true }) },
-    resolve: (query, _root, { input }, ctx) => startConversation(ctx.prisma, requireProduct(ctx).id, input, query),
+    resolve: (query, _root, { input }, ctx) => startConversation(ctx, requireProduct(ctx).id, input, query),
   }),
 );
 

@@ -35,7 +35,7 @@ builder.mutationField('submitFeedback', (t) =>
     resolve: (query, _root, { input }, ctx) => {
       const product = requireProduct(ctx);
       const messageId = parseGlobalId(String(input.messageId), 'Message', 'input.messageId');
-      return submitFeedback(ctx.prisma, product.id, messageId, input, query);
+      return submitFeedback(ctx, product.id, messageId, input, query);
     },
   }),
 );

@@ -4,5 +4,7 @@ import './knowledge.js';
 import './conversation.js';
 import './message.js';
 import './feedback.js';
+import './events.js';
+import './cache.js';
 
 export const schema = builder.toSchema({ sortSchema: true });

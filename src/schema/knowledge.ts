@@ -57,7 +57,7 @@ builder.queryField('searchKnowledge', (t) =>
     type: [KnowledgeHit],
     description: "Full-text search over the calling product's knowledge, best match first.",
     args: { query: t.arg.string({ required: true }), first: t.arg.int({ defaultValue: 5 }) },
-    resolve: (_root, args, ctx) => searchKnowledge(ctx.prisma, requireProduct(ctx).id, args),
+    resolve: (_root, args, ctx) => searchKnowledge(ctx, requireProduct(ctx).id, args),
   }),
 );
 
@@ -65,13 +65,13 @@ builder.mutationFields((t) => ({
   addKnowledge: t.prismaField({
     type: 'KnowledgeEntry',
     args: { input: t.arg({ type: KnowledgeInput, required: true }) },
-    resolve: (query, _root, { input }, ctx) => addKnowledge(ctx.prisma, requireProduct(ctx).id, input, query),
+    resolve: (query, _root, { input }, ctx) => addKnowledge(ctx, requireProduct(ctx).id, input, query),
   }),
   addKnowledgeBatch: t.field({
     type: [KnowledgeEntry],
     description: 'Adds up to 100 entries in one transaction: all or none.',
     args: { input: t.arg({ type: AddKnowledgeBatchInput, required: true }) },
-    resolve: (_root, { input }, ctx) => addKnowledgeBatch(ctx.prisma, requireProduct(ctx).id, input),
+    resolve: (_root, { input }, ctx) => addKnowledgeBatch(ctx, requireProduct(ctx).id, input),
   }),
   updateKnowledge: t.field({
     type: KnowledgeEntry,
@@ -79,7 +79,7 @@ builder.mutationFields((t) => ({
     args: { input: t.arg({ type: UpdateKnowledgeInput, required: true }) },
     resolve: (_root, { input }, ctx) => {
       const id = parseGlobalId(String(input.id), 'KnowledgeEntry', 'input.id');
-      return updateKnowledge(ctx.prisma, requireProduct(ctx).id, id, { ...input, id: undefined });
+      return updateKnowledge(ctx, requireProduct(ctx).id, id, { ...input, id: undefined });
     },
   }),
   deleteKnowledge: t.id({
@@ -87,7 +87,7 @@ builder.mutationFields((t) => ({
     args: { id: t.arg.id({ required: true }) },
     resolve: async (_root, args, ctx) => {
       const id = parseGlobalId(String(args.id), 'KnowledgeEntry', 'id');
-      await deleteKnowledge(ctx.prisma, requireProduct(ctx).id, id);
+      await deleteKnowledge(ctx, requireProduct(ctx).id, id);
       return String(args.id);
     },
   }),

@@ -54,7 +54,7 @@ builder.mutationField('sendMessage', (t) =>
     resolve: async (_root, { input }, ctx) => {
       const product = requireProduct(ctx);
       const conversationId = parseGlobalId(String(input.conversationId), 'Conversation', 'input.conversationId');
-      const message = await sendUserMessage(ctx.prisma, product.id, conversationId, input);
+      const message = await sendUserMessage(ctx, product.id, conversationId, input);
       return { messageId: message.id, replyId: null };
     },
   }),

@@ -1,7 +1,7 @@
 import { builder } from '../builder.js';
 import { requireAdmin, requireProduct } from '../services/auth.js';
 import { conversationOrder, sessionFilter } from '../services/conversations.js';
-import { createProduct, rotateProductKey } from '../services/products.js';
+import { createProduct, readViewer, rotateProductKey } from '../services/products.js';
 import { cursorUuid, nodeUuid, parseGlobalId } from './ids.js';
 
 const NO_ROW = '00000000-0000-0000-0000-000000000000';
@@ -92,7 +92,7 @@ builder.queryFields((t) => ({
     type: 'Product',
     description: 'The product whose key authenticates the request.',
     resolve: (query, _root, _args, ctx) =>
-      ctx.prisma.product.findUniqueOrThrow({ ...query, relationLoadStrategy: 'join', where: { id: requireProduct(ctx).id } }),
+      readViewer(ctx, requireProduct(ctx).id, query),
   }),
   products: t.prismaConnection({
     type: 'Product',
@@ -126,7 +126,7 @@ builder.mutationFields((t) => ({
     args: { id: t.arg.id({ required: true }) },
     resolve: async (_root, args, ctx) => {
       requireAdmin(ctx);
-      const { product, key } = await rotateProductKey(ctx.prisma, parseGlobalId(String(args.id), 'Product', 'id'));
+      const { product, key } = await rotateProductKey(ctx, parseGlobalId(String(args.id), 'Product', 'id'));
       return { key, productId: product.id };
     },
   }),

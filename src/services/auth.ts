@@ -1,7 +1,7 @@
 import { ForbiddenError, UnauthenticatedError } from '../errors.js';
-import type { PrismaClient } from '../infra/db.js';
 import type { Product } from '../generated/prisma/client.js';
-import { findProductByKey, looksLikeProductKey, secretsEqual } from './products.js';
+import { findProductByKeyCached, looksLikeProductKey, secretsEqual } from './products.js';
+import type { Store } from './store.js';
 
 export const ADMIN_TOKEN_PREFIX = 'adm_';
 
@@ -51,7 +51,7 @@ export function credentialsFromHeaders(headers: Headers): Credentials {
 
 /** A key that is present but wrong fails the whole request: a silent anonymous fallback hides misconfiguration. */
 export async function authenticate(
-  prisma: PrismaClient,
+  store: Store,
   adminToken: string,
   credentials: Credentials,
 ): Promise<Principal> {
@@ -63,7 +63,7 @@ export async function authenticate(
   }
   let product: Product | null = null;
   if (credentials.productKey !== undefined) {
-    product = looksLikeProductKey(credentials.productKey) ? await findProductByKey(prisma, credentials.productKey) : null;
+    product = looksLikeProductKey(credentials.productKey) ? await findProductByKeyCached(store, credentials.productKey) : null;
     if (!product) throw new UnauthenticatedError('invalid product key');
   }
   return { product, isAdmin };

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { BadUserInputError, NotFoundError } from '../errors.js';
-import type { PrismaClient } from '../infra/db.js';
 import type { Prisma, Rating } from '../generated/prisma/client.js';
+import { tags, type Store } from './store.js';
 import { uuidv7 } from './ids.js';
 import { limits, optionalText, parseInput } from './validation.js';
 
@@ -17,7 +17,7 @@ type Query = { select?: Prisma.FeedbackSelect; include?: Prisma.FeedbackInclude 
  * it (a user who changes their mind), so stats count each answer once.
  */
 export async function submitFeedback(
-  prisma: PrismaClient,
+  { prisma, cache, events }: Store,
   productId: string,
   messageId: string,
   input: unknown,
@@ -48,5 +48,7 @@ export async function submitFeedback(
     rating,
     comment ?? null,
   );
+  await cache.invalidate([tags.feedback(productId), tags.conversation(message.conversationId)]);
+  await events.feedbackAdded(productId, message.conversationId, row!.id);
   return prisma.feedback.findUniqueOrThrow({ ...query, where: { id: row!.id } });
 }

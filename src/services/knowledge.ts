@@ -1,6 +1,8 @@
 import { z } from 'zod';
 import { BadUserInputError, NotFoundError } from '../errors.js';
+import { cachePolicy } from '../infra/cache/index.js';
 import type { PrismaClient } from '../infra/db.js';
+import { tags as cacheTags, type Store } from './store.js';
 import type { KnowledgeEntry, Prisma } from '../generated/prisma/client.js';
 import { limits, MAX_BATCH, MAX_PAGE_SIZE, parseInput, plainText, text } from './validation.js';
 
@@ -27,18 +29,22 @@ const batchInput = z.object({
 
 type Query = { select?: Prisma.KnowledgeEntrySelect; include?: Prisma.KnowledgeEntryInclude };
 
-export function addKnowledge(prisma: PrismaClient, productId: string, input: unknown, query: Query = {}) {
+export async function addKnowledge({ prisma, cache }: Store, productId: string, input: unknown, query: Query = {}) {
   const data = parseInput(entryInput, input);
-  return prisma.knowledgeEntry.create({ ...query, data: { ...data, productId } });
+  const entry = await prisma.knowledgeEntry.create({ ...query, data: { ...data, productId } });
+  await cache.invalidate([cacheTags.knowledge(productId)]);
+  return entry;
 }
 
 /** All or nothing: the whole batch is validated first, then written in one statement. */
-export async function addKnowledgeBatch(prisma: PrismaClient, productId: string, input: unknown): Promise<KnowledgeEntry[]> {
+export async function addKnowledgeBatch({ prisma, cache }: Store, productId: string, input: unknown): Promise<KnowledgeEntry[]> {
   const { entries } = parseInput(batchInput, input);
-  return prisma.knowledgeEntry.createManyAndReturn({ data: entries.map((e) => ({ ...e, productId })) });
+  const created = await prisma.knowledgeEntry.createManyAndReturn({ data: entries.map((e) => ({ ...e, productId })) });
+  await cache.invalidate([cacheTags.knowledge(productId)]);
+  return created;
 }
 
-export async function updateKnowledge(prisma: PrismaClient, productId: string, id: string, input: unknown) {
+export async function updateKnowledge({ prisma, cache }: Store, productId: string, id: string, input: unknown) {
   const patch = parseInput(updateInput, input);
   const data = Object.fromEntries(Object.entries(patch).filter(([, v]) => v != null));
   if (Object.keys(data).length === 0) throw new BadUserInputError('input must change at least one of title, content, tags', 'input');
@@ -47,12 +53,14 @@ export async function updateKnowledge(prisma: PrismaClient, productId: string, i
     data: { ...data, updatedAt: new Date() },
   });
   if (!entry) throw new NotFoundError('KnowledgeEntry');
+  await cache.invalidate([cacheTags.knowledge(productId)]);
   return entry;
 }
 
-export async function deleteKnowledge(prisma: PrismaClient, productId: string, id: string): Promise<void> {
+export async function deleteKnowledge({ prisma, cache }: Store, productId: string, id: string): Promise<void> {
   const { count } = await prisma.knowledgeEntry.deleteMany({ where: { id, productId } });
   if (count === 0) throw new NotFoundError('KnowledgeEntry');
+  await cache.invalidate([cacheTags.knowledge(productId)]);
 }
 
 export interface KnowledgeHit {
@@ -65,13 +73,26 @@ const searchInput = z.object({
   first: z.number().int().min(1, 'must be at least 1').max(MAX_PAGE_SIZE, `must be at most ${MAX_PAGE_SIZE}`),
 });
 
+/** Search results until the product's knowledge changes; text search ignores case and spacing. */
+const searchPolicy = cachePolicy<{ productId: string; query: string; first: number }>({
+  name: 'searchKnowledge',
+  ttlMs: 5 * 60_000,
+  scope: (a) => a.productId,
+  key: (a) => [a.query.trim().toLowerCase().replace(/\s+/g, ' '), a.first],
+  tags: (a) => [cacheTags.knowledge(a.productId)],
+});
+
+export async function searchKnowledge({ prisma, cache }: Store, productId: string, args: unknown): Promise<KnowledgeHit[]> {
+  const { query, first } = parseInput(searchInput, args, 'searchKnowledge');
+  return cache.get(searchPolicy, { productId, query, first }, () => rankKnowledge(prisma, productId, query, first));
+}
+
 /**
  * Full-text search over the generated tsvector (GIN index). Any word may match
  * (OR of the question's lexemes), ranked by ts_rank, so a chat question such as
  * "how do I get a refund?" finds the refund entry without needing every word.
  */
-export async function searchKnowledge(prisma: PrismaClient, productId: string, args: unknown): Promise<KnowledgeHit[]> {
-  const { query, first } = parseInput(searchInput, args, 'searchKnowledge');
+export async function rankKnowledge(prisma: PrismaClient, productId: string, query: string, first: number): Promise<KnowledgeHit[]> {
   const rows = await prisma.$queryRawUnsafe<(KnowledgeEntry & { score: number })[]>(
     `WITH q AS (
        SELECT to_tsquery('simple', string_agg(quote_literal(lexeme), ' | ')) AS query

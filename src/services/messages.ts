@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { NotFoundError } from '../errors.js';
 import type { PrismaClient } from '../infra/db.js';
 import type { Message, MessageRole, Prisma } from '../generated/prisma/client.js';
+import { tags, type Store } from './store.js';
 import { uuidv7 } from './ids.js';
 import { limits, parseInput, text } from './validation.js';
 
@@ -11,6 +12,8 @@ export const messageOrder: Prisma.MessageOrderByWithRelationInput[] = [{ created
 const sendInput = z.object({ content: text(limits.messageContent) });
 
 export interface NewMessage {
+  /** Set when the id was announced before the message was stored (ReplyDelta events of a streamed reply). */
+  id?: string;
   role: MessageRole;
   content: string;
   model?: string | null;
@@ -20,18 +23,36 @@ export interface NewMessage {
 }
 
 /**
- * Appends a message in one statement: the conversation row is locked by the
- * UPDATE, its counters and last-message pointer move, and the message is
- * inserted with a createdAt strictly after the previous one, so message order
- * (and cursors built on it) never ties inside a conversation.
+ * Appends a message and announces it: cached reads of the conversation (and the
+ * product's list and stats) are invalidated and MessageAdded is published, both
+ * after the write has committed.
  */
 export async function appendMessage(
+  { prisma, cache, events }: Store,
+  productId: string,
+  conversationId: string,
+  message: NewMessage,
+): Promise<Message> {
+  const row = await insertMessage(prisma, productId, conversationId, message);
+  await cache.invalidate([tags.conversations(productId), tags.conversation(conversationId)]);
+  await events.messageAdded(conversationId, row.id);
+  return row;
+}
+
+/**
+ * The write alone, in one statement: the conversation row is locked by the
+ * UPDATE, its counters and last-message pointer move, and the message is
+ * inserted with a createdAt strictly after the previous one, so message order
+ * (and cursors built on it) never ties inside a conversation. Announces
+ * nothing: for seeding inside a transaction, before anything is cached.
+ */
+export async function insertMessage(
   prisma: PrismaClient,
   productId: string,
   conversationId: string,
   message: NewMessage,
 ): Promise<Message> {
-  const id = uuidv7();
+  const id = message.id ?? uuidv7();
   const rows = await prisma.$queryRawUnsafe<Message[]>(
     `WITH c AS (
        UPDATE "Conversation"
@@ -59,7 +80,7 @@ export async function appendMessage(
   return row;
 }
 
-export function sendUserMessage(prisma: PrismaClient, productId: string, conversationId: string, input: unknown) {
+export function sendUserMessage(store: Store, productId: string, conversationId: string, input: unknown) {
   const { content } = parseInput(sendInput, input);
-  return appendMessage(prisma, productId, conversationId, { role: 'USER', content });
+  return appendMessage(store, productId, conversationId, { role: 'USER', content });
 }

@@ -1,8 +1,10 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
 import { NotFoundError } from '../errors.js';
+import { cachePolicy } from '../infra/cache/index.js';
 import type { PrismaClient } from '../infra/db.js';
-import type { Product } from '../generated/prisma/client.js';
+import { tags, type Store } from './store.js';
+import type { Prisma, Product } from '../generated/prisma/client.js';
 import { limits, parseInput, text } from './validation.js';
 
 export const KEY_PREFIX = 'pk_live_';
@@ -38,6 +40,38 @@ export function findProductByKey(prisma: PrismaClient, key: string): Promise<Pro
   return prisma.product.findUnique({ where: { keyHash: sha256(key) } });
 }
 
+/**
+ * Runs on every request. Only found products are cached (a flood of random keys
+ * must not push real entries out); rotating a key bumps its tag.
+ */
+const productByKeyPolicy = cachePolicy<string>({
+  name: 'productByKey',
+  ttlMs: 5 * 60_000,
+  scope: () => '_',
+  tags: (keyHash) => [tags.productKey(keyHash)],
+  cacheIf: (product) => product !== null,
+});
+
+export function findProductByKeyCached(store: Store, key: string): Promise<Product | null> {
+  return findProductByKeyHash(store, sha256(key));
+}
+
+export function findProductByKeyHash({ prisma, cache }: Store, keyHash: string): Promise<Product | null> {
+  return cache.get(productByKeyPolicy, keyHash, () => prisma.product.findUnique({ where: { keyHash } }));
+}
+
+/** The products with the most recent conversation activity (then the newest), for cache warming. */
+export function mostActiveProducts(prisma: PrismaClient, limit: number): Promise<Product[]> {
+  return prisma.$queryRawUnsafe<Product[]>(
+    `SELECT p.id::text AS id, p.name, p."keyPrefix", p."keyHash", p.metadata, p."createdAt"
+       FROM "Product" p
+       LEFT JOIN LATERAL (SELECT max("lastMessageAt") AS last FROM "Conversation" c WHERE c."productId" = p.id) a ON true
+      ORDER BY a.last DESC NULLS LAST, p."createdAt" DESC
+      LIMIT $1`,
+    limit,
+  );
+}
+
 const createProductInput = z.object({ name: text(limits.productName) });
 
 export async function createProduct(prisma: PrismaClient, input: unknown): Promise<{ product: Product; key: string }> {
@@ -47,11 +81,50 @@ export async function createProduct(prisma: PrismaClient, input: unknown): Promi
   return { product, key };
 }
 
-export async function rotateProductKey(prisma: PrismaClient, productId: string): Promise<{ product: Product; key: string }> {
+export async function rotateProductKey({ prisma, cache }: Store, productId: string): Promise<{ product: Product; key: string }> {
   const { key, keyPrefix, keyHash } = issueProductKey();
-  const [product] = await prisma.product.updateManyAndReturn({ where: { id: productId }, data: { keyPrefix, keyHash } });
-  if (!product) throw new NotFoundError('Product');
+  // One statement that also hands back the old hash, whose cached lookup must go.
+  const [row] = await prisma.$queryRawUnsafe<{ oldHash: string }[]>(
+    `UPDATE "Product" p SET "keyPrefix" = $2, "keyHash" = $3
+       FROM (SELECT id, "keyHash" FROM "Product" WHERE id = $1::uuid FOR UPDATE) old
+      WHERE p.id = old.id
+      RETURNING old."keyHash" AS "oldHash"`,
+    productId,
+    keyPrefix,
+    keyHash,
+  );
+  if (!row) throw new NotFoundError('Product');
+  await cache.invalidate([tags.productKey(row.oldHash), tags.product(productId)]);
+  const product = await prisma.product.findUniqueOrThrow({ where: { id: productId } });
   return { product, key };
+}
+
+/** Tags of a cached Prisma read, from the relations its selection reaches into. */
+export function selectionTags(productId: string, query: object): string[] {
+  const text = JSON.stringify(query);
+  const out = [tags.product(productId)];
+  if (text.includes('"knowledge"')) out.push(tags.knowledge(productId));
+  if (/"(conversations|messages|lastMessage|conversation)"/.test(text)) out.push(tags.conversations(productId));
+  if (text.includes('"feedback"')) out.push(tags.feedback(productId));
+  return out;
+}
+
+/**
+ * `viewer` with whatever the query selects beneath it (e.g. the first page of
+ * knowledge), cached per selection until a write touches what it reads.
+ */
+const viewerPolicy = cachePolicy<{ productId: string; query: object }>({
+  name: 'viewer',
+  ttlMs: 60_000,
+  scope: (a) => a.productId,
+  key: (a) => a.query,
+  tags: (a) => selectionTags(a.productId, a.query),
+});
+
+export function readViewer({ prisma, cache }: Store, productId: string, query: object) {
+  return cache.get(viewerPolicy, { productId, query }, () =>
+    prisma.product.findUniqueOrThrow({ ...(query as Prisma.ProductDefaultArgs), relationLoadStrategy: 'join', where: { id: productId } }),
+  );
 }
 
 export interface ProductStats {
@@ -60,6 +133,14 @@ export interface ProductStats {
   feedbackUp: number;
   feedbackDown: number;
 }
+
+/** Dashboard counters until a conversation, message or rating of the product changes. */
+export const statsPolicy = cachePolicy<string>({
+  name: 'productStats',
+  ttlMs: 60_000,
+  scope: (productId) => productId,
+  tags: (productId) => [tags.conversations(productId), tags.feedback(productId)],
+});
 
 const emptyStats: ProductStats = { conversationCount: 0, messageCount: 0, feedbackUp: 0, feedbackDown: 0 };
 

@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { PrismaClient } from '../infra/db.js';
-import { appendMessage } from './messages.js';
+import { insertMessage } from './messages.js';
 import { findProductByKey, issueProductKey } from './products.js';
 
 export interface DemoSeed {
@@ -55,8 +55,8 @@ export async function seedDemo(prisma: PrismaClient, dataDir: string): Promise<D
       data: { productId: product.id, sessionId: 'demo-session', title: 'Where is my order?' },
     });
     const db = tx as unknown as PrismaClient;
-    await appendMessage(db, product.id, conversation.id, { role: 'USER', content: 'How long does shipping take?' });
-    await appendMessage(db, product.id, conversation.id, {
+    await insertMessage(db, product.id, conversation.id, { role: 'USER', content: 'How long does shipping take?' });
+    await insertMessage(db, product.id, conversation.id, {
       role: 'ASSISTANT',
       content: 'Orders ship within 2 business days; standard delivery then takes 3-5 business days.',
       model: 'demo',

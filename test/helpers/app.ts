@@ -7,6 +7,7 @@ import type { PrismaClient } from '../../src/infra/db.js';
 import type { Logger } from '../../src/infra/log.js';
 import { newSqlScope, runInSqlScope } from '../../src/infra/sql-stats.js';
 import { createProduct } from '../../src/services/products.js';
+import type { Store } from '../../src/services/store.js';
 import type { DatabaseVariant, TestDatabase } from './db.js';
 
 export const TEST_ADMIN_TOKEN = 'adm_test_admin_token_0123456789abcdef';
@@ -31,6 +32,8 @@ export interface TestApp {
   app: App;
   database: TestDatabase;
   prisma: PrismaClient;
+  /** What services write through: the app's database, cache and live events. */
+  store: Store;
   logged: { level: string; msg: string; fields?: Record<string, unknown> }[];
   gql<T = any>(query: string, options?: RequestOptions): Promise<GqlResult<T>>;
   /** Creates a product through the service; returns its database id and key. */
@@ -62,6 +65,7 @@ export async function createTestApp(variant: DatabaseVariant, env: Record<string
     app,
     database,
     prisma,
+    store: { prisma, cache: app.deps.cache, events: app.deps.events },
     logged,
     gql: async (query, options = {}) => {
       const headers: Record<string, string> = { 'content-type': 'application/json', ...options.headers };

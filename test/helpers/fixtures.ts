@@ -1,6 +1,6 @@
 import { encodeGlobalID } from '@pothos/plugin-relay';
 import type { PrismaClient } from '../../src/infra/db.js';
-import { appendMessage } from '../../src/services/messages.js';
+import { insertMessage } from '../../src/services/messages.js';
 
 export const gid = (type: string, id: string) => encodeGlobalID(type, id);
 
@@ -28,7 +28,7 @@ export async function seedConversations(
     let replies = 0;
     for (let m = 0; m < messages; m++) {
       const role = m % 2 === 0 ? 'USER' : 'ASSISTANT';
-      const message = await appendMessage(prisma, productId, conversation.id, {
+      const message = await insertMessage(prisma, productId, conversation.id, {
         role,
         content: `${role === 'USER' ? 'Question' : 'Answer'} ${m} of conversation ${c}`,
       });

@@ -282,7 +282,7 @@ describeEachDatabase('API: an example session', (variant) => {
       const raw = (await t.prisma.conversation.findFirstOrThrow({ where: { productId: fresh.id } })).id;
       replyIds = [];
       for (const content of ['2-3 days.', 'Express is next day.']) {
-        const reply = await appendMessage(t.prisma, fresh.id, raw, { role: 'ASSISTANT', content, model: 'test' });
+        const reply = await appendMessage(t.store, fresh.id, raw, { role: 'ASSISTANT', content, model: 'test' });
         replyIds.push(gid('Message', reply.id));
       }
     });
@@ -315,7 +315,7 @@ describeEachDatabase('API: an example session', (variant) => {
 
     it('concurrent ratings of one reply all succeed and leave one row', async () => {
       const reply = await appendMessage(
-        t.prisma,
+        t.store,
         fresh.id,
         (await t.prisma.conversation.findFirstOrThrow({ where: { productId: fresh.id, sessionId: 's' } })).id,
         { role: 'ASSISTANT', content: 'Anything else?' },

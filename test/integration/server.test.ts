@@ -2,7 +2,7 @@ import { createConnection } from 'node:net';
 import { createClient, type Client, type ClientOptions } from 'graphql-ws';
 import WebSocket from 'ws';
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
-import { createTestApp, type TestApp } from '../helpers/app.js';
+import { createTestApp, TEST_ADMIN_TOKEN, type TestApp } from '../helpers/app.js';
 import { describeEachDatabase } from '../helpers/db.js';
 import { within } from '../helpers/time.js';
 
@@ -164,13 +164,21 @@ describeEachDatabase('HTTP + WebSocket server', (variant) => {
     expect(closed).toEqual([{ code: 4403, reason: 'Forbidden' }]);
   });
 
-  it('lets a graphql-ws connection without credentials in, anonymous: viewer is UNAUTHENTICATED', async () => {
-    // No key at all authenticates as anonymous; the operation itself then fails.
-    const { client } = wsClient();
-    const { results } = await runOverWs(client, '{ viewer { name } }');
-    expect(results).toHaveLength(1);
-    expect(results[0].data ?? null).toBeNull();
-    expect(results[0].errors?.[0]?.extensions?.code).toBe('UNAUTHENTICATED');
+  it('refuses a graphql-ws connection without credentials: 4401 Unauthorized, no data', async () => {
+    // A socket with no key at all would only ever get UNAUTHENTICATED: it is not let in.
+    const { client, closed } = wsClient();
+    const { results, error } = await runOverWs(client, '{ viewer { name } }');
+    expect(results).toEqual([]);
+    expect(error).toMatchObject({ code: 4401, reason: 'Unauthorized' });
+    expect(closed).toEqual([{ code: 4401, reason: 'Unauthorized' }]);
+  });
+
+  it('lets a graphql-ws connection with only the admin token in: admin fields work, product fields are UNAUTHENTICATED', async () => {
+    const { client } = wsClient({ connectionParams: { adminToken: TEST_ADMIN_TOKEN } });
+    const { results } = await runOverWs(client, '{ products(first: 1) { edges { node { id } } } }');
+    expect(results[0].errors).toBeUndefined();
+    const viewer = await runOverWs(client, '{ viewer { name } }');
+    expect(viewer.results[0].errors?.[0]?.extensions?.code).toBe('UNAUTHENTICATED');
   });
 
   // Runs last in this file: it stops the server the tests above share.

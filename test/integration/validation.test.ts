@@ -65,7 +65,7 @@ describeEachDatabase('validation', (variant) => {
     conversationId = ok(await gql(START, { input: { sessionId: 'v', title: 'Limits' } })).startConversation.id;
     ok(await gql(SEND, { input: { conversationId, content: 'first question' } }));
     conversationUuid = (await t.prisma.conversation.findFirstOrThrow({ where: { productId: shop.id } })).id;
-    const reply = await appendMessage(t.prisma, shop.id, conversationUuid, { role: 'ASSISTANT', content: 'An answer' });
+    const reply = await appendMessage(t.store, shop.id, conversationUuid, { role: 'ASSISTANT', content: 'An answer' });
     replyId = gid('Message', reply.id);
     entryId = ok(await gql(ADD, { input: { title: 'Entry', content: 'Some content' } })).addKnowledge.id;
   });

@@ -23,6 +23,7 @@ describe('loadConfig', () => {
       database: { url: undefined, poolSize: 10 },
       redis: { url: undefined, prefix: 'parley:' },
       cache: { l1MaxEntries: 10_000, l1MaxBytes: 64 * 1024 * 1024, redisTimeoutMs: 50, generationTrustMs: 0, warmProducts: 20 },
+      live: { typingTtlMs: 5_000, wsKeepAliveMs: 12_000 },
       adminToken: undefined,
       demo: true,
       logLevel: 'info',
@@ -47,6 +48,8 @@ describe('loadConfig', () => {
         PARLEY_REDIS_TIMEOUT_MS: '25',
         PARLEY_CACHE_GENERATION_TRUST_MS: '100',
         PARLEY_WARM_PRODUCTS: '5',
+        PARLEY_TYPING_TTL_MS: '2500',
+        PARLEY_WS_KEEPALIVE_MS: '30000',
         PARLEY_LOG_LEVEL: 'warn',
       }),
     ).toEqual({
@@ -57,12 +60,14 @@ describe('loadConfig', () => {
       database: { url: 'postgresql://parley:secret@db.internal:5432/parley?sslmode=require', poolSize: 25 },
       redis: { url: 'rediss://:secret@cache.internal:6380/2', prefix: 'parley-eu:' },
       cache: { l1MaxEntries: 500, l1MaxBytes: 8 * 1024 * 1024, redisTimeoutMs: 25, generationTrustMs: 100, warmProducts: 5 },
+      live: { typingTtlMs: 2_500, wsKeepAliveMs: 30_000 },
       adminToken: TOKEN,
       demo: false,
       logLevel: 'warn',
     });
     expect(loadConfig({ DATABASE_URL: 'postgres://localhost/parley' }).database.url).toBe('postgres://localhost/parley');
     expect(loadConfig({ PORT: '0' }).port).toBe(0);
+    expect(loadConfig({ PARLEY_WS_KEEPALIVE_MS: '0' }).live.wsKeepAliveMs).toBe(0);
   });
 
   it('turns the demo off in production unless asked for', () => {
@@ -111,6 +116,10 @@ describe('loadConfig', () => {
     ['PARLEY_REDIS_PREFIX', 'has space'],
     ['PARLEY_CACHE_L1_MAX_MB', '0'],
     ['PARLEY_REDIS_TIMEOUT_MS', 'fast'],
+    ['PARLEY_TYPING_TTL_MS', '99'],
+    ['PARLEY_TYPING_TTL_MS', '5s'],
+    ['PARLEY_WS_KEEPALIVE_MS', '-1'],
+    ['PARLEY_WS_KEEPALIVE_MS', '600001'],
     ['PARLEY_LOG_LEVEL', 'verbose'],
     ['NODE_ENV', 'staging'],
   ])('rejects %s=%s with a ConfigError naming the variable', (name, value) => {

@@ -3,7 +3,7 @@ import { deserialize, serialize } from 'node:v8';
 import type { Redis } from 'ioredis';
 import { LRUCache } from 'lru-cache';
 import type { Logger } from '../log.js';
-import { Generations } from './generations.js';
+import { EPOCH_TAG, Generations } from './generations.js';
 import { RedisGuard } from './redis-guard.js';
 
 /**
@@ -25,6 +25,8 @@ export interface CachePolicy<A> {
   key?: (args: A) => unknown;
   /** Serve an expired entry this much longer while one background load refreshes it. @default 0 */
   staleWhileRevalidateMs?: number;
+  /** Whether a loaded value is stored at all (e.g. not a lookup that found nothing). @default always */
+  cacheIf?: (value: any) => boolean;
 }
 
 export function cachePolicy<A>(policy: CachePolicy<A>): CachePolicy<A> {
@@ -196,6 +198,11 @@ export class Cache {
     await this.generations.bump(unique);
   }
 
+  /** Makes every entry unreachable, on every node (bumps the epoch every key embeds). */
+  flush(): Promise<void> {
+    return this.generations.bump([EPOCH_TAG]);
+  }
+
   /** Counts a request that joined an identical one in flight (request deduplication). */
   countDedupJoin(operation = 'operations'): void {
     this.counter(operation).dedupJoins += 1;
@@ -292,6 +299,7 @@ export class Cache {
     const stat = this.counter(policy.name);
     stat.loads += 1;
     const value = await load();
+    if (policy.cacheIf && !policy.cacheIf(value)) return value;
     const ttl = this.jittered(policy.ttlMs);
     const entry: Entry = { value, freshUntil: Date.now() + ttl };
     const lifetime = ttl + (policy.staleWhileRevalidateMs ?? 0);

@@ -1,0 +1,71 @@
+import type { Redis } from 'ioredis';
+import type { Logger } from '../log.js';
+import { MemoryPubSub } from './memory.js';
+import { RedisEventPubSub } from './redis.js';
+
+/**
+ * Typed publish/subscribe for live events. A channel is a topic plus an id
+ * (`conversation` + its id): subscribers listen to exactly the channel they
+ * need, never to a broad topic filtered in code. In-process by default; with a
+ * Redis URL, graphql-redis-subscriptions' RedisPubSub over a publisher and a
+ * subscriber connection, so an event published on one node reaches every node.
+ *
+ * Delivery is at most once: an event published while Redis is unreachable is
+ * lost (clients catch up on messages with the `after` cursor).
+ */
+
+/** Event payload type per topic; payloads are small JSON objects (ids, deltas). */
+export type EventMap = { [topic: string]: object };
+
+export interface EventStream<T> extends AsyncIterableIterator<T> {
+  /** Settles once events published from now on will be delivered (Redis acknowledged SUBSCRIBE). */
+  readonly ready: Promise<void>;
+  /** Ends the stream at once, even while a `next()` is pending, and releases the channel. */
+  return(): Promise<IteratorReturnResult<undefined>>;
+}
+
+export interface PubSubStats {
+  /** Channels this process listens to. */
+  channels: number;
+  /** Open event streams (one per live subscription). */
+  streams: number;
+  /** Open streams whose channel subscription is acknowledged: events published now reach them. */
+  subscribed: number;
+  /** Message listeners registered with the channels (one per stream; more would be a leak). */
+  listeners: number;
+  /** False while events cannot cross nodes (Redis unreachable); always true in-process. */
+  connected: boolean;
+}
+
+export interface PubSub<E extends EventMap> {
+  readonly kind: 'memory' | 'redis';
+  /** The publishing connection, for the few commands that go with events (typing state); none in-process. */
+  readonly redis: Redis | undefined;
+  channel(topic: keyof E & string, id: string): string;
+  publish<K extends keyof E & string>(topic: K, id: string, event: E[K]): Promise<void>;
+  subscribe<K extends keyof E & string>(topic: K, id: string): EventStream<E[K]>;
+  stats(): PubSubStats;
+  /** Ends every open stream and closes the connections. */
+  dispose(): Promise<void>;
+}
+
+export interface PubSubOptions {
+  /** Without a URL, events stay in this process. */
+  redisUrl?: string | undefined;
+  /** @default 'parley:' */
+  prefix?: string;
+  log: Logger;
+  /** Events a stream holds for a subscriber that does not keep up; past it the stream fails. @default 10000 */
+  maxBuffered?: number;
+}
+
+export async function createPubSub<E extends EventMap>(options: PubSubOptions): Promise<PubSub<E>> {
+  const prefix = options.prefix ?? 'parley:';
+  const maxBuffered = options.maxBuffered ?? 10_000;
+  if (!options.redisUrl) return new MemoryPubSub<E>(prefix, maxBuffered);
+  const pubsub = new RedisEventPubSub<E>(options.redisUrl, prefix, maxBuffered, options.log);
+  await pubsub.connect();
+  return pubsub;
+}
+
+export { SubscriberTooSlowError } from './stream.js';

@@ -1,0 +1,118 @@
+import type { EventMap, EventStream, PubSubStats } from './index.js';
+
+export class SubscriberTooSlowError extends Error {
+  override name = 'SubscriberTooSlowError';
+}
+
+const DONE: IteratorReturnResult<undefined> = Object.freeze({ value: undefined, done: true });
+
+/** A queue between a channel listener and one subscriber; not an async generator, so `return()` never waits for an event. */
+export class Stream<T> implements EventStream<T> {
+  private buffer: T[] = [];
+  private waiting: { resolve(result: IteratorResult<T, undefined>): void; reject(error: Error): void } | undefined;
+  private failure: Error | undefined;
+  private closed = false;
+  /** Set once `ready` has settled successfully. */
+  active = false;
+
+  constructor(
+    readonly ready: Promise<void>,
+    private readonly maxBuffered: number,
+    private readonly release: () => void,
+  ) {}
+
+  push(event: T): void {
+    if (this.closed) return;
+    if (this.waiting) {
+      const waiting = this.waiting;
+      this.waiting = undefined;
+      waiting.resolve({ value: event, done: false });
+    } else if (this.buffer.length >= this.maxBuffered) {
+      this.fail(new SubscriberTooSlowError(`subscriber fell ${this.maxBuffered} events behind`));
+    } else {
+      this.buffer.push(event);
+    }
+  }
+
+  fail(error: Error): void {
+    if (this.closed) return;
+    this.close();
+    if (this.waiting) this.waiting.reject(error);
+    else this.failure = error;
+    this.waiting = undefined;
+  }
+
+  next(): Promise<IteratorResult<T, undefined>> {
+    if (this.buffer.length) return Promise.resolve({ value: this.buffer.shift()!, done: false });
+    if (this.failure) {
+      const failure = this.failure;
+      this.failure = undefined;
+      return Promise.reject(failure);
+    }
+    if (this.closed) return Promise.resolve(DONE);
+    return new Promise((resolve, reject) => (this.waiting = { resolve, reject }));
+  }
+
+  async return(): Promise<IteratorReturnResult<undefined>> {
+    this.close();
+    this.buffer = [];
+    this.waiting?.resolve(DONE);
+    this.waiting = undefined;
+    return DONE;
+  }
+
+  async throw(error?: unknown): Promise<IteratorResult<T, undefined>> {
+    await this.return();
+    throw error;
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+
+  private close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.release();
+  }
+}
+
+/** What both implementations share: the open streams, their counts, and ending them. */
+export abstract class BasePubSub<E extends EventMap> {
+  protected readonly streams = new Set<Stream<unknown>>();
+  protected disposed = false;
+
+  constructor(
+    protected readonly prefix: string,
+    protected readonly maxBuffered: number,
+  ) {}
+
+  channel(topic: keyof E & string, id: string): string {
+    return `${this.prefix}events:${topic}:${id}`;
+  }
+
+  protected open<T>(ready: Promise<void>, release: () => void): Stream<T> {
+    const stream: Stream<T> = new Stream<T>(ready, this.maxBuffered, () => {
+      this.streams.delete(stream as Stream<unknown>);
+      release();
+    });
+    this.streams.add(stream as Stream<unknown>);
+    ready.then(
+      () => (stream.active = true),
+      () => undefined,
+    );
+    if (this.disposed) void stream.return();
+    return stream;
+  }
+
+  protected counts(): Pick<PubSubStats, 'streams' | 'subscribed'> {
+    let subscribed = 0;
+    for (const stream of this.streams) if (stream.active) subscribed += 1;
+    return { streams: this.streams.size, subscribed };
+  }
+
+  protected async endStreams(): Promise<void> {
+    this.disposed = true;
+    await Promise.all([...this.streams].map((stream) => stream.return()));
+  }
+}

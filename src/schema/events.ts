@@ -1,0 +1,102 @@
+import { encodeGlobalID } from '@pothos/plugin-relay';
+import { builder } from '../builder.js';
+import { NotFoundError } from '../errors.js';
+import { requireProduct } from '../services/auth.js';
+import {
+  conversationEvents,
+  productFeedbackEvents,
+  type FeedbackAddedEvent,
+  type MessageAddedEvent,
+  type ReplyDeltaEvent,
+  type TypingChangedEvent,
+} from '../services/events.js';
+import { setUserTyping } from '../services/typing.js';
+import { cursorUuid, parseGlobalId } from './ids.js';
+import { MessageRole } from './message.js';
+
+// Events carry ids; each delivery reads the rows through that event's own loaders.
+async function found<T>(row: Promise<T | null>, what: string): Promise<T> {
+  const value = await row;
+  if (value === null) throw new NotFoundError(what);
+  return value;
+}
+
+const MessageAdded = builder.objectRef<MessageAddedEvent>('MessageAdded').implement({
+  description: 'A message was stored (or is replayed after the `after` cursor).',
+  fields: (t) => ({
+    message: t.prismaField({ type: 'Message', resolve: (query, e, _a, ctx) => found(ctx.loaders.message(query, e.messageId), 'Message') }),
+  }),
+});
+
+const ReplyDelta = builder.objectRef<ReplyDeltaEvent>('ReplyDelta').implement({
+  description: 'A piece of an assistant reply while it is produced; MessageAdded follows once it is stored.',
+  fields: (t) => ({
+    messageId: t.id({ description: 'The id the reply is stored under.', resolve: (e) => encodeGlobalID('Message', e.messageId) }),
+    delta: t.exposeString('delta', { description: 'Text to append to what came before.' }),
+    done: t.exposeBoolean('done', { description: 'True on the last piece.' }),
+  }),
+});
+
+const TypingChanged = builder.objectRef<TypingChangedEvent>('TypingChanged').implement({
+  description: 'Someone started or stopped typing (ephemeral, never stored).',
+  fields: (t) => ({
+    conversationId: t.id({ resolve: (e) => encodeGlobalID('Conversation', e.conversationId) }),
+    role: t.expose('role', { type: MessageRole }),
+    isTyping: t.exposeBoolean('isTyping'),
+  }),
+});
+
+const FeedbackAdded = builder.objectRef<FeedbackAddedEvent>('FeedbackAdded').implement({
+  description: 'A reply was rated (or rated again).',
+  fields: (t) => ({
+    feedback: t.prismaField({ type: 'Feedback', resolve: (query, e, _a, ctx) => found(ctx.loaders.feedback(query, e.feedbackId), 'Feedback') }),
+  }),
+});
+
+const ConversationEvent = builder.unionType('ConversationEvent', {
+  types: [MessageAdded, ReplyDelta, TypingChanged, FeedbackAdded],
+  resolveType: (event) =>
+    ({ messageAdded: MessageAdded, replyDelta: ReplyDelta, typingChanged: TypingChanged, feedbackAdded: FeedbackAdded })[event.type],
+});
+
+builder.subscriptionFields((t) => ({
+  conversationEvents: t.field({
+    type: ConversationEvent,
+    description:
+      'Live events of one conversation. With `after` (a cursor of `Conversation.messages`), every message ' +
+      'stored after it is delivered first, then live events: no gap, no duplicate.',
+    args: { conversationId: t.arg.id({ required: true }), after: t.arg.string() },
+    subscribe: (_root, args, ctx) => {
+      const product = requireProduct(ctx);
+      const conversationId = parseGlobalId(String(args.conversationId), 'Conversation', 'conversationId');
+      const sources = { prisma: ctx.prisma, pubsub: ctx.deps.pubsub };
+      return conversationEvents(sources, product.id, conversationId, cursorUuid({ after: args.after }));
+    },
+    resolve: (event) => event,
+  }),
+  productFeedback: t.prismaField({
+    type: 'Feedback',
+    description: "Every feedback on the calling product's replies, for dashboards.",
+    subscribe: (_root, _args, ctx) => productFeedbackEvents(ctx.deps.pubsub, requireProduct(ctx).id),
+    resolve: (query, event, _args, ctx) => found(ctx.loaders.feedback(query, (event as FeedbackAddedEvent).feedbackId), 'Feedback'),
+  }),
+}));
+
+const SetTypingInput = builder.inputType('SetTypingInput', {
+  fields: (t) => ({ conversationId: t.id({ required: true }), isTyping: t.boolean({ required: true }) }),
+});
+
+builder.mutationField('setTyping', (t) =>
+  t.boolean({
+    description:
+      "The widget's user is (not) typing: broadcast to the conversation's subscribers when it changes, never stored. " +
+      'Send true again within PARLEY_TYPING_TTL_MS to keep it; without a refresh it ends by itself. ' +
+      'False when live events are unavailable (Redis unreachable).',
+    args: { input: t.arg({ type: SetTypingInput, required: true }) },
+    resolve: (_root, { input }, ctx) => {
+      const product = requireProduct(ctx);
+      const conversationId = parseGlobalId(String(input.conversationId), 'Conversation', 'input.conversationId');
+      return setUserTyping(ctx.prisma, ctx.deps.typing, product.id, conversationId, input.isTyping);
+    },
+  }),
+);

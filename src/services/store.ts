@@ -1,0 +1,29 @@
+import type { Cache } from '../infra/cache/index.js';
+import type { PrismaClient } from '../infra/db.js';
+import type { LiveEvents } from './events.js';
+
+/**
+ * What a service needs to write: the database, the cache it must keep true, and
+ * the live events it announces once the write has committed.
+ */
+export interface Store {
+  prisma: PrismaClient;
+  cache: Cache;
+  events: LiveEvents;
+}
+
+/**
+ * Cache tags, one per slice of data a write can change. A write bumps exactly
+ * the tags it affects; a cached read lists the tags it depends on.
+ */
+export const tags = {
+  /** The product row itself (name, key prefix). */
+  product: (productId: string) => `product:${productId}`,
+  /** The product row found by this key hash (auth on every request). */
+  productKey: (keyHash: string) => `productKey:${keyHash}`,
+  knowledge: (productId: string) => `product:${productId}:knowledge`,
+  /** The product's conversation list, counters and messages. */
+  conversations: (productId: string) => `product:${productId}:conversations`,
+  feedback: (productId: string) => `product:${productId}:feedback`,
+  conversation: (conversationId: string) => `conversation:${conversationId}`,
+};

@@ -1,0 +1,138 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
+import { buildApp, type App } from '../../src/app.js';
+import { loadConfig } from '../../src/config.js';
+import { openDatabase, type Database } from '../../src/infra/db.js';
+import { appendMessage } from '../../src/services/messages.js';
+import { createTestApp, recordingLogger, TEST_ADMIN_TOKEN, type TestApp } from '../helpers/app.js';
+import { databaseVariants } from '../helpers/db.js';
+import { gid } from '../helpers/fixtures.js';
+import { CONVERSATION_EVENTS, PRODUCT_FEEDBACK, disposeClients, eventually, liveClient, subscribe, uniquePrefix } from '../helpers/live.js';
+
+/**
+ * Two Parley nodes sharing one PostgreSQL and one Redis, each with its own
+ * port: an event published on one node reaches subscribers on the other, and
+ * a typing state set on one node and refreshed on the other expires with
+ * exactly one `isTyping: false`.
+ */
+
+const redisUrl = inject('redisUrl');
+const postgres = databaseVariants()[1]!;
+const TYPING_TTL_MS = 2_000;
+
+describe.skipIf(!postgres.available || !redisUrl)('several nodes on one Redis and one PostgreSQL', () => {
+  let a: TestApp;
+  let b: App;
+  let bDatabase: Database;
+  let bDataDir: string;
+  let wsA: string;
+  let wsB: string;
+  let product: { id: string; key: string };
+  const prefix = uniquePrefix('cluster');
+  const env = { REDIS_URL: redisUrl, PARLEY_REDIS_PREFIX: prefix, PARLEY_TYPING_TTL_MS: String(TYPING_TTL_MS) };
+
+  const gql = async (app: App, query: string, variables: Record<string, unknown> = {}) => {
+    const response = await app.yoga.fetch('http://parley.test/graphql', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${product.key}` },
+      body: JSON.stringify({ query, variables }),
+    });
+    const body = (await response.json()) as { data: any; errors?: unknown[] };
+    expect(body.errors, JSON.stringify(body.errors)).toBeUndefined();
+    return body.data;
+  };
+  const start = async (app: App) => (await gql(app, `mutation { startConversation(input: { sessionId: "nodes" }) { id } }`)).startConversation.id as string;
+  const listening = (app: App, n = 1) => eventually(() => app.deps.pubsub.stats().subscribed >= n, `${n} subscription(s) listening`);
+  const client = (url: string) => liveClient(url, { connectionParams: { productKey: product.key } }).client;
+  const TYPING = `mutation($c: ID!, $t: Boolean!) { setTyping(input: { conversationId: $c, isTyping: $t }) }`;
+
+  beforeAll(async () => {
+    a = await createTestApp(postgres, env);
+    bDataDir = mkdtempSync(join(tmpdir(), 'parley-node-b-'));
+    bDatabase = await openDatabase({ url: a.database.url, poolSize: 5 });
+    const config = loadConfig({
+      NODE_ENV: 'test',
+      PARLEY_DATA_DIR: bDataDir,
+      PARLEY_ADMIN_TOKEN: TEST_ADMIN_TOKEN,
+      PARLEY_DEMO: 'false',
+      PARLEY_LOG_LEVEL: 'silent',
+      ...env,
+    });
+    b = await buildApp(config, { db: bDatabase, log: recordingLogger().log });
+    wsA = `ws://127.0.0.1:${(await a.app.start(0, '127.0.0.1')).port}/graphql`;
+    wsB = `ws://127.0.0.1:${(await b.start(0, '127.0.0.1')).port}/graphql`;
+    product = await a.product('Two nodes');
+  });
+  afterEach(async () => {
+    await disposeClients();
+    await eventually(() => a.app.deps.pubsub.stats().streams + b.deps.pubsub.stats().streams === 0, 'no stream left open');
+  });
+  afterAll(async () => {
+    await b?.stop();
+    await bDatabase?.close();
+    if (bDataDir) rmSync(bDataDir, { recursive: true, force: true });
+    await a?.dispose();
+  });
+
+  it('both nodes use Redis for events', () => {
+    expect([a.app.deps.pubsub.kind, b.deps.pubsub.kind]).toEqual(['redis', 'redis']);
+  });
+
+  it('sendMessage on node A reaches a graphql-ws subscriber on node B', async () => {
+    const c = await start(a.app);
+    const s = subscribe(client(wsB), CONVERSATION_EVENTS, { id: c });
+    await listening(b);
+    const sent = await gql(a.app, `mutation($c: ID!) { sendMessage(input: { conversationId: $c, content: "from A" }) { message { id } } }`, { c });
+    const [event] = await s.next(1);
+    expect(event.conversationEvents).toEqual({
+      __typename: 'MessageAdded',
+      message: { id: sent.sendMessage.message.id, role: 'USER', content: 'from A' },
+    });
+  });
+
+  it('setTyping on node B reaches a subscriber on node A', async () => {
+    const c = await start(b);
+    const s = subscribe(client(wsA), CONVERSATION_EVENTS, { id: c });
+    await listening(a.app);
+    expect((await gql(b, TYPING, { c, t: true })).setTyping).toBe(true);
+    const [event] = await s.next(1);
+    expect(event.conversationEvents).toEqual({ __typename: 'TypingChanged', conversationId: c, role: 'USER', isTyping: true });
+  });
+
+  it('feedback on node A reaches productFeedback on node B', async () => {
+    const c = await start(a.app);
+    const answer = await appendMessage(a.store, product.id, Buffer.from(c, 'base64').toString().split(':')[1]!, { role: 'ASSISTANT', content: 'Yes' });
+    const s = subscribe(client(wsB), PRODUCT_FEEDBACK);
+    await listening(b);
+    const rated = await gql(a.app, `mutation($m: ID!) { submitFeedback(input: { messageId: $m, rating: UP }) { id } }`, {
+      m: gid('Message', answer.id),
+    });
+    const [event] = await s.next(1);
+    expect(event.productFeedback).toEqual({ id: rated.submitFeedback.id, rating: 'UP', comment: null, message: { id: gid('Message', answer.id) } });
+  });
+
+  it('typing set on A and refreshed on B expires once: exactly one false, on both nodes', async () => {
+    const c = await start(a.app);
+    const onA = subscribe(client(wsA), CONVERSATION_EVENTS, { id: c });
+    const onB = subscribe(client(wsB), CONVERSATION_EVENTS, { id: c });
+    await listening(a.app);
+    await listening(b);
+    await gql(a.app, TYPING, { c, t: true });
+    await gql(b, TYPING, { c, t: true }); // a refresh: both nodes now hold an expiry timer
+    await onA.next(2, TYPING_TTL_MS + 10_000);
+    // Both nodes' timers have run (and published whatever they would), then a marker closes the sequence.
+    await eventually(() => a.app.deps.typing.stats().timers + b.deps.typing.stats().timers === 0, 'both expiry timers done');
+    await gql(a.app, `mutation($c: ID!) { sendMessage(input: { conversationId: $c, content: "marker" }) { message { id } } }`, { c });
+    await onA.next(3);
+    await onB.next(3);
+    const expected = [
+      { __typename: 'TypingChanged', conversationId: c, role: 'USER', isTyping: true },
+      { __typename: 'TypingChanged', conversationId: c, role: 'USER', isTyping: false },
+      expect.objectContaining({ __typename: 'MessageAdded' }),
+    ];
+    expect(onA.results.map((r) => r.conversationEvents)).toEqual(expected);
+    expect(onB.results.map((r) => r.conversationEvents)).toEqual(expected);
+  });
+});

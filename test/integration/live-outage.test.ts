@@ -1,0 +1,107 @@
+import { Redis } from 'ioredis';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { createTestApp, recordingLogger, type GqlResult, type TestApp } from '../helpers/app.js';
+import { databaseVariants } from '../helpers/db.js';
+import { CONVERSATION_EVENTS, disposeClients, eventually, liveClient, subscribe, uniquePrefix } from '../helpers/live.js';
+import { findRedisServer, freePort, startRedis, type Throwaway } from '../helpers/servers.js';
+import { createPubSub } from '../../src/infra/pubsub/index.js';
+import { createLiveEvents, type ParleyEvents } from '../../src/services/events.js';
+
+/**
+ * A real redis-server of this test's own, stopped and started again while
+ * graphql-ws subscribers are connected: writes keep working during the
+ * outage, the subscriptions resume by themselves once Redis is back (ioredis
+ * re-subscribes), and a client reconnecting with `after` gets every message
+ * it missed.
+ */
+
+const [pglite, postgres] = databaseVariants();
+const variant = postgres!.available ? postgres! : pglite!;
+const available = Boolean(findRedisServer());
+if (!available) console.warn('\n[parley tests] No redis-server binary: the Redis outage test is SKIPPED.\n');
+
+const SEND = `mutation($c: ID!, $text: String!) { sendMessage(input: { conversationId: $c, content: $text }) { message { id } } }`;
+
+describe.skipIf(!available)(`live events survive a Redis outage [${variant.name}]`, () => {
+  let redis: Throwaway;
+  let t: TestApp;
+  let wsUrl: string;
+  let key: string;
+  let probe: Redis;
+
+  const ok = <T>(result: GqlResult<T>): T => {
+    expect(result.errors, JSON.stringify(result.errors)).toBeUndefined();
+    return result.data;
+  };
+  const send = async (c: string, text: string) => ok(await t.gql(SEND, { key, variables: { c, text } })).sendMessage.message.id as string;
+  const numsub = async (channel: string) => Number(((await probe.pubsub('NUMSUB', channel)) as [string, number])[1]);
+
+  beforeAll(async () => {
+    redis = await startRedis();
+    t = await createTestApp(variant, { REDIS_URL: redis.url, PARLEY_REDIS_PREFIX: uniquePrefix('outage') });
+    wsUrl = `ws://127.0.0.1:${(await t.app.start(0, '127.0.0.1')).port}/graphql`;
+    key = (await t.product('Outage')).key;
+    probe = new Redis(redis.url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => 100 });
+    probe.on('error', () => {});
+  });
+  afterEach(() => disposeClients());
+  afterAll(async () => {
+    probe?.disconnect();
+    await t?.dispose();
+    await redis?.dispose();
+  });
+
+  it('subscriptions resume without client action, and `after` recovers what the outage lost', async () => {
+    const c = ok(await t.gql(`mutation { startConversation(input: { sessionId: "outage" }) { id } }`, { key })).startConversation.id;
+    const channel = t.app.deps.pubsub.channel('conversation', Buffer.from(c, 'base64').toString().split(':')[1]!);
+    const { client, closed } = liveClient(wsUrl, { connectionParams: { productKey: key } });
+    const live = subscribe(client, CONVERSATION_EVENTS, { id: c });
+    await eventually(() => t.app.deps.pubsub.stats().subscribed === 1, 'listening');
+    const m1 = await send(c, 'before the outage');
+    await live.next(1);
+
+    await redis.stop!();
+    await eventually(() => !t.app.deps.pubsub.stats().connected, 'the node notices the outage');
+    // Writes do not fail or hang while Redis is down; their events are lost.
+    const m2 = await send(c, 'during the outage');
+    const typing = ok(await t.gql(`mutation($c: ID!) { setTyping(input: { conversationId: $c, isTyping: true }) }`, { key, variables: { c } }));
+    expect(typing.setTyping).toBe(false);
+
+    await redis.start!();
+    await eventually(() => t.app.deps.pubsub.stats().connected, 'the node reconnects', 20_000);
+    await eventually(async () => (await numsub(channel).catch(() => 0)) === 1, 'the channel is subscribed again', 20_000);
+    const m3 = await send(c, 'after the outage');
+    await live.until((r) => r.conversationEvents.message?.id === m3, 'the event published after the restart');
+    expect(live.results.map((r) => r.conversationEvents.message.id)).toEqual([m1, m3]);
+    expect(closed).toEqual([]); // the socket never dropped: nothing for the client to do
+
+    // A client that reconnects from its last message gets the one the outage swallowed, and more.
+    const cursor = ok(
+      await t.gql(`query($id: ID!) { conversation(id: $id) { messages(first: 1) { edges { cursor } } } }`, { key, variables: { id: c } }),
+    ).conversation.messages.edges[0].cursor;
+    const again = subscribe(liveClient(wsUrl, { connectionParams: { productKey: key } }).client, CONVERSATION_EVENTS, { id: c, after: cursor });
+    await again.next(2);
+    expect(again.results.map((r) => r.conversationEvents.message.id)).toEqual([m2, m3]);
+  });
+});
+
+describe('live events with a Redis that is not there', () => {
+  it('publish fails at once (logged, not thrown to the writer), subscribe waits, dispose ends it all cleanly', async () => {
+    const { log, logged } = recordingLogger();
+    const pubsub = await createPubSub<ParleyEvents>({ redisUrl: `redis://127.0.0.1:${await freePort()}`, prefix: 'nowhere:', log });
+    try {
+      expect(pubsub.stats().connected).toBe(false);
+      await expect(pubsub.publish('conversation', 'c1', { type: 'messageAdded', messageId: 'm1' })).rejects.toThrow();
+      expect(await createLiveEvents(pubsub, log).messageAdded('c1', 'm1')).toBe(false);
+      expect(logged.some((l) => l.msg === 'live event not published')).toBe(true);
+      // A SUBSCRIBE waits for Redis; shutting down meanwhile must not leave a rejection unhandled.
+      const stream = pubsub.subscribe('conversation', 'c1');
+      const next = stream.next();
+      await pubsub.dispose();
+      expect(await next).toEqual({ value: undefined, done: true });
+      expect(pubsub.stats()).toMatchObject({ streams: 0, channels: 0 });
+    } finally {
+      await pubsub.dispose();
+    }
+  });
+});
