@@ -1,0 +1,152 @@
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { GraphQLError, GraphQLScalarType } from 'graphql';
+import { createSchema } from 'graphql-yoga';
+import type { PrismaClient } from '../../src/infra/db.js';
+import type { Conversation, Message, Product } from '../../src/generated/prisma/client.js';
+
+/**
+ * The honest "before": Parley's schema (the same schema.graphql) implemented
+ * the way most teams start — one Prisma call per field, no DataLoaders, no
+ * cache, no dedup, no batching of their own. Prisma's built-in batching of
+ * findUnique calls made in the same tick stays on, as every Prisma user gets
+ * it. Only what the bench documents use is implemented (connections forwards
+ * with first/after); the answers are the same as Parley's, global ids included.
+ */
+
+export interface BaselineContext {
+  prisma: PrismaClient;
+  product: Product | null;
+}
+
+const typeDefs = readFileSync(new URL('../../schema.graphql', import.meta.url), 'utf8');
+
+const toGlobalId = (type: string, id: string) => Buffer.from(`${type}:${id}`).toString('base64');
+
+function fromGlobalId(globalId: string, type: string): string {
+  const [decodedType, id] = Buffer.from(globalId, 'base64').toString('utf8').split(':');
+  if (decodedType !== type || !id) throw new GraphQLError(`not a ${type} id`, { extensions: { code: 'BAD_USER_INPUT' } });
+  return id;
+}
+
+function requireProduct(ctx: BaselineContext): Product {
+  if (!ctx.product) throw new GraphQLError('a product key is required', { extensions: { code: 'UNAUTHENTICATED' } });
+  return ctx.product;
+}
+
+export async function productForRequest(prisma: PrismaClient, request: Request): Promise<Product | null> {
+  const key = /^Bearer\s+(\S+)$/i.exec(request.headers.get('authorization') ?? '')?.[1];
+  if (!key) return null;
+  const product = await prisma.product.findUnique({ where: { keyHash: createHash('sha256').update(key).digest('hex') } });
+  if (!product) throw new GraphQLError('invalid product key', { extensions: { code: 'UNAUTHENTICATED', http: { status: 401 } } });
+  return product;
+}
+
+interface PageArgs {
+  first?: number | null;
+  after?: string | null;
+}
+
+/** Relay connection over `take: first + 1` rows, cursors being the row id. */
+async function connection<T extends { id: string }>(args: PageArgs, load: (page: { take: number; cursor?: { id: string }; skip?: number }) => Promise<T[]>) {
+  const first = Math.min(args.first ?? 20, 100);
+  const after = args.after ? Buffer.from(args.after, 'base64').toString('utf8') : undefined;
+  const rows = await load({ take: first + 1, ...(after ? { cursor: { id: after }, skip: 1 } : {}) });
+  const nodes = rows.slice(0, first);
+  const edges = nodes.map((node) => ({ node, cursor: Buffer.from(node.id).toString('base64') }));
+  return {
+    edges,
+    nodes,
+    pageInfo: {
+      hasNextPage: rows.length > first,
+      hasPreviousPage: Boolean(after),
+      startCursor: edges[0]?.cursor ?? null,
+      endCursor: edges.at(-1)?.cursor ?? null,
+    },
+  };
+}
+
+const globalId = (type: string) => (row: { id: string }) => toGlobalId(type, row.id);
+
+export const baselineSchema = createSchema<BaselineContext>({
+  typeDefs,
+  resolvers: {
+    DateTime: new GraphQLScalarType({
+      name: 'DateTime',
+      serialize: (value) => (value instanceof Date ? value : new Date(String(value))).toISOString(),
+    }),
+    JSON: new GraphQLScalarType({ name: 'JSON', serialize: (value) => value }),
+    Query: {
+      viewer: (_root, _args, ctx) => requireProduct(ctx),
+      conversations: (_root, args: PageArgs & { sessionId?: string | null }, ctx) =>
+        connection(args, (page) =>
+          ctx.prisma.conversation.findMany({
+            where: { productId: requireProduct(ctx).id, ...(args.sessionId ? { sessionId: args.sessionId } : {}) },
+            orderBy: [{ lastMessageAt: 'desc' }, { id: 'desc' }],
+            ...page,
+          }),
+        ),
+      searchKnowledge: async (_root, args: { query: string; first: number }, ctx) => {
+        const rows = await ctx.prisma.$queryRawUnsafe<{ id: string; title: string; content: string; tags: string[]; createdAt: Date; updatedAt: Date; score: number }[]>(
+          `SELECT id::text AS id, title, content, tags, "createdAt", "updatedAt",
+                  ts_rank("searchVector", q)::float8 AS score
+             FROM "KnowledgeEntry",
+                  (SELECT to_tsquery('simple', string_agg(quote_literal(lexeme), ' | ')) AS q
+                     FROM unnest(tsvector_to_array(to_tsvector('english', $2))) AS lexeme) AS query
+            WHERE "productId" = $1::uuid AND "searchVector" @@ q
+            ORDER BY score DESC, "updatedAt" DESC
+            LIMIT $3`,
+          requireProduct(ctx).id,
+          args.query,
+          args.first,
+        );
+        return rows.map(({ score, ...entry }) => ({ score, entry }));
+      },
+    },
+    Mutation: {
+      sendMessage: async (_root, { input }: { input: { conversationId: string; content: string } }, ctx) => {
+        const product = requireProduct(ctx);
+        const conversationId = fromGlobalId(input.conversationId, 'Conversation');
+        const conversation = await ctx.prisma.conversation.findFirst({ where: { id: conversationId, productId: product.id } });
+        if (!conversation) throw new GraphQLError('Conversation not found', { extensions: { code: 'NOT_FOUND' } });
+        const message = await ctx.prisma.message.create({ data: { conversationId, role: 'USER', content: input.content } });
+        await ctx.prisma.conversation.update({
+          where: { id: conversationId },
+          data: { messageCount: { increment: 1 }, lastMessageAt: message.createdAt, lastMessageId: message.id },
+        });
+        return { message, reply: null };
+      },
+    },
+    Product: {
+      id: globalId('Product'),
+      stats: (product: Product) => ({ productId: product.id }),
+      knowledge: (product: Product, args: PageArgs, ctx) =>
+        connection(args, (page) =>
+          ctx.prisma.knowledgeEntry.findMany({ where: { productId: product.id }, orderBy: [{ updatedAt: 'desc' }, { id: 'desc' }], ...page }),
+        ),
+    },
+    ProductStats: {
+      conversationCount: ({ productId }: { productId: string }, _args, ctx) => ctx.prisma.conversation.count({ where: { productId } }),
+      messageCount: async ({ productId }: { productId: string }, _args, ctx) =>
+        (await ctx.prisma.conversation.aggregate({ where: { productId }, _sum: { messageCount: true } }))._sum.messageCount ?? 0,
+      feedbackUp: ({ productId }: { productId: string }, _args, ctx) => ctx.prisma.feedback.count({ where: { productId, rating: 'UP' } }),
+      feedbackDown: ({ productId }: { productId: string }, _args, ctx) => ctx.prisma.feedback.count({ where: { productId, rating: 'DOWN' } }),
+    },
+    KnowledgeEntry: { id: globalId('KnowledgeEntry') },
+    Conversation: {
+      id: globalId('Conversation'),
+      messages: (conversation: Conversation, args: PageArgs, ctx) =>
+        connection(args, (page) =>
+          ctx.prisma.message.findMany({ where: { conversationId: conversation.id }, orderBy: [{ createdAt: 'asc' }, { id: 'asc' }], ...page }),
+        ),
+      lastMessage: (conversation: Conversation, _args, ctx) =>
+        conversation.lastMessageId ? ctx.prisma.message.findUnique({ where: { id: conversation.lastMessageId } }) : null,
+    },
+    Message: {
+      id: globalId('Message'),
+      feedback: (message: Message, _args, ctx) => ctx.prisma.feedback.findUnique({ where: { messageId: message.id } }),
+      conversation: (message: Message, _args, ctx) => ctx.prisma.conversation.findUnique({ where: { id: message.conversationId } }),
+    },
+    Feedback: { id: globalId('Feedback') },
+  },
+});
