@@ -104,7 +104,10 @@ export class Generations {
       if (connectedBefore) void this.recover();
       connectedBefore = true;
     });
-    await sub.subscribe(this.channel).catch(() => undefined);
+    // Connected: wait until subscribed. Redis down: the SUBSCRIBE waits in the
+    // connection's queue and is sent on connect; start-up must not wait for it.
+    const subscribed = sub.subscribe(this.channel).catch(() => undefined);
+    if (sub.status === 'ready') await subscribed;
   }
 
   /** Current generations of `tags` (plus the epoch), in order. */

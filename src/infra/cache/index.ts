@@ -4,6 +4,7 @@ import type { Logger } from '../log.js';
 import { Cache } from './cache.js';
 
 export { Cache, cachePolicy, tagKind, type CachePolicy, type CacheStat } from './cache.js';
+export { cacheMetricsText } from './prometheus.js';
 
 /**
  * The app's cache: L1 only without REDIS_URL; with it, L2 + cross-node
@@ -22,7 +23,8 @@ export async function createCache(config: Config, log: Logger): Promise<Cache> {
       lazyConnect: true,
     };
     const client = new Redis(config.redis.url, { ...common, enableOfflineQueue: false, maxRetriesPerRequest: 0 });
-    const subscriber = new Redis(config.redis.url, { ...common, autoResubscribe: true });
+    // The subscriber queues SUBSCRIBE until connected (however long Redis is away).
+    const subscriber = new Redis(config.redis.url, { ...common, autoResubscribe: true, maxRetriesPerRequest: null });
     let reported = false;
     for (const connection of [client, subscriber]) {
       // ioredis emits 'error' on every failed reconnect; the guard and circuit already log the state.
