@@ -98,7 +98,7 @@ describe.skipIf(!findRedisServer())('cache through a Redis outage (API level)', 
     expect(failed).toBe(0);
     expect(duringOutage - beforeStop).toBeGreaterThan(10); // requests really ran while Redis was down
     console.log(`[cache outage] ${sent} requests, ${failed} failed, ${duringOutage - beforeStop} while redis-server was stopped`);
-  });
+  }, 90_000);
 });
 
 describe.skipIf(!inject('redisUrl'))('cache with Redis down at start', () => {
