@@ -130,7 +130,7 @@ export function buildScenarios(dataset: Dataset): Record<ScenarioName, Scenario>
     sendMessage: {
       name: 'sendMessage',
       title: 'sendMessage',
-      description: 'write path: stores the USER message (and the reply, invalidation and events as Parley gains them)',
+      description: 'write path: stores the USER message and the assistant reply (local engine: knowledge ranked, answer composed; every question new, so no answer-cache hits)',
       comparable: false,
       next: (random) => send(random),
     },

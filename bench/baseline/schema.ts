@@ -4,6 +4,8 @@ import { GraphQLError, GraphQLScalarType } from 'graphql';
 import { createSchema } from 'graphql-yoga';
 import type { PrismaClient } from '../../src/infra/db.js';
 import type { Conversation, Message, Product } from '../../src/generated/prisma/client.js';
+import { composeLocalAnswer, LOCAL_MODEL } from '../../src/services/answers/local-engine.js';
+import { rankKnowledge } from '../../src/services/knowledge.js';
 
 /**
  * The honest "before": Parley's schema (the same schema.graphql) implemented
@@ -114,7 +116,27 @@ export const baselineSchema = createSchema<BaselineContext>({
           where: { id: conversationId },
           data: { messageCount: { increment: 1 }, lastMessageAt: message.createdAt, lastMessageId: message.id },
         });
-        return { message, reply: null };
+        // The reply as a first version would write it: the same ranking and the same local-engine
+        // answer as Parley's, but searched for every question (no answer cache, no batching).
+        const started = performance.now();
+        const answer = composeLocalAnswer(input.content, await rankKnowledge(ctx.prisma, product.id, input.content, 4));
+        const reply = await ctx.prisma.message.create({
+          data: {
+            conversationId,
+            role: 'ASSISTANT',
+            content: answer.content,
+            engine: 'local',
+            model: LOCAL_MODEL,
+            cached: false,
+            latencyMs: Math.round(performance.now() - started),
+            sourceIds: answer.sourceIds,
+          },
+        });
+        await ctx.prisma.conversation.update({
+          where: { id: conversationId },
+          data: { messageCount: { increment: 1 }, lastMessageAt: reply.createdAt, lastMessageId: reply.id },
+        });
+        return { message, reply };
       },
     },
     Product: {

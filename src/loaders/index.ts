@@ -1,7 +1,7 @@
 import DataLoader from 'dataloader';
 import type { Cache } from '../infra/cache/index.js';
 import type { PrismaClient } from '../infra/db.js';
-import type { Feedback, Message } from '../generated/prisma/client.js';
+import type { Feedback, KnowledgeEntry, Message } from '../generated/prisma/client.js';
 import { productStats, statsPolicy, type ProductStats } from '../services/products.js';
 
 /**
@@ -18,6 +18,12 @@ export interface Loaders {
    */
   message: (query: object, id: string) => Promise<Message | null>;
   feedback: (query: object, id: string) => Promise<Feedback | null>;
+  /**
+   * Knowledge entries by id with a Prisma selection (the sources of replies), in
+   * the order asked, missing ones left out: one statement per selection for
+   * every reply of a request or event. `productId` is always read.
+   */
+  knowledgeEntries: (query: object, ids: readonly string[]) => Promise<KnowledgeEntry[]>;
 }
 
 export function createLoaders(prisma: PrismaClient, cache: Cache): Loaders {
@@ -30,6 +36,16 @@ export function createLoaders(prisma: PrismaClient, cache: Cache): Loaders {
     ),
     message: oncePerSelection((query, id) => prisma.message.findUnique({ ...query, where: { id } }) as Promise<Message | null>),
     feedback: oncePerSelection((query, id) => prisma.feedback.findUnique({ ...query, where: { id } }) as Promise<Feedback | null>),
+    knowledgeEntries: batchedPerSelection(async (query, ids) => {
+      const select = (query as { select?: Record<string, unknown> }).select;
+      const rows = (await prisma.knowledgeEntry.findMany({
+        ...query,
+        ...(select ? { select: { ...select, id: true, productId: true } } : {}),
+        where: { id: { in: [...ids] } },
+      })) as KnowledgeEntry[];
+      const byId = new Map(rows.map((row) => [row.id, row]));
+      return ids.map((id) => byId.get(id) ?? null);
+    }),
   };
 }
 
@@ -40,5 +56,19 @@ function oncePerSelection<T>(load: (query: object, id: string) => Promise<T>): (
     let row = loaded.get(key);
     if (!row) loaded.set(key, (row = load(query, id)));
     return row;
+  };
+}
+
+/** A DataLoader per selection: ids asked with the same selection in one tick are one query. */
+function batchedPerSelection<T>(
+  load: (query: object, ids: readonly string[]) => Promise<(T | null)[]>,
+): (query: object, ids: readonly string[]) => Promise<T[]> {
+  const loaders = new Map<string, DataLoader<string, T | null>>();
+  return async (query, ids) => {
+    if (!ids.length) return [];
+    const key = JSON.stringify(query);
+    let loader = loaders.get(key);
+    if (!loader) loaders.set(key, (loader = new DataLoader((batch: readonly string[]) => load(query, batch), { maxBatchSize: 500 })));
+    return (await loader.loadMany(ids)).filter((row): row is T => row !== null && !(row instanceof Error));
   };
 }

@@ -57,7 +57,7 @@ builder.queryField('searchKnowledge', (t) =>
     type: [KnowledgeHit],
     description: "Full-text search over the calling product's knowledge, best match first.",
     args: { query: t.arg.string({ required: true }), first: t.arg.int({ defaultValue: 5 }) },
-    resolve: (_root, args, ctx) => searchKnowledge(ctx, requireProduct(ctx).id, args),
+    resolve: (_root, args, ctx) => searchKnowledge(ctx, ctx.deps.knowledgeSearch, requireProduct(ctx).id, args),
   }),
 );
 

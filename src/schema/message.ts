@@ -1,14 +1,18 @@
+import { encodeGlobalID } from '@pothos/plugin-relay';
 import { MessageRole as MessageRoleValues } from '../generated/prisma/enums.js';
 import { builder } from '../builder.js';
 import { requireProduct } from '../services/auth.js';
 import { sendUserMessage } from '../services/messages.js';
 import { nodeUuid, parseGlobalId } from './ids.js';
+import './knowledge.js';
 
 export const MessageRole = builder.enumType(MessageRoleValues, { name: 'MessageRole' });
 
 export const Message = builder.prismaNode('Message', {
   id: { field: 'id' },
-  select: { id: true },
+  // sourceIds (a few uuids, empty for most messages) rides along so `sources` can be a
+  // selection-aware prismaField batched by a loader instead of a per-row fallback query.
+  select: { id: true, sourceIds: true },
   nullable: true,
   findUnique: (id, ctx) => ({ id: nodeUuid(id, 'Message'), conversation: { productId: requireProduct(ctx).id } }),
   fields: (t) => ({
@@ -17,15 +21,40 @@ export const Message = builder.prismaNode('Message', {
     createdAt: t.expose('createdAt', { type: 'DateTime' }),
     conversation: t.relation('conversation'),
     feedback: t.relation('feedback', { nullable: true }),
+    model: t.exposeString('model', { nullable: true, description: 'ASSISTANT replies: the model that wrote it (`local-fts` for the local engine).' }),
+    latencyMs: t.exposeInt('latencyMs', { nullable: true, description: 'ASSISTANT replies: milliseconds to produce the answer (storing it not included).' }),
+    cached: t.exposeBoolean('cached', {
+      nullable: true,
+      description: 'ASSISTANT replies: true when the answer was not generated for this question but reused (answer cache, or an identical question answered at the same moment).',
+    }),
+    sources: t.prismaField({
+      type: ['KnowledgeEntry'],
+      description: 'ASSISTANT replies: the knowledge entries the answer was grounded on, best first (an entry deleted since is left out). Empty for other messages.',
+      // The entries of every reply of the request are read in one statement.
+      resolve: async (query, message, _args, ctx) =>
+        (await ctx.loaders.knowledgeEntries(query, message.sourceIds)).filter(
+          (e) => ctx.isAdmin || e.productId === ctx.product?.id,
+        ),
+    }),
   }),
 });
 
 const SendMessageInput = builder.inputType('SendMessageInput', {
-  fields: (t) => ({ conversationId: t.id({ required: true }), content: t.string({ required: true }) }),
+  fields: (t) => ({
+    conversationId: t.id({ required: true }),
+    content: t.string({ required: true }),
+    stream: t.boolean({
+      defaultValue: false,
+      description: 'Return at once (reply: null); the reply arrives on conversationEvents as ReplyDelta pieces under replyId, then MessageAdded.',
+    }),
+  }),
 });
 
+/** `replyId` is set once the reply is announced; `stored` once it is written; `replyError` when producing it failed. */
+type Payload = { messageId: string; replyId: string | null; stored: boolean; replyError?: unknown };
+
 const SendMessagePayload = builder
-  .objectRef<{ messageId: string; replyId: string | null }>('SendMessagePayload')
+  .objectRef<Payload>('SendMessagePayload')
   .implement({
     fields: (t) => ({
       message: t.prismaField({
@@ -37,11 +66,18 @@ const SendMessagePayload = builder
       reply: t.prismaField({
         type: 'Message',
         nullable: true,
-        description: 'The ASSISTANT reply, once an answer engine produces one.',
-        resolve: (query, payload, _args, ctx) =>
-          payload.replyId
+        description: 'The ASSISTANT reply; null with stream: true (it arrives on conversationEvents).',
+        resolve: (query, payload, _args, ctx) => {
+          if (payload.replyError) throw payload.replyError;
+          return payload.stored && payload.replyId
             ? ctx.prisma.message.findUnique({ ...query, relationLoadStrategy: 'join', where: { id: payload.replyId } })
-            : null,
+            : null;
+        },
+      }),
+      replyId: t.id({
+        nullable: true,
+        description: 'The id the reply is stored under — with stream: true, the messageId of its ReplyDelta events before it is stored.',
+        resolve: (payload) => (payload.replyId ? encodeGlobalID('Message', payload.replyId) : null),
       }),
     }),
   });
@@ -49,13 +85,21 @@ const SendMessagePayload = builder
 builder.mutationField('sendMessage', (t) =>
   t.field({
     type: SendMessagePayload,
-    description: 'Stores a USER message; counters and lastMessage move in the same statement.',
+    description:
+      'Stores a USER message (counters and lastMessage move in the same statement) and produces the ASSISTANT reply: ' +
+      'in the payload, or with stream: true as ReplyDelta events then MessageAdded.',
     args: { input: t.arg({ type: SendMessageInput, required: true }) },
-    resolve: async (_root, { input }, ctx) => {
+    resolve: async (_root, { input }, ctx): Promise<Payload> => {
       const product = requireProduct(ctx);
       const conversationId = parseGlobalId(String(input.conversationId), 'Conversation', 'input.conversationId');
       const message = await sendUserMessage(ctx, product.id, conversationId, input);
-      return { messageId: message.id, replyId: null };
+      const answers = ctx.deps.answers;
+      if (input.stream) return { messageId: message.id, replyId: answers.replyInBackground(product, conversationId, message.content), stored: false };
+      // The USER message is stored whatever happens to the reply: a failed reply is an error on `reply` only.
+      return answers.reply(product, conversationId, message.content).then(
+        (reply) => ({ messageId: message.id, replyId: reply.id, stored: true }),
+        (replyError: unknown) => ({ messageId: message.id, replyId: null, stored: false, replyError }),
+      );
     },
   }),
 );

@@ -1,7 +1,8 @@
 import { builder } from '../builder.js';
 import { requireAdmin, requireProduct } from '../services/auth.js';
 import { conversationOrder, sessionFilter } from '../services/conversations.js';
-import { createProduct, readViewer, rotateProductKey } from '../services/products.js';
+import { createProduct, readViewer, rotateProductKey, type ProductStats as Stats } from '../services/products.js';
+import { AnswerStats } from './answers.js';
 import { cursorUuid, nodeUuid, parseGlobalId } from './ids.js';
 
 const NO_ROW = '00000000-0000-0000-0000-000000000000';
@@ -16,12 +17,7 @@ function ownCursor<W>(args: object, owned: (id: string) => W): W | Record<string
   return id === undefined ? {} : owned(id);
 }
 
-export const ProductStats = builder.objectRef<{
-  conversationCount: number;
-  messageCount: number;
-  feedbackUp: number;
-  feedbackDown: number;
-}>('ProductStats');
+export const ProductStats = builder.objectRef<Stats>('ProductStats');
 
 ProductStats.implement({
   fields: (t) => ({
@@ -29,6 +25,7 @@ ProductStats.implement({
     messageCount: t.exposeInt('messageCount'),
     feedbackUp: t.exposeInt('feedbackUp'),
     feedbackDown: t.exposeInt('feedbackDown'),
+    answers: t.field({ type: AnswerStats, resolve: (stats) => stats.answers }),
   }),
 });
 

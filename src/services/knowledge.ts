@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { BadUserInputError, NotFoundError } from '../errors.js';
 import { cachePolicy } from '../infra/cache/index.js';
 import type { PrismaClient } from '../infra/db.js';
+import { createMicroBatcher } from '../infra/micro-batch.js';
 import { tags as cacheTags, type Store } from './store.js';
 import type { KnowledgeEntry, Prisma } from '../generated/prisma/client.js';
 import { limits, MAX_BATCH, MAX_PAGE_SIZE, parseInput, plainText, text } from './validation.js';
@@ -68,6 +69,12 @@ export interface KnowledgeHit {
   score: number;
 }
 
+/** A hit with how much of the question it covers: `matched` of the question's `asked` search terms. */
+export interface RankedHit extends KnowledgeHit {
+  matched: number;
+  asked: number;
+}
+
 const searchInput = z.object({
   query: plainText(limits.searchQuery),
   first: z.number().int().min(1, 'must be at least 1').max(MAX_PAGE_SIZE, `must be at most ${MAX_PAGE_SIZE}`),
@@ -82,31 +89,90 @@ const searchPolicy = cachePolicy<{ productId: string; query: string; first: numb
   tags: (a) => [cacheTags.knowledge(a.productId)],
 });
 
-export async function searchKnowledge({ prisma, cache }: Store, productId: string, args: unknown): Promise<KnowledgeHit[]> {
+export async function searchKnowledge(
+  { cache }: Store,
+  search: KnowledgeSearch,
+  productId: string,
+  args: unknown,
+): Promise<KnowledgeHit[]> {
   const { query, first } = parseInput(searchInput, args, 'searchKnowledge');
-  return cache.get(searchPolicy, { productId, query, first }, () => rankKnowledge(prisma, productId, query, first));
+  return cache.get(searchPolicy, { productId, query, first }, async () =>
+    (await search.rank(productId, query, first)).map(({ entry, score }) => ({ entry, score })),
+  );
 }
 
 /**
- * Full-text search over the generated tsvector (GIN index). Any word may match
- * (OR of the question's lexemes), ranked by ts_rank, so a chat question such as
- * "how do I get a refund?" finds the refund entry without needing every word.
+ * Ranks the product's knowledge for concurrent questions together: the searches
+ * of one product that start within `windowMs` of each other are one SQL
+ * statement (see rankKnowledgeBatch), whoever asks — searchKnowledge or an answer.
  */
-export async function rankKnowledge(prisma: PrismaClient, productId: string, query: string, first: number): Promise<KnowledgeHit[]> {
-  const rows = await prisma.$queryRawUnsafe<(KnowledgeEntry & { score: number })[]>(
+export interface KnowledgeSearch {
+  rank(productId: string, query: string, first: number): Promise<RankedHit[]>;
+  /** Ranking statements run so far. */
+  readonly statements: number;
+}
+
+export function createKnowledgeSearch(prisma: PrismaClient, windowMs: number): KnowledgeSearch {
+  const batcher = createMicroBatcher<string, RankRequest, RankedHit[]>({
+    windowMs,
+    maxBatch: 50,
+    run: (productId, requests) => rankKnowledgeBatch(prisma, productId, requests),
+  });
+  return {
+    rank: (productId, query, first) => batcher.load(productId, { query, first }),
+    get statements() {
+      return batcher.batches;
+    },
+  };
+}
+
+export interface RankRequest {
+  query: string;
+  first: number;
+}
+
+/** One question's full-text ranking (see rankKnowledgeBatch). */
+export async function rankKnowledge(prisma: PrismaClient, productId: string, query: string, first: number): Promise<RankedHit[]> {
+  return (await rankKnowledgeBatch(prisma, productId, [{ query, first }]))[0]!;
+}
+
+/**
+ * Full-text search over the generated tsvector (GIN index) for several
+ * questions of one product in one statement: the questions are unnested and
+ * each is ranked in a LATERAL subquery with its own limit. Any word may match
+ * (OR of the question's lexemes), ranked by ts_rank, so a chat question such as
+ * "how do I get a refund?" finds the refund entry without needing every word;
+ * `matched`/`asked` tell how many of the question's lexemes an entry holds.
+ */
+export async function rankKnowledgeBatch(prisma: PrismaClient, productId: string, requests: RankRequest[]): Promise<RankedHit[][]> {
+  const rows = await prisma.$queryRawUnsafe<(KnowledgeEntry & { ord: number; score: number; matched: number; asked: number })[]>(
     `WITH q AS (
-       SELECT to_tsquery('simple', string_agg(quote_literal(lexeme), ' | ')) AS query
-         FROM unnest(tsvector_to_array(to_tsvector('english', $2))) AS lexeme
+       SELECT i.ord, i.lim, l.query, l.lexemes
+         FROM unnest($2::text[], $3::int[]) WITH ORDINALITY AS i(text, lim, ord)
+         CROSS JOIN LATERAL (
+           SELECT to_tsquery('simple', string_agg(quote_literal(lexeme), ' | ')) AS query, array_agg(lexeme) AS lexemes
+             FROM unnest(tsvector_to_array(to_tsvector('english', i.text))) AS lexeme) l
      )
-     SELECT k.id::text AS id, k."productId"::text AS "productId", k.title, k.content, k.tags,
-            k."createdAt", k."updatedAt", ts_rank(k."searchVector", q.query)::float8 AS score
-       FROM "KnowledgeEntry" k, q
-      WHERE k."productId" = $1::uuid AND q.query IS NOT NULL AND k."searchVector" @@ q.query
-      ORDER BY score DESC, k."updatedAt" DESC
-      LIMIT $3`,
+     SELECT q.ord::int AS ord, h.id::text AS id, h."productId"::text AS "productId", h.title, h.content, h.tags,
+            h."createdAt", h."updatedAt", h.score,
+            (SELECT count(*) FROM unnest(q.lexemes) AS w(lexeme)
+              WHERE h."searchVector" @@ to_tsquery('simple', quote_literal(w.lexeme)))::int AS matched,
+            cardinality(q.lexemes)::int AS asked
+       FROM q
+       CROSS JOIN LATERAL (
+         SELECT k.*, ts_rank(k."searchVector", q.query)::float8 AS score
+           FROM "KnowledgeEntry" k
+          WHERE k."productId" = $1::uuid AND q.query IS NOT NULL AND k."searchVector" @@ q.query
+          ORDER BY score DESC, k."updatedAt" DESC
+          LIMIT q.lim) h
+      ORDER BY q.ord, h.score DESC, h."updatedAt" DESC`,
     productId,
-    query,
-    first,
+    requests.map((r) => r.query),
+    requests.map((r) => r.first),
   );
-  return rows.map(({ score, ...entry }) => ({ entry, score }));
+  const out = requests.map((): RankedHit[] => []);
+  for (const { ord, score, matched, asked, ...entry } of rows) {
+    out[Number(ord) - 1]!.push({ entry, score, matched: Number(matched), asked: Number(asked) });
+  }
+  return out;
 }

@@ -16,6 +16,8 @@ export interface NewMessage {
   id?: string;
   role: MessageRole;
   content: string;
+  /** The answer engine that wrote an ASSISTANT reply (`local`, `openai`). */
+  engine?: string | null;
   model?: string | null;
   latencyMs?: number | null;
   cached?: boolean | null;
@@ -61,10 +63,10 @@ export async function insertMessage(
               "lastMessageId" = $3::uuid
         WHERE id = $1::uuid AND "productId" = $2::uuid
         RETURNING id, "lastMessageAt")
-     INSERT INTO "Message" (id, "conversationId", role, content, "createdAt", model, "latencyMs", cached, "sourceIds")
-     SELECT $3::uuid, c.id, $4::"MessageRole", $5, c."lastMessageAt", $6, $7, $8, $9::uuid[] FROM c
+     INSERT INTO "Message" (id, "conversationId", role, content, "createdAt", engine, model, "latencyMs", cached, "sourceIds")
+     SELECT $3::uuid, c.id, $4::"MessageRole", $5, c."lastMessageAt", $10, $6, $7, $8, $9::uuid[] FROM c
      RETURNING id::text AS id, "conversationId"::text AS "conversationId", role::text AS role, content, "createdAt",
-               model, "latencyMs", cached, "sourceIds"::text[] AS "sourceIds"`,
+               engine, model, "latencyMs", cached, "sourceIds"::text[] AS "sourceIds"`,
     conversationId,
     productId,
     id,
@@ -74,6 +76,7 @@ export async function insertMessage(
     message.latencyMs ?? null,
     message.cached ?? null,
     message.sourceIds ?? [],
+    message.engine ?? null,
   );
   const row = rows[0];
   if (!row) throw new NotFoundError('Conversation');

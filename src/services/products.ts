@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { NotFoundError } from '../errors.js';
 import { cachePolicy } from '../infra/cache/index.js';
 import type { PrismaClient } from '../infra/db.js';
+import { answerStats, answerStatsSql, type AnswerGroupRow, type AnswerStats, type ProviderRow } from './answers/stats.js';
 import { tags, type Store } from './store.js';
 import type { Prisma, Product } from '../generated/prisma/client.js';
 import { limits, parseInput, text } from './validation.js';
@@ -132,6 +133,7 @@ export interface ProductStats {
   messageCount: number;
   feedbackUp: number;
   feedbackDown: number;
+  answers: AnswerStats;
 }
 
 /** Dashboard counters until a conversation, message or rating of the product changes. */
@@ -142,23 +144,26 @@ export const statsPolicy = cachePolicy<string>({
   tags: (productId) => [tags.conversations(productId), tags.feedback(productId)],
 });
 
-const emptyStats: ProductStats = { conversationCount: 0, messageCount: 0, feedbackUp: 0, feedbackDown: 0 };
+const emptyStats: ProductStats = { conversationCount: 0, messageCount: 0, feedbackUp: 0, feedbackDown: 0, answers: answerStats([], []) };
 
-/** Stats of many products in one aggregate statement (batched by a loader). */
+/** Stats of many products, answers included, in one aggregate statement (batched by a loader). */
 export async function productStats(prisma: PrismaClient, productIds: readonly string[]): Promise<ProductStats[]> {
   const rows = await prisma.$queryRawUnsafe<
-    { id: string; conversations: bigint; messages: bigint; up: bigint; down: bigint }[]
+    { id: string; conversations: bigint; messages: bigint; up: bigint; down: bigint; answers: unknown; provider: unknown }[]
   >(
-    `SELECT p.id::text AS id, c.conversations, c.messages, f.up, f.down
+    `SELECT p.id::text AS id, c.conversations, c.messages, f.up, f.down, a.answers, s.provider
        FROM unnest($1::uuid[]) AS p(id)
        LEFT JOIN LATERAL (
          SELECT count(*) AS conversations, coalesce(sum("messageCount"), 0)::bigint AS messages
            FROM "Conversation" WHERE "productId" = p.id) c ON true
        LEFT JOIN LATERAL (
          SELECT count(*) FILTER (WHERE rating = 'UP') AS up, count(*) FILTER (WHERE rating = 'DOWN') AS down
-           FROM "Feedback" WHERE "productId" = p.id) f ON true`,
+           FROM "Feedback" WHERE "productId" = p.id) f ON true
+       LEFT JOIN LATERAL (${answerStatsSql.answers}) a ON true
+       LEFT JOIN LATERAL (${answerStatsSql.provider}) s ON true`,
     productIds,
   );
+  const json = <T>(value: unknown): T[] => (typeof value === 'string' ? JSON.parse(value) : (value ?? [])) as T[];
   const byId = new Map(
     rows.map((r) => [
       r.id,
@@ -167,6 +172,7 @@ export async function productStats(prisma: PrismaClient, productIds: readonly st
         messageCount: Number(r.messages),
         feedbackUp: Number(r.up),
         feedbackDown: Number(r.down),
+        answers: answerStats(json<AnswerGroupRow>(r.answers), json<ProviderRow>(r.provider)),
       },
     ]),
   );

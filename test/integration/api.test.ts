@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestApp, type GqlResult, type TestApp } from '../helpers/app.js';
 import { describeEachDatabase } from '../helpers/db.js';
 import { gid } from '../helpers/fixtures.js';
+import { NO_ANSWER } from '../../src/services/answers/local-engine.js';
 import { appendMessage } from '../../src/services/messages.js';
 
 // An example session through the API: what a widget and a dashboard do.
@@ -27,7 +28,8 @@ const SEND = /* GraphQL */ `
   mutation Send($input: SendMessageInput!) {
     sendMessage(input: $input) {
       message { id role content createdAt conversation { id messageCount } }
-      reply { id }
+      reply { id role content createdAt model cached sources { id } }
+      replyId
     }
   }
 `;
@@ -99,17 +101,21 @@ describeEachDatabase('API: an example session', (variant) => {
       const sent: string[] = [];
       for (const [i, content] of ['Hello!', 'Where is order #1234?', 'It was due yesterday.', 'Thanks'].entries()) {
         const payload = await send(started.id, content);
-        expect(payload.reply).toBeNull();
-        expect(payload.message).toMatchObject({ role: 'USER', content, conversation: { id: started.id, messageCount: i + 1 } });
+        // Every question gets its ASSISTANT reply (this product has no knowledge: the local engine says so).
+        expect(payload.reply).toMatchObject({ role: 'ASSISTANT', model: 'local-fts', sources: [] });
+        expect(payload.replyId).toBe(payload.reply.id);
+        expect(payload.message).toMatchObject({ role: 'USER', content, conversation: { id: started.id, messageCount: 2 * (i + 1) } });
         const created = ms(payload.message.createdAt);
         expect(created).toBeGreaterThan(previous);
-        previous = created;
-        sent.push(payload.message.id);
+        expect(ms(payload.reply.createdAt)).toBeGreaterThan(created);
+        previous = ms(payload.reply.createdAt);
+        sent.push(payload.message.id, payload.reply.id);
 
         const now = await conversation(started.id);
-        expect(now.messageCount).toBe(i + 1);
-        expect(now.lastMessage).toEqual({ id: payload.message.id, role: 'USER', content, createdAt: payload.message.createdAt });
-        expect(now.lastMessageAt).toBe(payload.message.createdAt);
+        expect(now.messageCount).toBe(2 * (i + 1));
+        const { id, role, content: replyContent, createdAt } = payload.reply;
+        expect(now.lastMessage).toEqual({ id, role, content: replyContent, createdAt });
+        expect(now.lastMessageAt).toBe(createdAt);
         expect(now.createdAt).toBe(started.createdAt);
       }
 
@@ -122,24 +128,25 @@ describeEachDatabase('API: an example session', (variant) => {
       const results = await Promise.all(
         Array.from({ length: 20 }, (_, i) => gql(SEND, { input: { conversationId: id, content: `burst ${i}` } })),
       );
-      const messages = results.map((r) => ok(r).sendMessage.message);
+      // 20 questions and their 20 replies.
+      const messages = results.flatMap((r) => [ok(r).sendMessage.message, ok(r).sendMessage.reply]);
       const times = messages.map((m: any) => ms(m.createdAt));
-      expect(new Set(times).size).toBe(20);
+      expect(new Set(times).size).toBe(40);
 
       const now = await conversation(id);
-      expect(now.messageCount).toBe(20);
+      expect(now.messageCount).toBe(40);
       const newest = messages.reduce((a: any, b: any) => (ms(b.createdAt) > ms(a.createdAt) ? b : a));
       expect(now.lastMessage.id).toBe(newest.id);
       expect(now.lastMessageAt).toBe(newest.createdAt);
 
       const page = ok(await gql(PAGE, { id, first: 100 })).conversation.messages;
       const stored = page.edges.map((e: any) => e.node);
-      expect(stored).toHaveLength(20);
-      expect(new Set(stored.map((m: any) => m.content))).toEqual(new Set(messages.map((m: any) => m.content)));
+      expect(stored).toHaveLength(40);
+      expect(new Set(stored.map((m: any) => m.id))).toEqual(new Set(messages.map((m: any) => m.id)));
       for (let i = 1; i < stored.length; i++) expect(ms(stored[i].createdAt)).toBeGreaterThan(ms(stored[i - 1].createdAt));
       expect(stored.at(-1).id).toBe(newest.id);
       // The stored counter agrees with the rows.
-      expect(await t.prisma.message.count({ where: { conversation: { productId: product.id, sessionId: 'widget-burst' } } })).toBe(20);
+      expect(await t.prisma.message.count({ where: { conversation: { productId: product.id, sessionId: 'widget-burst' } } })).toBe(40);
     });
 
     it('an unknown conversation is NOT_FOUND and writes nothing', async () => {
@@ -158,7 +165,11 @@ describeEachDatabase('API: an example session', (variant) => {
     beforeAll(async () => {
       ({ id: conversationId } = await start('widget-paging', 'Long chat'));
       all = [];
-      for (let i = 0; i < 23; i++) all.push((await send(conversationId, `line ${String(i).padStart(2, '0')}`)).message.id);
+      // 12 questions and their replies: 24 messages.
+      for (let i = 0; i < 12; i++) {
+        const sent = await send(conversationId, `line ${String(i).padStart(2, '0')}`);
+        all.push(sent.message.id, sent.reply.id);
+      }
     });
 
     it('first/after walks oldest → newest without gaps or duplicates', async () => {
@@ -175,7 +186,7 @@ describeEachDatabase('API: an example session', (variant) => {
         after = page.pageInfo.endCursor;
       }
       expect(seen).toEqual(all);
-      expect(pages.map((p) => p.edges.length)).toEqual([5, 5, 5, 5, 3]);
+      expect(pages.map((p) => p.edges.length)).toEqual([5, 5, 5, 5, 4]);
       expect(pages[0].pageInfo).toMatchObject({ hasPreviousPage: false, hasNextPage: true });
       for (const middle of pages.slice(1, -1)) expect(middle.pageInfo).toMatchObject({ hasPreviousPage: true, hasNextPage: true });
       expect(pages.at(-1).pageInfo).toMatchObject({ hasPreviousPage: true, hasNextPage: false });
@@ -194,7 +205,7 @@ describeEachDatabase('API: an example session', (variant) => {
         before = page.pageInfo.startCursor;
       }
       expect(seen).toEqual(all);
-      expect(pages.map((p) => p.edges.length)).toEqual([5, 5, 5, 5, 3]);
+      expect(pages.map((p) => p.edges.length)).toEqual([5, 5, 5, 5, 4]);
       expect(pages[0].edges.at(-1).node.id).toBe(all.at(-1));
       expect(pages[0].pageInfo).toMatchObject({ hasNextPage: false, hasPreviousPage: true });
       for (const middle of pages.slice(1, -1)) expect(middle.pageInfo).toMatchObject({ hasPreviousPage: true, hasNextPage: true });
@@ -203,22 +214,26 @@ describeEachDatabase('API: an example session', (variant) => {
     });
 
     it('a page size that divides the total exactly ends with hasNextPage false, not an empty page', async () => {
-      const first = ok(await gql(PAGE, { id: conversationId, first: 23 })).conversation.messages;
-      expect(first.edges).toHaveLength(23);
+      const first = ok(await gql(PAGE, { id: conversationId, first: 24 })).conversation.messages;
+      expect(first.edges).toHaveLength(24);
       expect(first.pageInfo).toMatchObject({ hasNextPage: false, hasPreviousPage: false });
-      const last = ok(await gql(PAGE, { id: conversationId, last: 23 })).conversation.messages;
+      const last = ok(await gql(PAGE, { id: conversationId, last: 24 })).conversation.messages;
       expect(last.edges.map((e: any) => e.node.id)).toEqual(all);
       expect(last.pageInfo).toMatchObject({ hasNextPage: false, hasPreviousPage: false });
     });
 
     it('a message sent while paging shows up on the next forward page (infinite scroll)', async () => {
       const { id } = await start('widget-live');
-      const ids = [(await send(id, 'one')).message.id, (await send(id, 'two')).message.id];
-      const page = ok(await gql(PAGE, { id, first: 2 })).conversation.messages;
+      const pair = async (content: string) => {
+        const sent = await send(id, content);
+        return [sent.message.id, sent.reply.id];
+      };
+      const ids = [...(await pair('one')), ...(await pair('two'))];
+      const page = ok(await gql(PAGE, { id, first: 4 })).conversation.messages;
       expect(page.pageInfo.hasNextPage).toBe(false);
-      const third = (await send(id, 'three')).message.id;
-      const next = ok(await gql(PAGE, { id, first: 2, after: page.pageInfo.endCursor })).conversation.messages;
-      expect(next.edges.map((e: any) => e.node.id)).toEqual([third]);
+      const third = await pair('three');
+      const next = ok(await gql(PAGE, { id, first: 4, after: page.pageInfo.endCursor })).conversation.messages;
+      expect(next.edges.map((e: any) => e.node.id)).toEqual(third);
       expect(page.edges.map((e: any) => e.node.id)).toEqual(ids);
     });
   });
@@ -276,21 +291,18 @@ describeEachDatabase('API: an example session', (variant) => {
       fresh = await t.product('Feedback shop');
       const started = await t.gql(START, { key: fresh.key, variables: { input: { sessionId: 's', title: 'Rate me' } } });
       conversationId = ok(started).startConversation.id;
-      const sent = await t.gql(SEND, { key: fresh.key, variables: { input: { conversationId, content: 'How long is shipping?' } } });
-      userMessageId = ok(sent).sendMessage.message.id;
-      // The API has no way to write an assistant reply yet (reply is null): the service writes them.
-      const raw = (await t.prisma.conversation.findFirstOrThrow({ where: { productId: fresh.id } })).id;
       replyIds = [];
-      for (const content of ['2-3 days.', 'Express is next day.']) {
-        const reply = await appendMessage(t.store, fresh.id, raw, { role: 'ASSISTANT', content, model: 'test' });
-        replyIds.push(gid('Message', reply.id));
+      for (const content of ['How long is shipping?', 'And express delivery?']) {
+        const sent = ok(await t.gql(SEND, { key: fresh.key, variables: { input: { conversationId, content } } })).sendMessage;
+        userMessageId ??= sent.message.id;
+        replyIds.push(sent.reply.id);
       }
     });
 
     const asFresh = (query: string, variables?: Record<string, unknown>) => t.gql(query, { key: fresh.key, variables });
 
     it('submitFeedback then re-submitting replaces the rating (one row), and stats follow', async () => {
-      expect(ok(await asFresh(STATS)).viewer.stats).toEqual({ conversationCount: 1, messageCount: 3, feedbackUp: 0, feedbackDown: 0 });
+      expect(ok(await asFresh(STATS)).viewer.stats).toEqual({ conversationCount: 1, messageCount: 4, feedbackUp: 0, feedbackDown: 0 });
 
       const first = ok(await asFresh(FEEDBACK, { input: { messageId: replyIds[0], rating: 'UP', comment: 'helpful' } })).submitFeedback;
       expect(first).toMatchObject({ rating: 'UP', comment: 'helpful', message: { id: replyIds[0], role: 'ASSISTANT' } });
@@ -301,16 +313,16 @@ describeEachDatabase('API: an example session', (variant) => {
       expect(again).toMatchObject({ id: first.id, rating: 'DOWN', comment: null });
       expect(ms(again.createdAt)).toBeGreaterThanOrEqual(ms(first.createdAt));
       expect(await t.prisma.feedback.count({ where: { productId: fresh.id } })).toBe(1);
-      expect(ok(await asFresh(STATS)).viewer.stats).toEqual({ conversationCount: 1, messageCount: 3, feedbackUp: 0, feedbackDown: 1 });
+      expect(ok(await asFresh(STATS)).viewer.stats).toEqual({ conversationCount: 1, messageCount: 4, feedbackUp: 0, feedbackDown: 1 });
 
       ok(await asFresh(FEEDBACK, { input: { messageId: replyIds[1], rating: 'UP' } }));
       expect(await t.prisma.feedback.count({ where: { productId: fresh.id } })).toBe(2);
-      expect(ok(await asFresh(STATS)).viewer.stats).toEqual({ conversationCount: 1, messageCount: 3, feedbackUp: 1, feedbackDown: 1 });
+      expect(ok(await asFresh(STATS)).viewer.stats).toEqual({ conversationCount: 1, messageCount: 4, feedbackUp: 1, feedbackDown: 1 });
 
       // A second conversation counts too.
       const second = ok(await asFresh(START, { input: { sessionId: 's2' } })).startConversation;
       ok(await asFresh(SEND, { input: { conversationId: second.id, content: 'hi' } }));
-      expect(ok(await asFresh(STATS)).viewer.stats).toEqual({ conversationCount: 2, messageCount: 4, feedbackUp: 1, feedbackDown: 1 });
+      expect(ok(await asFresh(STATS)).viewer.stats).toEqual({ conversationCount: 2, messageCount: 6, feedbackUp: 1, feedbackDown: 1 });
     });
 
     it('concurrent ratings of one reply all succeed and leave one row', async () => {
@@ -371,7 +383,7 @@ describeEachDatabase('API: an example session', (variant) => {
         ['Product', productId, { name: 'Feedback shop' }],
         ['Conversation', conversationId, { title: 'Rate me' }],
         ['Message', userMessageId, { content: 'How long is shipping?' }],
-        ['Message', replyIds[1]!, { content: 'Express is next day.' }],
+        ['Message', replyIds[1]!, { content: NO_ANSWER }],
         ['Feedback', feedbackId, { rating: 'UP' }],
         ["KnowledgeEntry", entry, { entryTitle: "Shipping" }],
       ];

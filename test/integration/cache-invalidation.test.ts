@@ -111,13 +111,18 @@ function scenarios(setup: () => { writer: Node; reader: Node; key: () => string;
     const list = (await read('conversations')).conversations.edges;
     const oldest = list.at(-1).node;
     const messagesBefore = (await read('viewer')).viewer.stats.messageCount;
-    await write(`mutation($c: ID!) { sendMessage(input: { conversationId: $c, content: "Fresh question" }) { message { id } } }`, { c: oldest.id });
+    const sent = await write(
+      `mutation($c: ID!) { sendMessage(input: { conversationId: $c, content: "Fresh question" }) { message { id } reply { content } } }`,
+      { c: oldest.id },
+    );
+    const replyContent = sent.sendMessage.reply.content;
+    // The question and the assistant's reply to it.
     const top = (await read('conversations')).conversations.edges[0].node;
     expect(top.id).toBe(oldest.id);
-    expect(top.messageCount).toBe(oldest.messageCount + 1);
-    expect(top.lastMessage.content).toBe('Fresh question');
-    expect(top.messages.edges.at(-1).node.content).toBe('Fresh question');
-    expect((await read('viewer')).viewer.stats.messageCount).toBe(messagesBefore + 1);
+    expect(top.messageCount).toBe(oldest.messageCount + 2);
+    expect(top.lastMessage.content).toBe(replyContent);
+    expect(top.messages.edges.slice(-2).map((e: any) => e.node.content)).toEqual(['Fresh question', replyContent]);
+    expect((await read('viewer')).viewer.stats.messageCount).toBe(messagesBefore + 2);
   });
 
   it('submitFeedback → nested feedback in conversations, and stats', async () => {

@@ -27,6 +27,12 @@ export interface CachePolicy<A> {
   staleWhileRevalidateMs?: number;
   /** Whether a loaded value is stored at all (e.g. not a lookup that found nothing). @default always */
   cacheIf?: (value: any) => boolean;
+  /**
+   * How long a node waits for another node's load of the same key before loading
+   * itself (the cross-node lock lives as long). For slow loads (a language model's
+   * answer) that must run once across nodes. @default the cache's lockWaitMs (200)
+   */
+  lockWaitMs?: number;
 }
 
 export function cachePolicy<A>(policy: CachePolicy<A>): CachePolicy<A> {
@@ -165,10 +171,7 @@ export class Cache {
   /** Reads through L1 → L2 → `load`, storing what was loaded in both layers. */
   async get<A, V>(policy: CachePolicy<A>, args: A, load: () => Promise<V>): Promise<V> {
     const stat = this.counter(policy.name);
-    const tags = policy.tags(args);
-    for (const tag of tags) stat.tagKinds.add(tagKind(tag));
-    const gens = await this.generations.current(tags);
-    const key = `${this.options.prefix}v1:${policy.scope(args)}:${policy.name}:${hash(JSON.stringify(policy.key ? policy.key(args) : args))}:${hash(gens.join(','))}`;
+    const key = await this.keyOf(policy, args);
 
     const cached = this.l1.get(key);
     if (cached) {
@@ -186,6 +189,30 @@ export class Cache {
       return running as Promise<V>;
     }
     return this.loadOnce(policy, key, load, false);
+  }
+
+  /**
+   * A fresh value already in L1 or L2, without loading anything (undefined when
+   * there is none). Only hits are counted: the `get` that follows a miss counts it.
+   */
+  async peek<A, V>(policy: CachePolicy<A>, args: A): Promise<V | undefined> {
+    const stat = this.counter(policy.name);
+    const key = await this.keyOf(policy, args);
+    const cached = this.l1.get(key);
+    if (cached && cached.freshUntil >= Date.now()) {
+      stat.l1.hits += 1;
+      return cached.value as V;
+    }
+    if (!cached && this.guard) {
+      const fromL2 = await this.readL2(key);
+      if (fromL2 && fromL2.entry.freshUntil >= Date.now()) {
+        stat.l2.hits += 1;
+        stat.l1.misses += 1;
+        this.setL1(policy, key, fromL2.entry, fromL2.size);
+        return fromL2.entry.value as V;
+      }
+    }
+    return undefined;
   }
 
   /** Makes every entry depending on `tags` unreachable, on every node. */
@@ -253,6 +280,15 @@ export class Cache {
     }
   }
 
+  /** `{prefix}v1:{scope}:{cache}:{argsHash}:{gensHash}`: the generations of its tags make a bumped entry unreachable. */
+  private async keyOf<A>(policy: CachePolicy<A>, args: A): Promise<string> {
+    const stat = this.counter(policy.name);
+    const tags = policy.tags(args);
+    for (const tag of tags) stat.tagKinds.add(tagKind(tag));
+    const gens = await this.generations.current(tags);
+    return `${this.options.prefix}v1:${policy.scope(args)}:${policy.name}:${hash(JSON.stringify(policy.key ? policy.key(args) : args))}:${hash(gens.join(','))}`;
+  }
+
   private loadOnce<A, V>(policy: CachePolicy<A>, key: string, load: () => Promise<V>, refresh: boolean): Promise<V> {
     const promise = this.loadThrough(policy, key, load, refresh).finally(() => this.inflight.delete(key));
     this.inflight.set(key, promise);
@@ -276,9 +312,10 @@ export class Cache {
       // Another node is loading this key: wait briefly for its result instead of loading too.
       const lockKey = `${key}:lock`;
       const token = randomUUID();
-      const locked = await guard.tryRun((r) => r.set(lockKey, token, 'PX', this.lockTtlMs, 'NX'), 'OK');
+      const waitMs = policy.lockWaitMs ?? this.lockWaitMs;
+      const locked = await guard.tryRun((r) => r.set(lockKey, token, 'PX', Math.max(this.lockTtlMs, waitMs), 'NX'), 'OK');
       if (locked !== 'OK') {
-        const waited = await this.waitForOtherNode(key);
+        const waited = await this.waitForOtherNode(key, lockKey, waitMs);
         if (waited) {
           stat.l2.hits += 1;
           this.setL1(policy, key, waited.entry, waited.size);
@@ -328,12 +365,24 @@ export class Cache {
     }
   }
 
-  private async waitForOtherNode(key: string): Promise<{ entry: Entry; size: number } | null> {
-    const deadline = Date.now() + this.lockWaitMs;
-    while (Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 10));
-      const found = await this.readL2(key);
-      if (found) return found;
+  /**
+   * Waits for the node holding the lock to store its result. Stops early when the
+   * lock is released without a result (that load failed or was not cacheable).
+   */
+  private async waitForOtherNode(key: string, lockKey: string, waitMs: number): Promise<{ entry: Entry; size: number } | null> {
+    const deadline = Date.now() + waitMs;
+    // Polls every 10 ms at first, backing off to 100 ms for long waits (a model's answer takes seconds).
+    for (let pause = 10; Date.now() < deadline; pause = Math.min(100, pause * 1.5)) {
+      await new Promise((r) => setTimeout(r, Math.min(pause, Math.max(1, deadline - Date.now()))));
+      const [raw, lock] = await this.guard!.tryRun((r) => r.mgetBuffer(key, lockKey), [null, null]);
+      if (raw) {
+        try {
+          return { entry: deserialize(raw) as Entry, size: raw.length };
+        } catch {
+          return null;
+        }
+      }
+      if (!lock) return null;
     }
     return null;
   }

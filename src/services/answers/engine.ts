@@ -1,0 +1,57 @@
+import type { RankedHit } from '../knowledge.js';
+import { composeLocalAnswer, LOCAL_MODEL } from './local-engine.js';
+
+/** What every answer engine is given: the question, whose it is, and the product's best passages for it. */
+export interface AnswerInput {
+  question: string;
+  product: { id: string; name: string };
+  passages: readonly RankedHit[];
+  /** Pieces of the answer as they are produced (provider streaming); engines that answer at once never call it. */
+  onDelta?: ((text: string) => void) | undefined;
+  signal?: AbortSignal | undefined;
+}
+
+/** Provider calls of one answer that went wrong (counted per product in ProviderStat). */
+export interface ProviderTrouble {
+  engine: string;
+  /** The provider model that was asked. */
+  model: string;
+  errors: number;
+  retries: number;
+  /** Why the local engine answered instead (`timeout`, `rate_limited`, `circuit_open`, ...), if it did. */
+  fallback: string | null;
+}
+
+export interface EngineAnswer {
+  content: string;
+  sourceIds: string[];
+  engine: 'local' | 'openai';
+  model: string;
+  /** Written by the local engine because the provider failed: never cached, so the provider answers next time. */
+  fallback: boolean;
+  provider: ProviderTrouble | null;
+}
+
+export interface AnswerEngine {
+  readonly name: 'local' | 'openai';
+  /**
+   * Part of the answer cache key: switching engine or models never serves the
+   * other configuration's answers.
+   */
+  readonly cacheId: string;
+  answer(input: AnswerInput): Promise<EngineAnswer>;
+}
+
+export function localEngine(): AnswerEngine {
+  return {
+    name: 'local',
+    cacheId: 'local:1',
+    answer: async ({ question, passages }) => ({
+      ...composeLocalAnswer(question, passages),
+      engine: 'local',
+      model: LOCAL_MODEL,
+      fallback: false,
+      provider: null,
+    }),
+  };
+}

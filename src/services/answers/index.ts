@@ -1,0 +1,204 @@
+import type { Registry } from 'prom-client';
+import type { Config } from '../../config.js';
+import { cachePolicy } from '../../infra/cache/index.js';
+import type { Logger } from '../../infra/log.js';
+import { createProviderMetrics } from '../../infra/llm/metrics.js';
+import { CircuitBreaker, type CircuitState } from '../../infra/llm/resilience.js';
+import { newSqlScope, runInSqlScope } from '../../infra/sql-stats.js';
+import type { Message } from '../../generated/prisma/client.js';
+import { uuidv7 } from '../ids.js';
+import type { KnowledgeSearch } from '../knowledge.js';
+import { appendMessage } from '../messages.js';
+import { tags, type Store } from '../store.js';
+import type { Typing } from '../typing.js';
+import { localEngine, type AnswerEngine, type EngineAnswer } from './engine.js';
+import { openAiEngine } from './openai-engine.js';
+import { normalizeQuestion } from './question.js';
+import { recordProviderTrouble } from './stats.js';
+
+export { normalizeQuestion, routeModel } from './question.js';
+
+/** Passages ranked for every question: the local engine quotes up to two, the prompt carries them all. */
+export const PASSAGES = 4;
+
+/** An answer as the cache keeps it: what a later identical question is answered with. */
+interface CachedAnswer {
+  content: string;
+  sourceIds: string[];
+  engine: string;
+  model: string;
+  fallback: boolean;
+}
+
+/** What `metrics.answer()` of the app's Prometheus metrics takes (see src/infra/metrics.ts). */
+export interface AnswerMetricsSink {
+  answer(sample: { model: string; latencyMs: number; cached: boolean; outcome?: string }): void;
+  readonly registry?: Registry;
+}
+
+export interface AnswersOptions {
+  config: Config['answers'];
+  store: Store;
+  search: KnowledgeSearch;
+  typing: Typing;
+  log: Logger;
+  metrics?: AnswerMetricsSink | undefined;
+  /** For tests: the jitter of retry backoffs. */
+  random?: () => number;
+}
+
+export interface ReplyOptions {
+  /** Publish the reply as ReplyDelta events while it is produced (then MessageAdded). */
+  stream: boolean;
+  /** The id to store the reply under (announced before it exists when streaming). */
+  replyId?: string;
+}
+
+export interface Answers {
+  readonly engine: AnswerEngine;
+  /** The provider circuit of this node (always closed for the local engine). */
+  readonly circuit: CircuitState;
+  /** Produces, stores and announces the ASSISTANT reply to `question`. */
+  reply(product: { id: string; name: string }, conversationId: string, question: string, options?: ReplyOptions): Promise<Message>;
+  /**
+   * The same in the background: resolves the reply's id at once; its pieces
+   * arrive as ReplyDelta events, then MessageAdded. Failures are logged.
+   */
+  replyInBackground(product: { id: string; name: string }, conversationId: string, question: string): string;
+  /** Waits for background replies (`graceMs` at most), then aborts what still runs. */
+  dispose(graceMs?: number): Promise<void>;
+}
+
+/**
+ * Assistant replies: the answer cache in front of the engine, the typing
+ * indicator while an answer is produced, streaming, storage and statistics.
+ *
+ * The cache key is the product, the generation of its knowledge (any knowledge
+ * write makes every earlier answer unreachable), the engine configuration and
+ * the normalised question. A hit is stored as a new reply with `cached: true`
+ * without ranking anything; identical questions in flight at once share one
+ * generation (single-flight in process, the cache's lock across nodes).
+ */
+export function createAnswers({ config, store, search, typing, log, metrics, random }: AnswersOptions): Answers {
+  const breaker = new CircuitBreaker({
+    failures: config.llm.breakerFailures,
+    cooldownMs: config.llm.breakerCooldownMs,
+    onChange: (state) => {
+      if (state === 'open') providerMetrics.circuitOpened();
+      log[state === 'open' ? 'warn' : 'info'](`answer provider circuit ${state}`, {
+        ...(state === 'open' ? { cooldownMs: config.llm.breakerCooldownMs, answeringWith: 'local engine' } : {}),
+      });
+    },
+  });
+  const providerMetrics = createProviderMetrics(metrics?.registry, () => breaker.state);
+  const engine = config.engine === 'openai' ? openAiEngine({ llm: config.llm, breaker, metrics: providerMetrics, log, random }) : localEngine();
+  const aborter = new AbortController();
+  const background = new Set<Promise<unknown>>();
+
+  const policy = cachePolicy<{ productId: string; question: string }>({
+    name: 'answers',
+    ttlMs: config.ttlMs,
+    scope: (a) => a.productId,
+    key: (a) => [engine.cacheId, a.question],
+    tags: (a) => [tags.knowledge(a.productId)],
+    // An answer written while the provider failed is not worth keeping for a day.
+    cacheIf: (answer: CachedAnswer) => !answer.fallback,
+    // Another node producing the same answer is worth waiting for: a model takes seconds.
+    lockWaitMs: config.engine === 'openai' ? config.llm.timeoutMs * (config.llm.maxRetries + 1) : 2_000,
+  });
+
+  async function reply(product: { id: string; name: string }, conversationId: string, question: string, options: ReplyOptions = { stream: false }) {
+    const started = performance.now();
+    const replyId = options.replyId ?? uuidv7();
+    const key = { productId: product.id, question: normalizeQuestion(question) };
+    // Deltas are published in order, and all of them before MessageAdded.
+    let published: Promise<unknown> = Promise.resolve();
+    let relayed = 0;
+    const publish = (delta: string, done: boolean) => {
+      published = published.then(() => store.events.replyDelta(conversationId, replyId, delta, done));
+    };
+
+    const finish = async (answer: CachedAnswer, generated: EngineAnswer | undefined) => {
+      const latencyMs = Math.round(performance.now() - started);
+      // Text that was not relayed piece by piece arrives as one piece. After a provider that
+      // failed half-way, the stored (fallback) reply that MessageAdded carries replaces the draft.
+      if (options.stream) publish(relayed ? '' : answer.content, true);
+      await published;
+      if (generated?.provider) {
+        await recordProviderTrouble(store.prisma, product.id, generated.provider).catch((error: Error) =>
+          log.warn('answer: provider stats not recorded', { error: error.message }),
+        );
+      }
+      const row = await appendMessage(store, product.id, conversationId, {
+        id: replyId,
+        role: 'ASSISTANT',
+        content: answer.content,
+        engine: answer.engine,
+        model: answer.model,
+        latencyMs,
+        cached: !generated,
+        sourceIds: answer.sourceIds,
+      });
+      metrics?.answer({ model: answer.model, latencyMs, cached: !generated, outcome: answer.fallback ? 'fallback' : 'ok' });
+      return row;
+    };
+
+    const hit = await store.cache.peek<typeof key, CachedAnswer>(policy, key);
+    if (hit) return finish(hit, undefined);
+    return typing.withAssistantTyping(conversationId, async () => {
+      let generated: EngineAnswer | undefined;
+      const answer = await store.cache.get<typeof key, CachedAnswer>(policy, key, async () => {
+        const passages = await search.rank(product.id, question, PASSAGES);
+        generated = await engine.answer({
+          question,
+          product,
+          passages,
+          onDelta: options.stream
+            ? (delta) => {
+                relayed += 1;
+                publish(delta, false);
+              }
+            : undefined,
+          signal: aborter.signal,
+        });
+        const { content, sourceIds, engine: by, model, fallback } = generated;
+        return { content, sourceIds, engine: by, model, fallback };
+      });
+      return finish(answer, generated);
+    });
+  }
+
+  return {
+    engine,
+    get circuit() {
+      return breaker.state;
+    },
+    reply,
+    replyInBackground(product, conversationId, question) {
+      const replyId = uuidv7();
+      // Its own SQL scope: the request that started it has been answered already.
+      const task = runInSqlScope(newSqlScope(), () => reply(product, conversationId, question, { stream: true, replyId })).catch(
+        async (error: Error) => {
+          log.error('answer: streamed reply failed', { conversationId, replyId, error });
+          // Subscribers waiting for the pieces learn that none will come.
+          await store.events.replyDelta(conversationId, replyId, '', true);
+        },
+      );
+      background.add(task);
+      void task.finally(() => background.delete(task));
+      return replyId;
+    },
+    async dispose(graceMs = 5_000) {
+      if (background.size) {
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([
+          Promise.allSettled([...background]),
+          new Promise((resolve) => (timer = setTimeout(resolve, graceMs))),
+        ]);
+        clearTimeout(timer);
+      }
+      aborter.abort();
+      await Promise.allSettled([...background]);
+    },
+  };
+}

@@ -1,0 +1,86 @@
+/**
+ * What makes two questions "the same question" for the answer cache, and which
+ * model a question deserves.
+ */
+
+/** Politeness and chat filler that never changes what is asked (matched as whole words, in order). */
+const FILLER = [
+  'hi there',
+  'hello there',
+  'hey there',
+  'good morning',
+  'good afternoon',
+  'good evening',
+  'hi',
+  'hello',
+  'hey',
+  'please',
+  'pls',
+  'plz',
+  'kindly',
+  'can you',
+  'could you',
+  'would you',
+  'will you',
+  'can u',
+  'could u',
+  'tell me',
+  'let me know',
+  'i would like to know',
+  'id like to know',
+  'i want to know',
+  'i was wondering',
+  'do you know',
+  'thank you',
+  'thanks',
+  'thx',
+  'just',
+];
+
+/** Filler phrases as word lists, longest first, so "hi there" is removed whole before "hi". */
+const FILLER_WORDS = FILLER.map((f) => f.split(' ')).sort((a, b) => b.length - a.length);
+
+/**
+ * The answer cache's key for a question: Unicode-normalised, lower case,
+ * apostrophes dropped (`what's` = `whats`), other punctuation and spacing
+ * collapsed, filler words removed. "Can you please tell me how long shipping
+ * takes?!" and "how long shipping takes" are one key; "Can I return shoes?"
+ * keeps its "can i" (a different question from "return shoes").
+ */
+export function normalizeQuestion(question: string): string {
+  const words = question
+    .normalize('NFKC')
+    .toLowerCase()
+    .replace(/['’‘`´]/g, '')
+    .split(/[^\p{L}\p{N}]+/u)
+    .filter(Boolean);
+  const kept: string[] = [];
+  for (let i = 0; i < words.length; ) {
+    const filler = FILLER_WORDS.find((phrase) => phrase.every((word, j) => words[i + j] === word));
+    if (filler) i += filler.length;
+    else kept.push(words[i++]!);
+  }
+  // A question made only of filler ("thanks!") is still itself.
+  return (kept.length ? kept : words).join(' ');
+}
+
+const COMPLEX = /\b(compare|comparison|comparing|difference|differences|differ|versus|vs|explain|explanation|pros|cons|trade ?offs?|step by step|in detail|detailed|analy[sz]e)\b/i;
+
+/** More than one question, or wording that asks for reasoning rather than a fact. */
+export function isComplexQuestion(question: string): boolean {
+  const questions = (question.match(/\?+/g) ?? []).length;
+  return questions > 1 || COMPLEX.test(question);
+}
+
+export interface Routing {
+  fastModel: string;
+  largeModel: string;
+  /** Longest question (in characters) the fast model gets; 0 = never. */
+  fastMaxChars: number;
+}
+
+/** Short, simple questions go to the fast model, the others to the large one. */
+export function routeModel(question: string, routing: Routing): string {
+  const length = [...question.trim()].length;
+  return length <= routing.fastMaxChars && !isComplexQuestion(question) ? routing.fastModel : routing.largeModel;
+}

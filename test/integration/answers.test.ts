@@ -1,0 +1,223 @@
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { createTestApp, type GqlResult, type TestApp } from '../helpers/app.js';
+import { describeEachDatabase } from '../helpers/db.js';
+import { gid } from '../helpers/fixtures.js';
+import { addKnowledgeBatch, updateKnowledge } from '../../src/services/knowledge.js';
+import { NO_ANSWER } from '../../src/services/answers/local-engine.js';
+
+/**
+ * Assistant replies with the default (local) engine, through the API: grounded
+ * in the product's knowledge, deterministic, cached per normalised question
+ * until the knowledge changes, generated once when asked at once.
+ */
+
+const FAQ = [
+  {
+    title: 'Shipping times',
+    content: 'Orders ship within 2 business days. Standard delivery takes 3-5 business days; express delivery takes 1-2 business days.',
+    tags: ['shipping'],
+  },
+  {
+    title: 'Refund policy',
+    content: 'You can return any item within 30 days of delivery for a full refund. Refunds are paid to the original payment method within 5 days.',
+    tags: ['refunds'],
+  },
+  {
+    title: 'Opening hours',
+    content: 'Our support team answers chat messages Monday to Friday, 9:00 to 18:00 CET.',
+    tags: ['support'],
+  },
+];
+
+const REPLY_FIELDS = 'id role content model latencyMs cached sources { id title }';
+const SEND = /* GraphQL */ `
+  mutation Send($input: SendMessageInput!) {
+    sendMessage(input: $input) {
+      message { id role content conversation { id messageCount lastMessage { id } } }
+      reply { ${REPLY_FIELDS} }
+      replyId
+    }
+  }
+`;
+const START = `mutation { startConversation(input: { sessionId: "answers" }) { id } }`;
+const STATS = /* GraphQL */ `{
+  viewer { stats { messageCount answers {
+    count cached cacheHitRate meanLatencyMs meanCachedLatencyMs providerErrors providerRetries fallbacks
+    byModel { engine model count cached meanLatencyMs meanCachedLatencyMs providerErrors providerRetries fallbacks }
+  } } }
+}`;
+
+function ok<T>(result: GqlResult<T>): T {
+  expect(result.errors, JSON.stringify(result.errors)).toBeUndefined();
+  return result.data;
+}
+
+/** Statements that rank knowledge (the full-text search), as opposed to reading entries by id. */
+const ranking = (sql: string[]) => sql.filter((s) => s.includes('ts_rank'));
+
+describeEachDatabase('answers: the local engine', (variant) => {
+  let t: TestApp;
+  let shop: { id: string; key: string };
+  let entryIds: Record<string, string>;
+  const gql = (query: string, variables?: Record<string, unknown>) => t.gql(query, { key: shop.key, variables });
+  const start = async () => ok(await gql(START)).startConversation.id as string;
+  const ask = async (content: string, conversationId?: string) => {
+    const result = await gql(SEND, { input: { conversationId: conversationId ?? (await start()), content } });
+    return { ...ok(result).sendMessage, sql: result.sql };
+  };
+
+  beforeAll(async () => {
+    t = await createTestApp(variant);
+    shop = await t.product('Answer shop');
+    const entries = await addKnowledgeBatch(t.store, shop.id, { entries: FAQ });
+    entryIds = Object.fromEntries(entries.map((e) => [e.title, e.id]));
+  });
+  afterAll(() => t?.dispose());
+
+  it('stores the question and answers it from the best passage, listing it as the source', async () => {
+    const c = await start();
+    const sent = await ask('How long does shipping take?', c);
+    expect(sent.message).toMatchObject({ role: 'USER', content: 'How long does shipping take?' });
+    expect(sent.reply).toMatchObject({
+      role: 'ASSISTANT',
+      content: FAQ[0]!.content,
+      model: 'local-fts',
+      cached: false,
+      sources: [{ id: gid('KnowledgeEntry', entryIds['Shipping times']!), title: 'Shipping times' }],
+    });
+    expect(sent.reply.latencyMs).toBeGreaterThanOrEqual(0);
+    expect(sent.replyId).toBe(sent.reply.id);
+    // Counters moved for both messages; the reply is the conversation's last message.
+    expect(sent.message.conversation).toEqual({ id: c, messageCount: 2, lastMessage: { id: sent.reply.id } });
+  });
+
+  it('says plainly that it does not know when nothing matches, with no sources', async () => {
+    const sent = await ask('Do you sell gift cards for weddings?');
+    expect(sent.reply).toMatchObject({ content: NO_ANSWER, sources: [], cached: false, model: 'local-fts' });
+  });
+
+  it('answers a refund question with the refund entry only', async () => {
+    const sent = await ask('Can I return shoes and get a refund?');
+    expect(sent.reply.content).toBe(FAQ[1]!.content);
+    expect(sent.reply.sources.map((s: any) => s.title)).toEqual(['Refund policy']);
+  });
+
+  it('answers the same question again from the cache, in another conversation, without ranking anything', async () => {
+    const first = await ask('When is your support team open?');
+    expect(first.reply.cached).toBe(false);
+    expect(ranking(first.sql)).toHaveLength(1);
+    const again = await ask('When is your support team open?');
+    expect(again.reply).toMatchObject({ cached: true, content: first.reply.content, model: 'local-fts', sources: first.reply.sources });
+    expect(again.reply.id).not.toBe(first.reply.id);
+    expect(ranking(again.sql)).toEqual([]);
+  });
+
+  it('treats case, spacing, punctuation and filler words as the same question', async () => {
+    const first = await ask('What are your opening hours for chat?');
+    expect(first.reply.cached).toBe(false);
+    for (const variantQuestion of [
+      'what are your opening hours for chat',
+      '  WHAT are your   opening hours, for chat?!',
+      'Hi! Can you please tell me what are your opening hours for chat? Thanks',
+    ]) {
+      const hit = await ask(variantQuestion);
+      expect(hit.reply, variantQuestion).toMatchObject({ cached: true, content: first.reply.content });
+      expect(ranking(hit.sql), variantQuestion).toEqual([]);
+    }
+    // A different question is not a hit.
+    expect((await ask('What are your opening hours for phone calls?')).reply.cached).toBe(false);
+  });
+
+  it('a knowledge change invalidates the product’s answers', async () => {
+    const question = 'How fast is express delivery?';
+    const before = await ask(question);
+    expect(before.reply.content).toContain('express delivery takes 1-2 business days');
+    expect((await ask(question)).reply.cached).toBe(true);
+
+    const changed = 'Orders ship the same day. Express delivery takes 1 business day.';
+    await updateKnowledge(t.store, shop.id, entryIds['Shipping times']!, { content: changed });
+    const after = await ask(question);
+    expect(after.reply).toMatchObject({ cached: false, content: changed });
+    expect(ranking(after.sql)).toHaveLength(1);
+    expect((await ask(question)).reply).toMatchObject({ cached: true, content: changed });
+  });
+
+  it('identical questions asked at once are generated once', async () => {
+    const conversations = await Promise.all(Array.from({ length: 8 }, () => start()));
+    const search = t.app.deps.knowledgeSearch;
+    const rankedBefore = search.statements;
+    const replies = await Promise.all(conversations.map((c) => ask('Is my refund paid to the original payment method?', c)));
+    expect(search.statements - rankedBefore).toBe(1);
+    expect(replies.flatMap((r) => ranking(r.sql))).toHaveLength(1);
+    expect(replies.filter((r) => r.reply.cached === false)).toHaveLength(1);
+    expect(new Set(replies.map((r) => r.reply.content)).size).toBe(1);
+    // Every conversation got its own stored reply.
+    expect(new Set(replies.map((r) => r.reply.id)).size).toBe(8);
+    for (const r of replies) expect(r.message.conversation.messageCount).toBe(2);
+  });
+
+  it('reads the sources of every reply of a conversation in one statement', async () => {
+    const c = await start();
+    for (const q of ['How long does shipping take?', 'Can I get a refund?', 'When are you open?', 'Do you sell gift cards?']) await ask(q, c);
+    const result = await gql(`query($id: ID!) { conversation(id: $id) { messages(first: 20) { edges { node { role sources { title } } } } } }`, { id: c });
+    const messages = ok(result).conversation.messages.edges.map((e: any) => e.node);
+    expect(messages.map((m: any) => [m.role, m.sources.map((s: any) => s.title)])).toEqual([
+      ['USER', []],
+      ['ASSISTANT', ['Shipping times']],
+      ['USER', []],
+      ['ASSISTANT', ['Refund policy']],
+      ['USER', []],
+      ['ASSISTANT', ['Opening hours']],
+      ['USER', []],
+      ['ASSISTANT', []],
+    ]);
+    expect(result.sql.filter((s) => s.includes('"KnowledgeEntry"'))).toHaveLength(1);
+  });
+
+  it('viewer.stats.answers: count, cache hit rate, mean latency per engine/model, in the one stats statement', async () => {
+    const other = await t.product('Stats shop');
+    await addKnowledgeBatch(t.store, other.id, { entries: FAQ });
+    const as = (query: string, variables?: Record<string, unknown>) => t.gql(query, { key: other.key, variables });
+    const conversation = ok(await as(START)).startConversation.id;
+    for (const q of ['How long does shipping take?', 'how long does shipping take', 'Do you sell gift cards?']) {
+      ok(await as(SEND, { input: { conversationId: conversation, content: q } }));
+    }
+    await t.app.deps.cache.flush();
+    const result = await as(STATS);
+    const { answers, messageCount } = ok(result).viewer.stats;
+    expect(messageCount).toBe(6);
+    expect(answers).toMatchObject({ count: 3, cached: 1, providerErrors: 0, providerRetries: 0, fallbacks: 0 });
+    expect(answers.cacheHitRate).toBeCloseTo(1 / 3);
+    expect(answers.meanLatencyMs).toBeGreaterThanOrEqual(0);
+    expect(answers.meanCachedLatencyMs).toBeGreaterThanOrEqual(0);
+    expect(answers.byModel).toEqual([
+      expect.objectContaining({ engine: 'local', model: 'local-fts', count: 3, cached: 1, providerErrors: 0 }),
+    ]);
+    // The key lookup, the viewer row, and one aggregate statement for every stat, answers included.
+    expect(result.sql).toHaveLength(3);
+    expect(result.sql.filter((s) => /count\(\*\)/i.test(s))).toHaveLength(1);
+  });
+
+  it('a reply that fails is an error on `reply` only: the question is stored and returned', async () => {
+    const answers = t.app.deps.answers as { reply: unknown };
+    const original = answers.reply;
+    answers.reply = () => Promise.reject(new Error('engine exploded'));
+    try {
+      const c = await start();
+      const result = await gql(SEND, { input: { conversationId: c, content: 'Anyone there?' } });
+      expect(result.data.sendMessage.message).toMatchObject({ role: 'USER', content: 'Anyone there?' });
+      expect(result.data.sendMessage.reply).toBeNull();
+      expect(result.errors).toEqual([expect.objectContaining({ path: ['sendMessage', 'reply'], extensions: expect.objectContaining({ code: 'INTERNAL_SERVER_ERROR' }) })]);
+      expect(JSON.stringify(result.errors)).not.toContain('exploded');
+    } finally {
+      answers.reply = original;
+    }
+  });
+
+  it('never answers from another product’s knowledge or cache', async () => {
+    const stranger = await t.product('Stranger');
+    const conversation = ok(await t.gql(START, { key: stranger.key })).startConversation.id;
+    const result = await t.gql(SEND, { key: stranger.key, variables: { input: { conversationId: conversation, content: 'How long does shipping take?' } } });
+    expect(ok(result).sendMessage.reply).toMatchObject({ content: NO_ANSWER, cached: false, sources: [] });
+  });
+});
