@@ -12,6 +12,7 @@ export interface DemoSeed {
 }
 
 const SEED_LOCK = 7_270_736_902;
+const DEMO_SESSION = 'demo-session';
 
 const knowledge = [
   {
@@ -52,7 +53,7 @@ export async function seedDemo(prisma: PrismaClient, dataDir: string): Promise<D
     });
     await tx.knowledgeEntry.createMany({ data: knowledge.map((k) => ({ ...k, productId: product.id })) });
     const conversation = await tx.conversation.create({
-      data: { productId: product.id, sessionId: 'demo-session', title: 'Where is my order?' },
+      data: { productId: product.id, sessionId: DEMO_SESSION, title: 'Where is my order?' },
     });
     const db = tx as unknown as PrismaClient;
     await insertMessage(db, product.id, conversation.id, { role: 'USER', content: 'How long does shipping take?' });
@@ -76,4 +77,14 @@ export async function seedDemo(prisma: PrismaClient, dataDir: string): Promise<D
   const key = readFileSync(keyFile, 'utf8').trim();
   const product = await findProductByKey(prisma, key);
   return product ? { productId: product.id, key, created: false } : null;
+}
+
+/** The seeded demo conversation's id (GraphiQL's live-events example follows it); null when it is gone. */
+export async function findDemoConversation(prisma: PrismaClient, productId: string): Promise<string | null> {
+  const conversation = await prisma.conversation.findFirst({
+    where: { productId, sessionId: DEMO_SESSION },
+    orderBy: { createdAt: 'asc' },
+    select: { id: true },
+  });
+  return conversation?.id ?? null;
 }
