@@ -150,7 +150,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
 }
 
 /** Migrates the bench database and fills it; closed again before any server opens it. */
-async function prepareDatabase(infra: BenchInfra, size: SizeName, log: (line: string) => void): Promise<{ dataset: Dataset; version: string }> {
+export async function prepareDatabase(infra: BenchInfra, size: SizeName, log: (line: string) => void): Promise<{ dataset: Dataset; version: string }> {
   const db = await openDatabase(infra.database.options);
   try {
     log(`database: ${db.description} (${infra.database.source})`);

@@ -1,30 +1,46 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { GraphQLError } from 'graphql';
+import { useDisableIntrospection } from '@graphql-yoga/plugin-disable-introspection';
 import { createYoga, type YogaServerInstance } from 'graphql-yoga';
 import { CloseCode } from 'graphql-ws';
 import { useServer } from 'graphql-ws/use/ws';
 import { WebSocketServer } from 'ws';
 import type { Config } from './config.js';
 import { createContext, eventContext, type AppDeps, type Context } from './context.js';
-import { ParleyError } from './errors.js';
+import { clientIp } from './client-ip.js';
+import { Drain } from './drain.js';
+import { ParleyError, UnauthenticatedError } from './errors.js';
+import { createGraphiQL } from './graphiql.js';
 import { createCache } from './infra/cache/index.js';
 import { warmCache } from './warm.js';
 import { databaseOptions, openDatabase, type Database } from './infra/db.js';
-import { createLogger, type Logger } from './infra/log.js';
+import { configSecrets, createLogger, type Logger } from './infra/log.js';
+import { createMetrics } from './infra/metrics.js';
+import { createLimiterStore } from './infra/rate-limiter.js';
 import { migrate, migrationsApplied } from './infra/migrate.js';
 import { createPubSub } from './infra/pubsub/index.js';
 import { runInSqlScope, newSqlScope } from './infra/sql-stats.js';
 import { createMaskError } from './plugins/errors.js';
 import { useRequestDedup } from './plugins/dedup.js';
 import { useEventContext } from './plugins/event-context.js';
+import { useOperationMetrics } from './plugins/metrics.js';
+import { useBodyLimit } from './plugins/body-limit.js';
+import { useCompression } from './plugins/compression.js';
+import { useCsrfPrevention } from './plugins/csrf.js';
+import { useQueryLimits } from './plugins/query-limits.js';
+import { useRequestId } from './plugins/request-id.js';
+import { slowOperationLog } from './plugins/slow-operations.js';
 import { usePageSizeLimit } from './plugins/page-size.js';
 import { schema } from './schema/index.js';
 import { authenticate, credentialsFromHeaders, type Credentials } from './services/auth.js';
 import { loadOrCreateAdminToken } from './services/admin-token.js';
 import { createLiveEvents, type ParleyEvents } from './services/events.js';
 import { createTyping, memoryTypingStore, redisTypingStore } from './services/typing.js';
-import { seedDemo, type DemoSeed } from './services/seed.js';
+import { createAnswers } from './services/answers/index.js';
+import { createKnowledgeSearch } from './services/knowledge.js';
+import { findDemoConversation, seedDemo, type DemoSeed } from './services/seed.js';
+import { createRateLimits, messageBudget } from './services/rate-limits.js';
 import { MAX_PAGE_SIZE } from './services/validation.js';
 
 export interface App {
@@ -43,7 +59,7 @@ export interface BuildOptions {
 }
 
 export async function buildApp(config: Config, options: BuildOptions = {}): Promise<App> {
-  const log = options.log ?? createLogger(config.logLevel);
+  const log = options.log ?? createLogger(config.logLevel, { secrets: configSecrets(config) });
   const db = options.db ?? (await openDatabase(databaseOptions(config)));
   const migration = await migrate(db.prisma);
   if (migration.applied.length) log.info('migrations applied', { applied: migration.applied });
@@ -51,60 +67,106 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   const demo = config.demo ? await seedDemo(db.prisma, config.dataDir) : null;
   const cache = await createCache(config, log);
   const pubsub = await createPubSub<ParleyEvents>({ redisUrl: config.redis.url, prefix: config.redis.prefix, log });
-  const events = createLiveEvents(pubsub, log);
+  const metrics = config.observability.metrics ? createMetrics() : undefined;
+  metrics?.observeCache(() => cache.snapshot());
+  const limiterStore = await createLimiterStore({ redisUrl: config.redis.url, prefix: config.redis.prefix, timeoutMs: config.cache.redisTimeoutMs, log });
+  const rateLimits = createRateLimits(
+    limiterStore,
+    { ...config.rateLimits, badCredentialsWindowSeconds: BAD_CREDENTIALS_WINDOW_S },
+    (reason) => metrics?.rejected(`rate_${reason}`),
+  );
+  const events = createLiveEvents(metrics ? metrics.countPublishes(pubsub) : pubsub, log);
   const typingStore = pubsub.redis ? redisTypingStore(pubsub.redis, config.redis.prefix) : memoryTypingStore();
   const typing = createTyping({ events, store: typingStore, ttlMs: config.live.typingTtlMs, log });
-  const deps: AppDeps = { config, db, log, adminToken, cache, pubsub, events, typing };
   const store = { prisma: db.prisma, cache, events };
+  const knowledgeSearch = createKnowledgeSearch(db.prisma, config.answers.searchBatchMs);
+  const answers = createAnswers({ config: config.answers, store, search: knowledgeSearch, typing, log, metrics });
+  const deps: AppDeps = { config, db, log, adminToken, cache, pubsub, events, typing, metrics, knowledgeSearch, answers };
   const warmed = await warmCache(deps, config.cache.warmProducts);
   if (warmed.products) log.info('cache warmed', { products: warmed.products, ms: warmed.ms, caches: 'productByKey, productStats, viewer knowledge first page' });
 
   const maskError = createMaskError(log);
+  // Development only: example tabs, the demo key pre-filled, assets served from here (works offline).
+  const graphiql =
+    config.env !== 'production'
+      ? createGraphiQL({ demoKey: demo?.key ?? null, demoConversation: async () => (demo ? findDemoConversation(db.prisma, demo.productId) : null) })
+      : null;
   const yoga = createYoga<Record<string, unknown>, Context>({
     schema,
     graphqlEndpoint: '/graphql',
     landingPage: false,
-    graphiql: config.env !== 'production' ? { title: 'Parley', subscriptionsProtocol: 'WS' } : false,
+    graphiql: graphiql ? graphiql.options : false,
+    renderGraphiQL: graphiql?.render,
     maskedErrors: { maskError },
     // Yoga logs every error that maskError replaced, i.e. every expected error
     // (UNAUTHENTICATED, NOT_FOUND, ...) as well; createMaskError already logs the
     // unexpected ones, so Yoga's own output goes to our logger at debug level.
     logging: yogaLogger(log),
     plugins: [
+      useRequestId(),
+      useCompression({ minBytes: config.http.compressionMinBytes }),
+      useBodyLimit({ maxBytes: config.limits.maxBodyBytes, onReject: () => metrics?.rejected('body_size') }),
+      useCsrfPrevention(),
+      ...(config.limits.introspection ? [] : [useDisableIntrospection()]),
+      ...useQueryLimits({ ...config.limits, hideSuggestions: !config.limits.introspection }, (limit) => metrics?.rejected(`query_${limit}`)),
       usePageSizeLimit({ max: MAX_PAGE_SIZE }),
       useRequestDedup({ onJoin: () => cache.countDedupJoin() }),
       // A subscription event's result depends on the event, the operation and who asks: nothing else.
       useEventContext<Context>(eventContext, (ctx) => `${ctx.product?.id ?? '-'}|${ctx.isAdmin}`),
+      useOperationMetrics(metrics, slowOperationLog(log, config.observability.slowOperationMs)),
     ],
     context: async (initial) => {
-      const credentials = (initial as { credentials?: Credentials }).credentials ?? credentialsFromHeaders(initial.request.headers);
+      // graphql-ws operations bring their socket's credentials and address; HTTP requests their headers and socket.
+      const fromSocket = initial as { credentials?: Credentials; clientIp?: string; req?: IncomingMessage };
+      const credentials = fromSocket.credentials ?? credentialsFromHeaders(initial.request.headers);
+      const ip = fromSocket.credentials ? fromSocket.clientIp : clientIp(fromSocket.req, config.http.trustProxy);
       try {
-        return createContext(deps, await authenticate(store, adminToken, credentials));
+        const principal = await authenticateLimited(credentials, ip);
+        await rateLimits.request(principal, ip);
+        return createContext(deps, principal);
       } catch (error) {
-        if (error instanceof ParleyError) {
-          throw new GraphQLError(error.message, { extensions: { code: error.code, http: { status: 401 } } });
-        }
+        if (error instanceof ParleyError) throw requestError(error);
         throw error;
       }
     },
   });
 
+  // Each response that ends while draining may leave a kept-alive connection idle: close it.
+  const drain = new Drain(() => setImmediate(() => server.closeIdleConnections()));
   const server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?', 1)[0];
     if (path === '/healthz') return json(res, 200, { status: 'ok' });
     if (path === '/readyz') {
+      // Draining: the load balancer stops sending here while what is in flight finishes.
+      if (drain.draining) return json(res, 503, { ok: false, draining: true });
       void readiness(db).then((ready) => json(res, ready.ok ? 200 : 503, ready));
       return;
     }
+    if (drain.draining) {
+      // A request on a kept-alive connection after stop(): another node can take it at once.
+      res.setHeader('connection', 'close');
+      res.setHeader('retry-after', '1');
+      return json(res, 503, { errors: [{ message: 'this node is shutting down', extensions: { code: 'SHUTTING_DOWN' } }] });
+    }
+    drain.request(res);
+    if (path === '/metrics' && metrics) {
+      void metrics.text().then((text) => {
+        res.writeHead(200, { 'content-type': metrics.contentType, 'cache-control': 'no-store' });
+        res.end(text);
+      });
+      return;
+    }
+    if (graphiql?.serveAsset(req, res)) return;
     // Each request gets its own SQL scope so statements are counted per request.
     runInSqlScope(newSqlScope(), () => yoga(req, res));
   });
 
   const wss = new WebSocketServer({ server, path: yoga.graphqlEndpoint });
-  const wsServer = useServer<Record<string, unknown>, { credentials: Credentials }>(
+  const wsServer = useServer<Record<string, unknown>, { credentials: Credentials; clientIp: string | undefined }>(
     {
       onConnect: async (ctx) => {
         const credentials = wsCredentials(ctx.connectionParams ?? {}, ctx.extra.request);
+        const ip = clientIp(ctx.extra.request, config.http.trustProxy);
         // No credentials at all: 4401 Unauthorized (graphql-ws' close after `false` is then a no-op);
         // credentials that fail: graphql-ws' own 4403 Forbidden.
         if (!credentials.productKey && !credentials.adminToken && credentials.invalid === undefined) {
@@ -112,35 +174,73 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
           return false;
         }
         try {
-          await authenticate(store, adminToken, credentials);
-        } catch {
+          await authenticateLimited(credentials, ip);
+        } catch (error) {
+          if (error instanceof ParleyError && error.code === 'RATE_LIMITED') {
+            ctx.extra.socket.close(CloseCode.TooManyInitialisationRequests, 'Too many wrong credentials');
+          }
           return false;
         }
         ctx.extra.credentials = credentials;
+        ctx.extra.clientIp = ip;
         return true;
       },
       onSubscribe: async (ctx, _id, payload) => {
-        const enveloped = yoga.getEnveloped({ credentials: ctx.extra.credentials, request: undefined, params: payload });
+        const enveloped = yoga.getEnveloped({ credentials: ctx.extra.credentials, clientIp: ctx.extra.clientIp, request: undefined, params: payload });
         const document = enveloped.parse(payload.query);
         const errors = enveloped.validate(enveloped.schema, document);
         if (errors.length) return errors;
+        let contextValue;
+        try {
+          contextValue = await enveloped.contextFactory();
+        } catch (error) {
+          // RATE_LIMITED: this operation fails, the socket and its other subscriptions carry on.
+          if (error instanceof GraphQLError) return [error];
+          throw error;
+        }
         return {
           schema: enveloped.schema,
           document,
           operationName: payload.operationName,
           variableValues: payload.variables,
-          contextValue: await enveloped.contextFactory(),
+          contextValue,
           rootValue: { execute: enveloped.execute, subscribe: enveloped.subscribe },
         };
       },
       // An error thrown before execution (a plugin refusing the operation) is that operation's
       // error, as over HTTP: graphql-ws would otherwise close the socket and every subscription on it.
-      execute: (args) => asResult(() => (args.rootValue as { execute: typeof import('graphql').execute }).execute(args)),
+      // A scope per operation: over a socket there is no request to count SQL statements for.
+      // Tracked, so a shutdown lets a mutation sent over a socket finish too.
+      execute: (args) =>
+        drain.operation(() =>
+          runInSqlScope(newSqlScope(), () => asResult(() => (args.rootValue as { execute: typeof import('graphql').execute }).execute(args))),
+        ),
       subscribe: (args) => asResult(() => (args.rootValue as { subscribe: typeof import('graphql').subscribe }).subscribe(args)),
     },
     wss,
     config.live.wsKeepAliveMs,
   );
+  metrics?.observeWebSockets(() => wss.clients.size);
+  wss.on('connection', (socket) => {
+    const withinBudget = messageBudget(config.rateLimits.wsMessagesPerSecond);
+    socket.on('message', () => {
+      if (withinBudget()) return;
+      metrics?.rejected('rate_ws_messages');
+      socket.close(WS_POLICY_VIOLATION, 'Rate limited');
+    });
+  });
+
+  /** Authenticates, refusing at once an address that sent too many wrong credentials, and counting wrong ones. */
+  async function authenticateLimited(credentials: Credentials, ip: string | undefined) {
+    const sent = credentials.productKey !== undefined || credentials.adminToken !== undefined || credentials.invalid !== undefined;
+    if (sent) await rateLimits.checkCredentialsAllowed(ip);
+    try {
+      return await authenticate(store, adminToken, credentials);
+    } catch (error) {
+      if (error instanceof UnauthenticatedError) await rateLimits.badCredentials(ip);
+      throw error;
+    }
+  }
 
   async function asResult<T>(operation: () => T | Promise<T>): Promise<T | { errors: GraphQLError[] }> {
     try {
@@ -166,16 +266,45 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
       }),
     stop: () =>
       (stopping ??= (async () => {
+        const deadline = Date.now() + config.http.shutdownMs;
+        const left = () => Math.max(0, deadline - Date.now());
+        // Stop accepting: no new connection, /readyz 503, requests on kept-alive connections 503.
+        drain.begin();
+        const closed = closeServer(server);
+        // Sockets go away with 1001 (their clients reconnect elsewhere); subscriptions over SSE complete.
         await wsServer.dispose();
+        await pubsub.endStreams();
+        // Requests and socket operations in flight finish, writes and their events included.
+        const finished = await drain.idle(left());
+        if (!finished) log.warn('shutdown: operations still running, cutting their connections', { inFlight: drain.inFlight, shutdownMs: config.http.shutdownMs });
+        // Streamed replies still being produced are finished (bounded) while events and the database are up.
+        await answers.dispose(left());
         typing.dispose();
-        // Ends SSE subscriptions too, so closing the server does not wait for them.
         await pubsub.dispose();
-        await closeServer(server);
+        server.closeAllConnections();
+        // An upgraded socket whose peer never finishes the close handshake is not the server's to wait for.
+        await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, 1_000).unref())]);
         await yoga.dispose();
         await cache.dispose();
+        await limiterStore.dispose();
         if (!options.db) await db.close();
       })()),
   };
+}
+
+/** Wrong credentials are counted per address over this window (PARLEY_RATE_LIMIT_BAD_CREDENTIALS of them). */
+const BAD_CREDENTIALS_WINDOW_S = 300;
+/** RFC 6455: the endpoint received a message that violates its policy (here: too many). */
+const WS_POLICY_VIOLATION = 1008;
+
+/** An error raised while building the context (authentication, rate limits) as the HTTP answer it is. */
+function requestError(error: ParleyError): GraphQLError {
+  const retryAfter = error.extensions.retryAfter;
+  const http =
+    error.code === 'RATE_LIMITED'
+      ? { status: 429, headers: { 'retry-after': String(retryAfter) } }
+      : { status: 401 };
+  return new GraphQLError(error.message, { extensions: { code: error.code, ...error.extensions, http } });
 }
 
 function yogaLogger(log: Logger): Record<'debug' | 'info' | 'warn' | 'error', (...args: unknown[]) => void> {
@@ -218,19 +347,15 @@ function json(res: ServerResponse, status: number, body: unknown): void {
 }
 
 /**
- * Stops accepting connections, closes idle keep-alive ones at once and gives
- * requests in flight `graceMs` to finish before their sockets are cut: a stalled
- * upload or a long-lived stream must not keep a SIGTERM waiting for Node's
- * 300 s request timeout.
+ * Stops accepting connections and closes idle keep-alive ones at once; resolves
+ * when every connection is gone. stop() cuts what is left once requests in
+ * flight had PARLEY_SHUTDOWN_MS to finish: a stalled upload or a long-lived
+ * stream must not keep a SIGTERM waiting for Node's 300 s request timeout.
  */
-function closeServer(server: Server, graceMs = 5_000): Promise<void> {
+function closeServer(server: Server): Promise<void> {
   return new Promise((resolve) => {
     if (!server.listening) return resolve();
-    const force = setTimeout(() => server.closeAllConnections(), graceMs);
-    server.close(() => {
-      clearTimeout(force);
-      resolve();
-    });
+    server.close(() => resolve());
     server.closeIdleConnections();
   });
 }

@@ -49,8 +49,46 @@ const envSchema = z.object({
   PARLEY_WARM_PRODUCTS: wholeNumber(0, 10_000).default(20),
   PARLEY_TYPING_TTL_MS: wholeNumber(100, 600_000).default(5_000),
   PARLEY_WS_KEEPALIVE_MS: wholeNumber(0, 600_000).default(12_000),
+  PARLEY_ANSWER_ENGINE: z.enum(['local', 'openai']).default('local'),
+  PARLEY_ANSWER_TTL_S: wholeNumber(1, 30 * 86_400).default(86_400),
+  PARLEY_SEARCH_BATCH_MS: wholeNumber(0, 1_000).default(10),
+  PARLEY_LLM_BASE_URL: z
+    .string()
+    .url()
+    .refine((v) => /^https?:\/\//.test(v), 'must be an http:// or https:// URL')
+    .transform((v) => v.replace(/\/+$/, ''))
+    .default('https://api.openai.com/v1'),
+  PARLEY_LLM_API_KEY: z.string().optional(),
+  PARLEY_LLM_FAST_MODEL: z.string().min(1).max(200).default('gpt-4o-mini'),
+  PARLEY_LLM_LARGE_MODEL: z.string().min(1).max(200).default('gpt-4o'),
+  PARLEY_LLM_FAST_MAX_CHARS: wholeNumber(0, 100_000).default(200),
+  PARLEY_LLM_TIMEOUT_MS: wholeNumber(100, 600_000).default(15_000),
+  PARLEY_LLM_MAX_RETRIES: wholeNumber(0, 10).default(2),
+  PARLEY_LLM_RETRY_BASE_MS: wholeNumber(1, 60_000).default(250),
+  PARLEY_LLM_RETRY_MAX_MS: wholeNumber(1, 600_000).default(5_000),
+  PARLEY_LLM_BREAKER_FAILURES: wholeNumber(1, 1_000).default(5),
+  PARLEY_LLM_BREAKER_COOLDOWN_MS: wholeNumber(100, 3_600_000).default(30_000),
   PARLEY_LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),
+  PARLEY_METRICS: bool.default(true),
+  PARLEY_SLOW_MS: wholeNumber(0, 600_000).default(1_000),
+  PARLEY_MAX_DEPTH: wholeNumber(1, 100).default(10),
+  PARLEY_MAX_COST: wholeNumber(1, 100_000_000).default(100_000),
+  PARLEY_MAX_ALIASES: wholeNumber(0, 10_000).default(15),
+  PARLEY_MAX_TOKENS: wholeNumber(10, 1_000_000).default(1_000),
+  PARLEY_MAX_DIRECTIVES: wholeNumber(0, 10_000).default(50),
+  PARLEY_MAX_BODY_KB: wholeNumber(1, 1_048_576).default(1_024),
+  PARLEY_INTROSPECTION: bool.optional(),
+  PARLEY_RATE_LIMIT_PRODUCT_PER_MIN: wholeNumber(0, 100_000_000).default(60_000),
+  PARLEY_RATE_LIMIT_ANONYMOUS_PER_MIN: wholeNumber(0, 100_000_000).default(300),
+  PARLEY_RATE_LIMIT_BAD_CREDENTIALS: wholeNumber(0, 1_000_000).default(20),
+  PARLEY_WS_MESSAGES_PER_SEC: wholeNumber(0, 100_000).default(2_000),
+  PARLEY_TRUST_PROXY: wholeNumber(0, 10).default(0),
+  PARLEY_COMPRESSION_MIN_BYTES: wholeNumber(0, 100_000_000).default(1_024),
+  PARLEY_SHUTDOWN_MS: wholeNumber(0, 600_000).default(10_000),
 });
+
+/** Every environment variable Parley reads (deployment files are checked against it). */
+export const CONFIG_VARIABLES: readonly string[] = Object.freeze(Object.keys(envSchema.shape));
 
 export type Config = Readonly<{
   env: 'development' | 'production' | 'test';
@@ -76,10 +114,72 @@ export type Config = Readonly<{
     /** graphql-ws ping interval; a socket that misses a pong for as long is dropped (0 = no pings). */
     wsKeepAliveMs: number;
   }>;
+  answers: Readonly<{
+    /** Who writes assistant replies: `local` (knowledge full-text search, offline) or an OpenAI-compatible API. */
+    engine: 'local' | 'openai';
+    /** How long an answer is reused for the same normalised question (until the knowledge changes). */
+    ttlMs: number;
+    /** Concurrent knowledge searches of one product within this window run as one SQL statement (0 = one tick). */
+    searchBatchMs: number;
+    llm: Readonly<{
+      /** OpenAI-compatible API root, e.g. https://api.openai.com/v1 or http://127.0.0.1:8080/v1 (no trailing slash). */
+      baseUrl: string;
+      apiKey: string | undefined;
+      fastModel: string;
+      largeModel: string;
+      /** Questions up to this many characters (and not complex) go to the fast model; 0 = always the large one. */
+      fastMaxChars: number;
+      /** A provider that sends nothing (headers or the next chunk) for this long is given up on (and retried). */
+      timeoutMs: number;
+      maxRetries: number;
+      /** First backoff (doubling, with jitter). */
+      retryBaseMs: number;
+      /** Longest single wait before a retry; a longer Retry-After is not waited for. */
+      retryMaxMs: number;
+      /** Consecutive failed calls that open the circuit (answers come from the local engine). */
+      breakerFailures: number;
+      /** How long the circuit stays open before one call probes the provider again. */
+      breakerCooldownMs: number;
+    }>;
+  }>;
   adminToken: string | undefined;
   /** Seed a demo product on an empty database. Off in production unless asked for. */
   demo: boolean;
   logLevel: 'debug' | 'info' | 'warn' | 'error' | 'silent';
+  observability: Readonly<{
+    /** Serve GET /metrics (Prometheus) and measure every operation. */
+    metrics: boolean;
+    /** Operations slower than this are logged at warn with their SQL count (0 = never). */
+    slowOperationMs: number;
+  }>;
+  /** Query safety: refused before anything executes (see src/plugins/query-limits.ts). */
+  limits: Readonly<{
+    maxDepth: number;
+    maxCost: number;
+    maxAliases: number;
+    maxTokens: number;
+    maxDirectives: number;
+    maxBodyBytes: number;
+    /** Schema introspection (and "Did you mean" hints); off in production unless asked for. */
+    introspection: boolean;
+  }>;
+  /** Per product key, per IP without credentials, wrong credentials per IP; 0 = off (see src/services/rate-limits.ts). */
+  rateLimits: Readonly<{
+    productPerMinute: number;
+    anonymousPerMinute: number;
+    /** Wrong keys or tokens from one IP per 5 minutes before its credentials are refused. */
+    badCredentialsPerIp: number;
+    /** graphql-ws messages per second per socket; past it the socket is closed (1008). */
+    wsMessagesPerSecond: number;
+  }>;
+  http: Readonly<{
+    /** Proxies in front whose X-Forwarded-For entries are trusted for the client's IP. */
+    trustProxy: number;
+    /** Responses at least this large are compressed (brotli or gzip, by Accept-Encoding); 0 = never. */
+    compressionMinBytes: number;
+    /** How long stop() lets operations in flight finish before cutting their connections. */
+    shutdownMs: number;
+  }>;
 }>;
 
 export class ConfigError extends Error {
@@ -110,9 +210,44 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       warmProducts: e.PARLEY_WARM_PRODUCTS,
     },
     live: { typingTtlMs: e.PARLEY_TYPING_TTL_MS, wsKeepAliveMs: e.PARLEY_WS_KEEPALIVE_MS },
+    answers: {
+      engine: e.PARLEY_ANSWER_ENGINE,
+      ttlMs: e.PARLEY_ANSWER_TTL_S * 1000,
+      searchBatchMs: e.PARLEY_SEARCH_BATCH_MS,
+      llm: {
+        baseUrl: e.PARLEY_LLM_BASE_URL,
+        apiKey: e.PARLEY_LLM_API_KEY,
+        fastModel: e.PARLEY_LLM_FAST_MODEL,
+        largeModel: e.PARLEY_LLM_LARGE_MODEL,
+        fastMaxChars: e.PARLEY_LLM_FAST_MAX_CHARS,
+        timeoutMs: e.PARLEY_LLM_TIMEOUT_MS,
+        maxRetries: e.PARLEY_LLM_MAX_RETRIES,
+        retryBaseMs: e.PARLEY_LLM_RETRY_BASE_MS,
+        retryMaxMs: e.PARLEY_LLM_RETRY_MAX_MS,
+        breakerFailures: e.PARLEY_LLM_BREAKER_FAILURES,
+        breakerCooldownMs: e.PARLEY_LLM_BREAKER_COOLDOWN_MS,
+      },
+    },
     adminToken: e.PARLEY_ADMIN_TOKEN,
     demo: e.PARLEY_DEMO ?? e.NODE_ENV !== 'production',
     logLevel: e.PARLEY_LOG_LEVEL,
+    observability: { metrics: e.PARLEY_METRICS, slowOperationMs: e.PARLEY_SLOW_MS },
+    limits: {
+      maxDepth: e.PARLEY_MAX_DEPTH,
+      maxCost: e.PARLEY_MAX_COST,
+      maxAliases: e.PARLEY_MAX_ALIASES,
+      maxTokens: e.PARLEY_MAX_TOKENS,
+      maxDirectives: e.PARLEY_MAX_DIRECTIVES,
+      maxBodyBytes: e.PARLEY_MAX_BODY_KB * 1024,
+      introspection: e.PARLEY_INTROSPECTION ?? e.NODE_ENV !== 'production',
+    },
+    rateLimits: {
+      productPerMinute: e.PARLEY_RATE_LIMIT_PRODUCT_PER_MIN,
+      anonymousPerMinute: e.PARLEY_RATE_LIMIT_ANONYMOUS_PER_MIN,
+      badCredentialsPerIp: e.PARLEY_RATE_LIMIT_BAD_CREDENTIALS,
+      wsMessagesPerSecond: e.PARLEY_WS_MESSAGES_PER_SEC,
+    },
+    http: { trustProxy: e.PARLEY_TRUST_PROXY, compressionMinBytes: e.PARLEY_COMPRESSION_MIN_BYTES, shutdownMs: e.PARLEY_SHUTDOWN_MS },
   });
 }
 

@@ -2,9 +2,12 @@ import type { Config } from './config.js';
 import type { Cache } from './infra/cache/index.js';
 import type { Database, PrismaClient } from './infra/db.js';
 import type { Logger } from './infra/log.js';
+import type { Metrics } from './infra/metrics.js';
 import { createLoaders, type Loaders } from './loaders/index.js';
+import type { Answers } from './services/answers/index.js';
 import type { Principal } from './services/auth.js';
 import type { LiveEvents, ParleyPubSub } from './services/events.js';
+import type { KnowledgeSearch } from './services/knowledge.js';
 import type { Typing } from './services/typing.js';
 import type { Store } from './services/store.js';
 
@@ -19,6 +22,12 @@ export interface AppDeps {
   /** Publishes live events; services call it after their write commits. */
   events: LiveEvents;
   typing: Typing;
+  /** Prometheus metrics; undefined when PARLEY_METRICS=false. The answers engine reports through `metrics?.answer()`. */
+  metrics: Metrics | undefined;
+  /** Knowledge ranking, micro-batched per product (searchKnowledge and answers). */
+  knowledgeSearch: KnowledgeSearch;
+  /** Assistant replies: answer cache, engine, streaming. */
+  answers: Answers;
 }
 
 export interface Context extends Principal, Store {

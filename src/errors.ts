@@ -6,7 +6,8 @@ export type ErrorCode =
   | 'FORBIDDEN'
   | 'NOT_FOUND'
   | 'BAD_USER_INPUT'
-  | 'CONFLICT';
+  | 'CONFLICT'
+  | 'RATE_LIMITED';
 
 export abstract class ParleyError extends Error {
   abstract readonly code: ErrorCode;
@@ -43,4 +44,15 @@ export class BadUserInputError extends ParleyError {
 
 export class ConflictError extends ParleyError {
   readonly code = 'CONFLICT';
+}
+
+/** Too many requests: `retryAfter` (seconds) says when the next one can succeed. */
+export class RateLimitedError extends ParleyError {
+  readonly code = 'RATE_LIMITED';
+  readonly retryAfter: number;
+  constructor(message: string, retryAfterMs: number) {
+    const retryAfter = Math.max(1, Math.ceil(retryAfterMs / 1000));
+    super(message, { retryAfter });
+    this.retryAfter = retryAfter;
+  }
 }

@@ -1,6 +1,6 @@
 import { buildApp, type App } from './app.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
-import { createLogger } from './infra/log.js';
+import { configSecrets, createLogger } from './infra/log.js';
 
 const started = performance.now();
 let config;
@@ -13,7 +13,7 @@ try {
   }
   throw error;
 }
-const log = createLogger(config.logLevel);
+const log = createLogger(config.logLevel, { secrets: configSecrets(config) });
 
 // Signals are handled from the first moment: a SIGTERM during start-up (PGlite's
 // first start takes seconds) stops cleanly once the app exists, instead of the

@@ -3,7 +3,7 @@ import { GraphQLError } from 'graphql';
 import type { Logger } from '../infra/log.js';
 import { ParleyError } from '../errors.js';
 
-const httpStatus: Record<string, number> = { UNAUTHENTICATED: 401, FORBIDDEN: 403 };
+const httpStatus: Record<string, number> = { UNAUTHENTICATED: 401, FORBIDDEN: 403, RATE_LIMITED: 429 };
 
 /**
  * Expected errors keep their message and get `extensions.code`; anything else

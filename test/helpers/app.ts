@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildApp, type App } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
-import type { PrismaClient } from '../../src/infra/db.js';
+import type { Database, PrismaClient } from '../../src/infra/db.js';
 import type { Logger } from '../../src/infra/log.js';
 import { newSqlScope, runInSqlScope } from '../../src/infra/sql-stats.js';
 import { createProduct } from '../../src/services/products.js';
@@ -47,8 +47,24 @@ export function recordingLogger(): { log: Logger; logged: TestApp['logged'] } {
   return { logged, log: { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') } };
 }
 
-export async function createTestApp(variant: DatabaseVariant, env: Record<string, string> = {}): Promise<TestApp> {
-  const database = await variant.open();
+export interface TestAppOptions {
+  /**
+   * Build the app on a database another TestApp opened (a second node, or another
+   * configuration, without paying for a new database); disposing this app leaves it open.
+   */
+  shared?: TestDatabase;
+  /** The app's logger instead of the recording one (`logged` then stays empty). */
+  log?: Logger;
+  /** What the app sees of the database (e.g. one whose statements wait for the test). */
+  wrapDatabase?: (db: Database) => Database;
+}
+
+export async function createTestApp(
+  variant: DatabaseVariant,
+  env: Record<string, string> = {},
+  { shared, log: customLog, wrapDatabase }: TestAppOptions = {},
+): Promise<TestApp> {
+  const database = shared ?? (await variant.open());
   const dataDir = mkdtempSync(join(tmpdir(), 'parley-test-'));
   const config = loadConfig({
     NODE_ENV: 'test',
@@ -59,7 +75,7 @@ export async function createTestApp(variant: DatabaseVariant, env: Record<string
     ...env,
   });
   const { log, logged } = recordingLogger();
-  const app = await buildApp(config, { db: database.db, log });
+  const app = await buildApp(config, { db: wrapDatabase ? wrapDatabase(database.db) : database.db, log: customLog ?? log });
   const prisma = database.db.prisma;
   return {
     app,
@@ -88,7 +104,7 @@ export async function createTestApp(variant: DatabaseVariant, env: Record<string
     },
     dispose: async () => {
       await app.stop();
-      await database.dispose();
+      if (!shared) await database.dispose();
       rmSync(dataDir, { recursive: true, force: true });
     },
   };

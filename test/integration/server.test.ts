@@ -73,7 +73,7 @@ describeEachDatabase('HTTP + WebSocket server', (variant) => {
   }
 
   beforeAll(async () => {
-    t = await createTestApp(variant);
+    t = await createTestApp(variant, { PARLEY_SHUTDOWN_MS: '2000' });
     key = (await t.product('Server test')).key;
     const started = await t.app.start(0, '127.0.0.1');
     port = started.port;

@@ -24,9 +24,31 @@ describe('loadConfig', () => {
       redis: { url: undefined, prefix: 'parley:' },
       cache: { l1MaxEntries: 10_000, l1MaxBytes: 64 * 1024 * 1024, redisTimeoutMs: 50, generationTrustMs: 0, warmProducts: 20 },
       live: { typingTtlMs: 5_000, wsKeepAliveMs: 12_000 },
+      answers: {
+        engine: 'local',
+        ttlMs: 86_400_000,
+        searchBatchMs: 10,
+        llm: {
+          baseUrl: 'https://api.openai.com/v1',
+          apiKey: undefined,
+          fastModel: 'gpt-4o-mini',
+          largeModel: 'gpt-4o',
+          fastMaxChars: 200,
+          timeoutMs: 15_000,
+          maxRetries: 2,
+          retryBaseMs: 250,
+          retryMaxMs: 5_000,
+          breakerFailures: 5,
+          breakerCooldownMs: 30_000,
+        },
+      },
       adminToken: undefined,
       demo: true,
       logLevel: 'info',
+      observability: { metrics: true, slowOperationMs: 1_000 },
+      limits: { maxDepth: 10, maxCost: 100_000, maxAliases: 15, maxTokens: 1_000, maxDirectives: 50, maxBodyBytes: 1024 * 1024, introspection: true },
+      rateLimits: { productPerMinute: 60_000, anonymousPerMinute: 300, badCredentialsPerIp: 20, wsMessagesPerSecond: 2_000 },
+      http: { trustProxy: 0, compressionMinBytes: 1_024, shutdownMs: 10_000 },
     });
   });
 
@@ -51,6 +73,36 @@ describe('loadConfig', () => {
         PARLEY_TYPING_TTL_MS: '2500',
         PARLEY_WS_KEEPALIVE_MS: '30000',
         PARLEY_LOG_LEVEL: 'warn',
+        PARLEY_ANSWER_ENGINE: 'openai',
+        PARLEY_ANSWER_TTL_S: '3600',
+        PARLEY_SEARCH_BATCH_MS: '0',
+        PARLEY_LLM_BASE_URL: 'http://127.0.0.1:8080/v1/',
+        PARLEY_LLM_API_KEY: 'sk-secret',
+        PARLEY_LLM_FAST_MODEL: 'llama-3.1-8b-instant',
+        PARLEY_LLM_LARGE_MODEL: 'llama-3.3-70b-versatile',
+        PARLEY_LLM_FAST_MAX_CHARS: '0',
+        PARLEY_LLM_TIMEOUT_MS: '8000',
+        PARLEY_LLM_MAX_RETRIES: '0',
+        PARLEY_LLM_RETRY_BASE_MS: '100',
+        PARLEY_LLM_RETRY_MAX_MS: '2000',
+        PARLEY_LLM_BREAKER_FAILURES: '3',
+        PARLEY_LLM_BREAKER_COOLDOWN_MS: '10000',
+        PARLEY_METRICS: 'false',
+        PARLEY_SLOW_MS: '250',
+        PARLEY_MAX_DEPTH: '12',
+        PARLEY_MAX_COST: '5000',
+        PARLEY_MAX_ALIASES: '0',
+        PARLEY_MAX_TOKENS: '500',
+        PARLEY_MAX_DIRECTIVES: '5',
+        PARLEY_MAX_BODY_KB: '64',
+        PARLEY_INTROSPECTION: 'false',
+        PARLEY_RATE_LIMIT_PRODUCT_PER_MIN: '0',
+        PARLEY_RATE_LIMIT_ANONYMOUS_PER_MIN: '30',
+        PARLEY_RATE_LIMIT_BAD_CREDENTIALS: '5',
+        PARLEY_WS_MESSAGES_PER_SEC: '100',
+        PARLEY_TRUST_PROXY: '1',
+        PARLEY_COMPRESSION_MIN_BYTES: '0',
+        PARLEY_SHUTDOWN_MS: '2500',
       }),
     ).toEqual({
       env: 'test',
@@ -61,13 +113,41 @@ describe('loadConfig', () => {
       redis: { url: 'rediss://:secret@cache.internal:6380/2', prefix: 'parley-eu:' },
       cache: { l1MaxEntries: 500, l1MaxBytes: 8 * 1024 * 1024, redisTimeoutMs: 25, generationTrustMs: 100, warmProducts: 5 },
       live: { typingTtlMs: 2_500, wsKeepAliveMs: 30_000 },
+      answers: {
+        engine: 'openai',
+        ttlMs: 3_600_000,
+        searchBatchMs: 0,
+        llm: {
+          baseUrl: 'http://127.0.0.1:8080/v1',
+          apiKey: 'sk-secret',
+          fastModel: 'llama-3.1-8b-instant',
+          largeModel: 'llama-3.3-70b-versatile',
+          fastMaxChars: 0,
+          timeoutMs: 8_000,
+          maxRetries: 0,
+          retryBaseMs: 100,
+          retryMaxMs: 2_000,
+          breakerFailures: 3,
+          breakerCooldownMs: 10_000,
+        },
+      },
       adminToken: TOKEN,
       demo: false,
       logLevel: 'warn',
+      observability: { metrics: false, slowOperationMs: 250 },
+      limits: { maxDepth: 12, maxCost: 5_000, maxAliases: 0, maxTokens: 500, maxDirectives: 5, maxBodyBytes: 64 * 1024, introspection: false },
+      rateLimits: { productPerMinute: 0, anonymousPerMinute: 30, badCredentialsPerIp: 5, wsMessagesPerSecond: 100 },
+      http: { trustProxy: 1, compressionMinBytes: 0, shutdownMs: 2_500 },
     });
     expect(loadConfig({ DATABASE_URL: 'postgres://localhost/parley' }).database.url).toBe('postgres://localhost/parley');
     expect(loadConfig({ PORT: '0' }).port).toBe(0);
     expect(loadConfig({ PARLEY_WS_KEEPALIVE_MS: '0' }).live.wsKeepAliveMs).toBe(0);
+  });
+
+  it('turns introspection off in production unless asked for', () => {
+    expect(loadConfig({ NODE_ENV: 'production' }).limits.introspection).toBe(false);
+    expect(loadConfig({ NODE_ENV: 'production', PARLEY_INTROSPECTION: 'true' }).limits.introspection).toBe(true);
+    expect(loadConfig({ NODE_ENV: 'test' }).limits.introspection).toBe(true);
   });
 
   it('turns the demo off in production unless asked for', () => {
@@ -121,6 +201,26 @@ describe('loadConfig', () => {
     ['PARLEY_WS_KEEPALIVE_MS', '-1'],
     ['PARLEY_WS_KEEPALIVE_MS', '600001'],
     ['PARLEY_LOG_LEVEL', 'verbose'],
+    ['PARLEY_ANSWER_ENGINE', 'gpt'],
+    ['PARLEY_ANSWER_TTL_S', '0'],
+    ['PARLEY_SEARCH_BATCH_MS', '1001'],
+    ['PARLEY_LLM_BASE_URL', 'ftp://models.internal'],
+    ['PARLEY_LLM_BASE_URL', 'not a url'],
+    ['PARLEY_LLM_TIMEOUT_MS', '50'],
+    ['PARLEY_LLM_MAX_RETRIES', '11'],
+    ['PARLEY_LLM_BREAKER_FAILURES', '0'],
+    ['PARLEY_METRICS', 'on'],
+    ['PARLEY_SLOW_MS', '1s'],
+    ['PARLEY_MAX_DEPTH', '0'],
+    ['PARLEY_MAX_COST', 'lots'],
+    ['PARLEY_MAX_TOKENS', '5'],
+    ['PARLEY_MAX_BODY_KB', '0'],
+    ['PARLEY_INTROSPECTION', 'sometimes'],
+    ['PARLEY_RATE_LIMIT_PRODUCT_PER_MIN', '-1'],
+    ['PARLEY_WS_MESSAGES_PER_SEC', '1.5'],
+    ['PARLEY_TRUST_PROXY', '11'],
+    ['PARLEY_COMPRESSION_MIN_BYTES', '1k'],
+    ['PARLEY_SHUTDOWN_MS', '600001'],
     ['NODE_ENV', 'staging'],
   ])('rejects %s=%s with a ConfigError naming the variable', (name, value) => {
     const error = configError({ [name]: value });

@@ -45,6 +45,12 @@ export interface PubSub<E extends EventMap> {
   publish<K extends keyof E & string>(topic: K, id: string, event: E[K]): Promise<void>;
   subscribe<K extends keyof E & string>(topic: K, id: string): EventStream<E[K]>;
   stats(): PubSubStats;
+  /**
+   * Ends every open stream (their subscriptions complete) and every one opened
+   * later, while publishing goes on: a node shutting down completes its
+   * subscribers, then lets its last writes announce themselves.
+   */
+  endStreams(): Promise<void>;
   /** Ends every open stream and closes the connections. */
   dispose(): Promise<void>;
 }

@@ -36,6 +36,7 @@ export class MemoryPubSub<E extends EventMap> extends BasePubSub<E> implements P
   }
 
   async dispose(): Promise<void> {
+    this.disposed = true;
     await this.endStreams();
   }
 }

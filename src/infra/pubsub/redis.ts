@@ -66,7 +66,7 @@ export class RedisEventPubSub<E extends EventMap> extends BasePubSub<E> implemen
   }
 
   subscribe<K extends keyof E & string>(topic: K, id: string): EventStream<E[K]> {
-    if (this.disposed) return this.open<E[K]>(Promise.resolve(), () => undefined);
+    if (this.disposed || this.streamsEnded) return this.open<E[K]>(Promise.resolve(), () => undefined);
     const channel = this.channel(topic, id);
     this.channels.set(channel, (this.channels.get(channel) ?? 0) + 1);
     const subscription = this.engine.subscribe(channel, (event: unknown) => {
@@ -103,6 +103,7 @@ export class RedisEventPubSub<E extends EventMap> extends BasePubSub<E> implemen
   }
 
   async dispose(): Promise<void> {
+    this.disposed = true;
     await this.endStreams();
     // QUIT after the UNSUBSCRIBEs just queued; a Redis that does not answer is cut.
     await Promise.all(

@@ -81,6 +81,8 @@ export class Stream<T> implements EventStream<T> {
 export abstract class BasePubSub<E extends EventMap> {
   protected readonly streams = new Set<Stream<unknown>>();
   protected disposed = false;
+  /** Set by endStreams: a stream opened now ends at once (the node is shutting down). */
+  protected streamsEnded = false;
 
   constructor(
     protected readonly prefix: string,
@@ -101,7 +103,7 @@ export abstract class BasePubSub<E extends EventMap> {
       () => (stream.active = true),
       () => undefined,
     );
-    if (this.disposed) void stream.return();
+    if (this.disposed || this.streamsEnded) void stream.return();
     return stream;
   }
 
@@ -111,8 +113,8 @@ export abstract class BasePubSub<E extends EventMap> {
     return { streams: this.streams.size, subscribed };
   }
 
-  protected async endStreams(): Promise<void> {
-    this.disposed = true;
+  async endStreams(): Promise<void> {
+    this.streamsEnded = true;
     await Promise.all([...this.streams].map((stream) => stream.return()));
   }
 }

@@ -1,0 +1,92 @@
+import { RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
+import { RateLimitedError } from '../errors.js';
+import type { LimiterStore } from '../infra/rate-limiter.js';
+import type { Principal } from './auth.js';
+
+/**
+ * Who may send how much. A product key's traffic — all of a site's widgets —
+ * is limited per product, whichever addresses it comes from (many visitors
+ * share an office or carrier NAT). Unauthenticated requests are limited per
+ * client IP. An IP that keeps sending wrong keys or tokens is refused for the
+ * rest of the window, before its credentials cost a database lookup. The
+ * admin token is not limited. Limits of 0 are off.
+ */
+export interface RateLimitPolicy {
+  /** Requests per minute per product key. */
+  productPerMinute: number;
+  /** Requests per minute per IP without credentials. */
+  anonymousPerMinute: number;
+  /** Wrong keys or tokens per IP per window before that IP's credentials are refused. */
+  badCredentialsPerIp: number;
+  badCredentialsWindowSeconds: number;
+}
+
+export interface RateLimits {
+  /** Refuses a request with credentials from an IP that sent too many wrong ones. */
+  checkCredentialsAllowed(ip: string | undefined): Promise<void>;
+  /** Counts a wrong key or token sent from `ip`. */
+  badCredentials(ip: string | undefined): Promise<void>;
+  /** Counts one request (or graphql-ws operation) of an authenticated principal or an anonymous IP. */
+  request(principal: Principal, ip: string | undefined): Promise<void>;
+}
+
+export function createRateLimits(store: LimiterStore, policy: RateLimitPolicy, onLimited?: (reason: string) => void): RateLimits {
+  const make = (name: string, points: number, durationSeconds: number) => (points > 0 ? store.limiter({ name, points, durationSeconds }) : undefined);
+  const product = make('product', policy.productPerMinute, 60);
+  const anonymous = make('ip', policy.anonymousPerMinute, 60);
+  const badKeys = make('badcred', policy.badCredentialsPerIp, policy.badCredentialsWindowSeconds);
+
+  const consume = async (limiter: RateLimiterAbstract | undefined, key: string, reason: string, message: string) => {
+    if (!limiter) return;
+    try {
+      await limiter.consume(key);
+    } catch (error) {
+      // Not RateLimiterRes: the store failed even with its insurance; a request is never refused for that.
+      if (!(error instanceof RateLimiterRes)) return;
+      onLimited?.(reason);
+      throw new RateLimitedError(message, error.msBeforeNext);
+    }
+  };
+
+  return {
+    async checkCredentialsAllowed(ip) {
+      if (!badKeys || !ip) return;
+      const state = await badKeys.get(ip).catch(() => null);
+      if (state && state.consumedPoints >= policy.badCredentialsPerIp) {
+        onLimited?.('bad_credentials');
+        throw new RateLimitedError('too many wrong keys or tokens from this address', state.msBeforeNext);
+      }
+    },
+    async badCredentials(ip) {
+      if (!badKeys || !ip) return;
+      // The refusal comes with the next request (checkCredentialsAllowed); this one fails as UNAUTHENTICATED.
+      await badKeys.penalty(ip).catch(() => {});
+    },
+    async request(principal, ip) {
+      if (principal.product) return consume(product, principal.product.id, 'product', 'too many requests for this product key');
+      // The admin token is trusted; an anonymous request is limited per IP when there is one (a socket).
+      if (principal.isAdmin || !ip) return;
+      return consume(anonymous, ip, 'anonymous_ip', 'too many requests without a key from this address');
+    },
+  };
+}
+
+/**
+ * A budget of `perSecond` messages in each second, for one graphql-ws socket
+ * (sockets live on one node, so the count stays in the process). Returns
+ * whether the next message is within it. 0 = unlimited.
+ */
+export function messageBudget(perSecond: number, now: () => number = Date.now): () => boolean {
+  if (perSecond <= 0) return () => true;
+  let windowStart = now();
+  let used = 0;
+  return () => {
+    const t = now();
+    if (t - windowStart >= 1_000) {
+      windowStart = t;
+      used = 0;
+    }
+    used += 1;
+    return used <= perSecond;
+  };
+}
