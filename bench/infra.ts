@@ -2,8 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import pg from 'pg';
-import { findPostgresBin, findRedisServer, startPostgres, startRedis, type Throwaway } from '../scripts/servers.js';
+import { createPostgresDatabase, findPostgresBin, findRedisServer, startPostgres, startRedis, type Throwaway } from '../scripts/servers.js';
 import type { DatabaseOptions } from '../src/infra/db.js';
 
 /**
@@ -50,7 +49,7 @@ export async function provisionInfra(options: InfraOptions): Promise<BenchInfra>
 
     let database: BenchInfra['database'];
     if (options.databaseUrl) {
-      const scratch = await createScratchDatabase(options.databaseUrl);
+      const scratch = await createPostgresDatabase(options.databaseUrl, 'parley_bench_');
       cleanups.push(scratch.drop);
       database = { kind: 'postgres', source: 'DATABASE_URL', options: { url: scratch.url, poolSize } };
     } else if (startLocal && findPostgresBin()) {
@@ -98,27 +97,3 @@ export async function provisionInfra(options: InfraOptions): Promise<BenchInfra>
   }
 }
 
-async function createScratchDatabase(serverUrl: string): Promise<{ url: string; drop(): Promise<void> }> {
-  const name = `parley_bench_${randomBytes(6).toString('hex')}`;
-  const admin = new pg.Client({ connectionString: serverUrl });
-  await admin.connect();
-  try {
-    await admin.query(`CREATE DATABASE ${name}`);
-  } finally {
-    await admin.end();
-  }
-  const url = new URL(serverUrl);
-  url.pathname = `/${name}`;
-  return {
-    url: url.toString(),
-    drop: async () => {
-      const client = new pg.Client({ connectionString: serverUrl });
-      await client.connect();
-      try {
-        await client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      } finally {
-        await client.end();
-      }
-    },
-  };
-}

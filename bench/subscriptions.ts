@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createClient, type Client } from 'graphql-ws';
 import WebSocket from 'ws';
-import { findPostgresBin, findRedisServer, freePort, startPostgres, startRedis, type Throwaway } from '../scripts/servers.js';
+import { findPostgresBin, findRedisServer, freePort, startPostgres, startRedis, within, type Throwaway } from '../scripts/servers.js';
 
 /**
  * npm run bench:subscriptions [-- --subscribers 1000 --messages 50 --embedded]
@@ -82,7 +82,7 @@ async function main(): Promise<void> {
   let serverErr = '';
   server.stderr!.setEncoding('utf8').on('data', (d: string) => (serverErr = (serverErr + d).slice(-4_000)));
   server.once('exit', () => rmSync(dataDir, { recursive: true, force: true }));
-  await bounded(waitReady(base, () => serverErr), 180_000, 'server ready');
+  await within(waitReady(base, () => serverErr), 180_000, 'server ready');
 
   const admin = (query: string, variables = {}) => gql(base, { 'x-admin-token': ADMIN_TOKEN }, query, variables);
   const key = (await admin(`mutation { createProduct(input: { name: "Bench subscriptions" }) { key } }`)).createProduct.key as string;
@@ -162,7 +162,7 @@ async function runWave(
   let waiter: (() => void) | undefined;
   const wake = () => waiter?.();
   const until = (check: () => boolean, ms: number, what: string) =>
-    bounded(
+    within(
       new Promise<void>((resolve) => {
         waiter = () => check() && resolve();
         waiter();
@@ -226,7 +226,7 @@ async function runWave(
   };
   const connect = async (count: number) => {
     for (let i = 0; i < count; i += CONCURRENCY) {
-      await bounded(Promise.all(Array.from({ length: Math.min(CONCURRENCY, count - i) }, connectOne)), 60_000, `connect clients ${i}..`);
+      await within(Promise.all(Array.from({ length: Math.min(CONCURRENCY, count - i) }, connectOne)), 60_000, `connect clients ${i}..`);
     }
   };
   // RSS is noisy (the heap grows and shrinks with garbage): the cost of a connection is measured
@@ -327,14 +327,6 @@ async function gql(base: string, headers: Record<string, string>, query: string,
 function rssOf(pid: number): number {
   const kb = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
   return Number(kb ?? 0) * 1024;
-}
-
-function bounded<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    promise,
-    new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms))),
-  ]).finally(() => clearTimeout(timer));
 }
 
 function pct(values: number[], p: number): number {

@@ -1,5 +1,6 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { within } from '../../scripts/servers.js';
 import type { ControlCommand, ControlMessage, ControlRequest } from './control.js';
 import type { SqlCounts } from './sql-capture.js';
 
@@ -60,7 +61,7 @@ export async function launchServer(kind: ServerKind, env: NodeJS.ProcessEnv, nod
     }
   });
 
-  const started = await bounded(
+  const started = await within(
     new Promise<Extract<ControlMessage, { type: 'ready' }>>((resolve, reject) => {
       ready = resolve;
       void exited.then(() => reject(new Error(`${kind} server exited before it was ready:\n${output}`)));
@@ -78,7 +79,7 @@ export async function launchServer(kind: ServerKind, env: NodeJS.ProcessEnv, nod
     const answer = new Promise<SqlCounts | null>((resolve) => pending.set(id, resolve));
     const request: ControlRequest = { ...command, id };
     child.send(request);
-    return bounded(answer, ANSWER_WITHIN_MS, `${kind} server: ${command.type}`);
+    return within(answer, ANSWER_WITHIN_MS, `${kind} server: ${command.type}`);
   };
 
   return {
@@ -95,18 +96,9 @@ export async function launchServer(kind: ServerKind, env: NodeJS.ProcessEnv, nod
 async function kill(child: ChildProcess, exited: Promise<void>): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   child.kill('SIGTERM');
-  await bounded(exited, EXIT_WITHIN_MS, 'server stop').catch(async () => {
+  await within(exited, EXIT_WITHIN_MS, 'server stop').catch(async () => {
     child.kill('SIGKILL');
     await exited;
   });
 }
 
-export function bounded<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    promise,
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
-}

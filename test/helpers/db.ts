@@ -1,6 +1,5 @@
-import { randomBytes } from 'node:crypto';
-import pg from 'pg';
 import { describe, inject } from 'vitest';
+import { createPostgresDatabase } from '../../scripts/servers.js';
 import { openDatabase, type Database } from '../../src/infra/db.js';
 
 export type DatabaseKind = 'pglite' | 'postgres';
@@ -19,24 +18,7 @@ export interface TestDatabase {
   dispose(): Promise<void>;
 }
 
-export async function createPostgresDatabase(serverUrl: string): Promise<{ url: string; drop(): Promise<void> }> {
-  const name = `parley_t_${randomBytes(6).toString('hex')}`;
-  const admin = new pg.Client({ connectionString: serverUrl });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE ${name}`);
-  await admin.end();
-  const url = new URL(serverUrl);
-  url.pathname = `/${name}`;
-  return {
-    url: url.toString(),
-    drop: async () => {
-      const client = new pg.Client({ connectionString: serverUrl });
-      await client.connect();
-      await client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      await client.end();
-    },
-  };
-}
+export { createPostgresDatabase };
 
 export function databaseVariants(): DatabaseVariant[] {
   const postgresUrl = inject('postgresUrl');

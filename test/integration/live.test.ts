@@ -65,7 +65,6 @@ for (const mode of modes) {
     const subscribedNow = () => t.app.deps.pubsub.stats().subscribed;
     const reply = async (productId: string, conversationGid: string, content = 'An answer') =>
       (await appendMessage(t.store, productId, uuidOf(conversationGid), { role: 'ASSISTANT', content })).id;
-    const kinds = (s: Subscription) => s.results.map((r) => r.conversationEvents.__typename);
     /** Ids of the MessageAdded events so far (typing events of replies interleave). */
     const messageIds = (s: Subscription) =>
       s.results.filter((r) => r.conversationEvents.__typename === 'MessageAdded').map((r) => r.conversationEvents.message.id as string);

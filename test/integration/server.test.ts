@@ -1,9 +1,10 @@
 import { createConnection } from 'node:net';
-import { createClient, type Client, type ClientOptions } from 'graphql-ws';
+import type { Client, ClientOptions } from 'graphql-ws';
 import WebSocket from 'ws';
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
 import { createTestApp, TEST_ADMIN_TOKEN, type TestApp } from '../helpers/app.js';
 import { describeEachDatabase } from '../helpers/db.js';
+import { disposeClients, liveClient } from '../helpers/live.js';
 import { within } from '../helpers/time.js';
 
 /**
@@ -11,11 +12,6 @@ import { within } from '../helpers/time.js';
  * GraphiQL, GraphQL over HTTP and over graphql-ws (auth on connect), and a
  * stop() that closes websocket clients and the port.
  */
-
-interface Closed {
-  code: number;
-  reason: string;
-}
 
 /** Outcome of one operation over graphql-ws: the results that arrived and how it ended. */
 async function runOverWs(client: Client, query: string): Promise<{ results: any[]; error: unknown }> {
@@ -55,22 +51,7 @@ describeEachDatabase('HTTP + WebSocket server', (variant) => {
   let base: string;
   let wsUrl: string;
   let port: number;
-  const clients: Client[] = [];
-
-  /** A graphql-ws client over `ws`, never retrying, recording how it closed. */
-  function wsClient(options: Partial<ClientOptions> = {}): { client: Client; closed: Closed[] } {
-    const closed: Closed[] = [];
-    const client = createClient({
-      url: wsUrl,
-      webSocketImpl: WebSocket,
-      retryAttempts: 0,
-      onNonLazyError: () => {},
-      ...options,
-      on: { closed: (event) => void closed.push({ code: (event as Closed).code, reason: (event as Closed).reason }) },
-    });
-    clients.push(client);
-    return { client, closed };
-  }
+  const wsClient = (options: Partial<ClientOptions> = {}) => liveClient(wsUrl, options);
 
   beforeAll(async () => {
     t = await createTestApp(variant, { PARLEY_SHUTDOWN_MS: '2000' });
@@ -82,7 +63,7 @@ describeEachDatabase('HTTP + WebSocket server', (variant) => {
     expect(started.url).toBe(`http://localhost:${port}/graphql`);
   });
   afterEach(async () => {
-    await Promise.all(clients.splice(0).map((c) => c.dispose()));
+    await disposeClients();
   });
   afterAll(() => t?.dispose());
 
