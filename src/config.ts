@@ -24,13 +24,23 @@ const postgresUrl = z
   .url()
   .refine((v) => /^postgres(ql)?:\/\//.test(v), 'must be a postgres:// or postgresql:// URL');
 
-const envSchema = z.object({
+const envObject = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
   HOST: z.string().min(1).default('127.0.0.1'),
   PORT: wholeNumber(0, 65535).default(4000),
   PARLEY_DATA_DIR: z.string().min(1).default('./.parley'),
   DATABASE_URL: postgresUrl.optional(),
   DATABASE_POOL_SIZE: wholeNumber(1, 500).default(10),
+  DATABASE_POOL_MIN: wholeNumber(0, 500).default(2),
+  DATABASE_POOL_TIMEOUT_MS: wholeNumber(100, 600_000).default(5_000),
+  DATABASE_IDLE_TIMEOUT_MS: wholeNumber(1_000, 3_600_000).default(30_000),
+  DATABASE_STATEMENT_TIMEOUT_MS: wholeNumber(0, 3_600_000).default(30_000),
+  DATABASE_REPLICA_URLS: z
+    .string()
+    .transform((v) => v.split(',').map((u) => u.trim()).filter(Boolean))
+    .pipe(z.array(postgresUrl).max(16, 'at most 16 replicas'))
+    .optional(),
+  PARLEY_REPLICA_MAX_LAG_MS: wholeNumber(100, 600_000).default(1_000),
   PARLEY_ADMIN_TOKEN: z
     .string()
     .min(24, 'must be at least 24 characters')
@@ -85,17 +95,49 @@ const envSchema = z.object({
   PARLEY_TRUST_PROXY: wholeNumber(0, 10).default(0),
   PARLEY_COMPRESSION_MIN_BYTES: wholeNumber(0, 100_000_000).default(1_024),
   PARLEY_SHUTDOWN_MS: wholeNumber(0, 600_000).default(10_000),
+  PARLEY_APQ: bool.default(true),
+  PARLEY_PERSISTED_ONLY: bool.default(false),
+  PARLEY_PERSISTED_OPERATIONS: z.string().min(1).optional(),
+  PARLEY_GET_MAX_AGE_S: wholeNumber(0, 86_400).default(0),
+});
+
+const envSchema = envObject.superRefine((e, ctx) => {
+  if (e.DATABASE_POOL_MIN > e.DATABASE_POOL_SIZE) {
+    ctx.addIssue({ code: 'custom', path: ['DATABASE_POOL_MIN'], message: 'must not exceed DATABASE_POOL_SIZE' });
+  }
+  if (e.DATABASE_REPLICA_URLS?.length && !e.DATABASE_URL) {
+    ctx.addIssue({ code: 'custom', path: ['DATABASE_REPLICA_URLS'], message: 'needs DATABASE_URL (the primary)' });
+  }
+  if (e.PARLEY_PERSISTED_ONLY && !e.PARLEY_PERSISTED_OPERATIONS) {
+    ctx.addIssue({ code: 'custom', path: ['PARLEY_PERSISTED_ONLY'], message: 'needs PARLEY_PERSISTED_OPERATIONS (the allow-list file)' });
+  }
 });
 
 /** Every environment variable Parley reads (deployment files are checked against it). */
-export const CONFIG_VARIABLES: readonly string[] = Object.freeze(Object.keys(envSchema.shape));
+export const CONFIG_VARIABLES: readonly string[] = Object.freeze(Object.keys(envObject.shape));
 
 export type Config = Readonly<{
   env: 'development' | 'production' | 'test';
   host: string;
   port: number;
   dataDir: string;
-  database: Readonly<{ url: string | undefined; poolSize: number }>;
+  database: Readonly<{
+    url: string | undefined;
+    /** Most connections each pool (primary, every replica) opens. */
+    poolSize: number;
+    /** Connections opened before /readyz turns ready and kept open while idle. */
+    poolMin: number;
+    /** How long a query waits for a free connection (or a new one to open) before it fails. */
+    poolTimeoutMs: number;
+    /** An idle connection above poolMin is closed after this long. */
+    idleTimeoutMs: number;
+    /** PostgreSQL statement_timeout of every connection (0 = none). */
+    statementTimeoutMs: number;
+    /** Streaming replicas that take reads (see src/infra/read-routing.ts); empty = all on the primary. */
+    replicaUrls: readonly string[];
+    /** A replica further behind than this takes no reads; a product written this recently reads from the primary. */
+    replicaMaxLagMs: number;
+  }>;
   /** Without a URL, cache L2, pub/sub and locks stay in-process (one node). */
   redis: Readonly<{ url: string | undefined; prefix: string }>;
   cache: Readonly<{
@@ -179,6 +221,17 @@ export type Config = Readonly<{
     compressionMinBytes: number;
     /** How long stop() lets operations in flight finish before cutting their connections. */
     shutdownMs: number;
+    /** Cache-Control max-age of successful query results over GET (revalidated with ETag / 304). */
+    getMaxAgeS: number;
+  }>;
+  /** Persisted operations (see src/plugins/persisted.ts). */
+  persisted: Readonly<{
+    /** Automatic persisted queries: a client may send only the sha256 of a document it sent before. */
+    apq: boolean;
+    /** Refuse every document that is not in the allow-list (APQ registration included). */
+    only: boolean;
+    /** JSON allow-list: { "<sha256 hex>": "<document>" } or an array of documents. */
+    operationsFile: string | undefined;
   }>;
 }>;
 
@@ -200,7 +253,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     host: e.HOST,
     port: e.PORT,
     dataDir: e.PARLEY_DATA_DIR,
-    database: { url: e.DATABASE_URL, poolSize: e.DATABASE_POOL_SIZE },
+    database: {
+      url: e.DATABASE_URL,
+      poolSize: e.DATABASE_POOL_SIZE,
+      poolMin: e.DATABASE_POOL_MIN,
+      poolTimeoutMs: e.DATABASE_POOL_TIMEOUT_MS,
+      idleTimeoutMs: e.DATABASE_IDLE_TIMEOUT_MS,
+      statementTimeoutMs: e.DATABASE_STATEMENT_TIMEOUT_MS,
+      replicaUrls: e.DATABASE_REPLICA_URLS ?? [],
+      replicaMaxLagMs: e.PARLEY_REPLICA_MAX_LAG_MS,
+    },
     redis: { url: e.REDIS_URL, prefix: e.PARLEY_REDIS_PREFIX },
     cache: {
       l1MaxEntries: e.PARLEY_CACHE_L1_MAX_ENTRIES,
@@ -247,7 +309,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       badCredentialsPerIp: e.PARLEY_RATE_LIMIT_BAD_CREDENTIALS,
       wsMessagesPerSecond: e.PARLEY_WS_MESSAGES_PER_SEC,
     },
-    http: { trustProxy: e.PARLEY_TRUST_PROXY, compressionMinBytes: e.PARLEY_COMPRESSION_MIN_BYTES, shutdownMs: e.PARLEY_SHUTDOWN_MS },
+    http: {
+      trustProxy: e.PARLEY_TRUST_PROXY,
+      compressionMinBytes: e.PARLEY_COMPRESSION_MIN_BYTES,
+      shutdownMs: e.PARLEY_SHUTDOWN_MS,
+      getMaxAgeS: e.PARLEY_GET_MAX_AGE_S,
+    },
+    persisted: { apq: e.PARLEY_APQ, only: e.PARLEY_PERSISTED_ONLY, operationsFile: e.PARLEY_PERSISTED_OPERATIONS },
   });
 }
 
