@@ -32,6 +32,8 @@ import { useQueryLimits } from './plugins/query-limits.js';
 import { useRequestId } from './plugins/request-id.js';
 import { slowOperationLog } from './plugins/slow-operations.js';
 import { usePageSizeLimit } from './plugins/page-size.js';
+import { createPersistedOperations, loadAllowList, usePersistedOperations } from './plugins/persisted.js';
+import { useHttpCache } from './plugins/http-cache.js';
 import { schema } from './schema/index.js';
 import { authenticate, credentialsFromHeaders, type Credentials } from './services/auth.js';
 import { loadOrCreateAdminToken } from './services/admin-token.js';
@@ -60,6 +62,8 @@ export interface BuildOptions {
 
 export async function buildApp(config: Config, options: BuildOptions = {}): Promise<App> {
   const log = options.log ?? createLogger(config.logLevel, { secrets: configSecrets(config) });
+  // A stale or broken allow-list stops the start here, before anything is opened.
+  const allowList = config.persisted.operationsFile ? loadAllowList(config.persisted.operationsFile, schema) : new Map<string, string>();
   const db = options.db ?? (await openDatabase(databaseOptions(config)));
   const migration = await migrate(db.prisma);
   if (migration.applied.length) log.info('migrations applied', { applied: migration.applied });
@@ -86,6 +90,14 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   if (warmed.products) log.info('cache warmed', { products: warmed.products, ms: warmed.ms, caches: 'productByKey, productStats, viewer knowledge first page' });
 
   const maskError = createMaskError(log);
+  const persisted = createPersistedOperations({
+    apq: config.persisted.apq,
+    only: config.persisted.only,
+    allowList,
+    redis: pubsub.redis,
+    redisPrefix: config.redis.prefix,
+    redisTimeoutMs: config.cache.redisTimeoutMs,
+  });
   // Development only: example tabs, the demo key pre-filled, assets served from here (works offline).
   const graphiql =
     config.env !== 'production'
@@ -104,9 +116,12 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     logging: yogaLogger(log),
     plugins: [
       useRequestId(),
+      // Before compression: the ETag is computed on the JSON.
+      useHttpCache({ maxAgeS: config.http.getMaxAgeS }),
       useCompression({ minBytes: config.http.compressionMinBytes }),
       useBodyLimit({ maxBytes: config.limits.maxBodyBytes, onReject: () => metrics?.rejected('body_size') }),
       useCsrfPrevention(),
+      usePersistedOperations(persisted),
       ...(config.limits.introspection ? [] : [useDisableIntrospection()]),
       ...useQueryLimits({ ...config.limits, hideSuggestions: !config.limits.introspection }, (limit) => metrics?.rejected(`query_${limit}`)),
       usePageSizeLimit({ max: MAX_PAGE_SIZE }),
@@ -186,8 +201,18 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
         return true;
       },
       onSubscribe: async (ctx, _id, payload) => {
-        const enveloped = yoga.getEnveloped({ credentials: ctx.extra.credentials, clientIp: ctx.extra.clientIp, request: undefined, params: payload });
-        const document = enveloped.parse(payload.query);
+        // Persisted operations apply to sockets too: a hash for a document, the allow-list in persisted-only mode.
+        let resolved;
+        try {
+          resolved = await persisted.resolve(payload);
+        } catch (error) {
+          if (error instanceof GraphQLError) return [error];
+          throw error;
+        }
+        const query = resolved.query ?? '';
+        const params = { ...payload, query };
+        const enveloped = yoga.getEnveloped({ credentials: ctx.extra.credentials, clientIp: ctx.extra.clientIp, request: undefined, params });
+        const document = enveloped.parse(query);
         const errors = enveloped.validate(enveloped.schema, document);
         if (errors.length) return errors;
         let contextValue;
@@ -198,6 +223,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
           if (error instanceof GraphQLError) return [error];
           throw error;
         }
+        if (resolved.register) void persisted.register(resolved.register, query);
         return {
           schema: enveloped.schema,
           document,

@@ -1,0 +1,68 @@
+import { createHash } from 'node:crypto';
+import type { Plugin } from 'graphql-yoga';
+
+export interface HttpCacheOptions {
+  /** Cache-Control max-age of a successful GET result, in seconds. @default 0 (always revalidate) */
+  maxAgeS?: number;
+}
+
+/**
+ * Queries over GET are cacheable by the client that asked (never by shared
+ * caches: results depend on the caller's key): a successful result gets
+ * `Cache-Control: private, max-age=N`, `Vary` on the credential headers, and a
+ * weak ETag of its JSON, so a client revalidating with If-None-Match gets an
+ * empty 304 while the result has not changed. A result with errors, and every
+ * POST, is `no-store`. Streams (SSE) are left alone.
+ *
+ * Must run before compression: the ETag names the JSON, whatever encoding
+ * carries it (hence weak).
+ */
+export function useHttpCache({ maxAgeS = 0 }: HttpCacheOptions = {}): Plugin {
+  const cacheControl = maxAgeS > 0 ? `private, max-age=${maxAgeS}` : 'private, max-age=0, must-revalidate';
+  return {
+    async onResponse({ request, response, setResponse, fetchAPI }) {
+      const type = response.headers.get('content-type') ?? '';
+      if (!/json/.test(type) || response.headers.has('cache-control')) return;
+      if (request.method !== 'GET' || response.status !== 200) {
+        response.headers.set('cache-control', 'no-store');
+        return;
+      }
+      const body = await response.text();
+      const headers = new fetchAPI.Headers(response.headers);
+      if (hasErrors(body)) {
+        headers.set('cache-control', 'no-store');
+        setResponse(new fetchAPI.Response(body, { status: response.status, headers }));
+        return;
+      }
+      const etag = `W/"${createHash('sha256').update(body).digest('base64url').slice(0, 27)}"`;
+      headers.set('etag', etag);
+      headers.set('cache-control', cacheControl);
+      headers.append('vary', 'authorization, x-product-key, x-admin-token');
+      if (matches(request.headers.get('if-none-match'), etag)) {
+        headers.delete('content-type');
+        headers.delete('content-length');
+        setResponse(new fetchAPI.Response(null, { status: 304, headers }));
+        return;
+      }
+      setResponse(new fetchAPI.Response(body, { status: response.status, headers }));
+    },
+  };
+}
+
+/** A GraphQL JSON result with a top-level `errors` (the only place it can be, as the first key Yoga writes or later). */
+function hasErrors(body: string): boolean {
+  if (!body.includes('"errors"')) return false;
+  try {
+    return Array.isArray((JSON.parse(body) as { errors?: unknown }).errors);
+  } catch {
+    return true;
+  }
+}
+
+/** If-None-Match: `*` or a list of (weak or strong) tags, compared weakly (RFC 9110 §13.1.2). */
+function matches(header: string | null, etag: string): boolean {
+  if (!header) return false;
+  const bare = (tag: string) => tag.trim().replace(/^W\//, '');
+  const ours = bare(etag);
+  return header.split(',').some((tag) => tag.trim() === '*' || bare(tag) === ours);
+}
