@@ -26,7 +26,16 @@ export const KnowledgeEntry = builder.prismaNode('KnowledgeEntry', {
 
 const KnowledgeHit = builder.objectRef<Hit>('KnowledgeHit').implement({
   fields: (t) => ({
-    entry: t.field({ type: KnowledgeEntry, nullable: false, resolve: (hit) => hit.entry }),
+    // The ranking statement returned whole rows: they answer any scalar selection as they are.
+    // (A plain t.field would leave Pothos without a record of what the row holds, and it would
+    // read every hit's entry again, by id, on each request — cached hits included.)
+    entry: t.prismaField({
+      type: 'KnowledgeEntry',
+      resolve: (query, hit, _args, ctx) =>
+        rowAnswers(hit.entry, query)
+          ? hit.entry
+          : ctx.prisma.knowledgeEntry.findUniqueOrThrow({ ...query, where: { id: hit.entry.id, productId: hit.entry.productId } }),
+    }),
     score: t.exposeFloat('score', { description: 'PostgreSQL ts_rank of the entry for the query; higher is better.' }),
   }),
 });
@@ -92,3 +101,10 @@ builder.mutationFields((t) => ({
     },
   }),
 }));
+
+/** True when `row` already holds every field a Pothos query selects (scalars only; relations need a read). */
+function rowAnswers(row: object, query: { select?: Record<string, unknown>; include?: Record<string, unknown> }): boolean {
+  if (query.include && Object.keys(query.include).length) return false;
+  if (!query.select) return false;
+  return Object.entries(query.select).every(([field, selected]) => selected === true && field in row);
+}

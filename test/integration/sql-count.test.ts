@@ -57,6 +57,23 @@ describeEachDatabase('SQL statements per nested query', (variant) => {
     expect(again.sql).toEqual([]);
   });
 
+  it('searches knowledge in one statement, and answers a repeated search with none (no re-read of the hits)', async () => {
+    const productId = (await t.app.deps.db.prisma.product.findFirstOrThrow({ where: { name: 'Test product' } })).id;
+    for (let i = 0; i < 8; i += 1) {
+      await t.prisma.knowledgeEntry.create({ data: { productId, title: `Parcel ${i}`, content: `Where is my parcel number ${i}? Track it online.`, tags: ['parcel'] } });
+    }
+    const SEARCH = `query($q: String!) { searchKnowledge(query: $q, first: 5) { score entry { id title content tags createdAt updatedAt } } }`;
+    const first = await cold(SEARCH, { key, variables: { q: 'where is my parcel' } });
+    expect(first.errors).toBeUndefined();
+    expect(first.data.searchKnowledge).toHaveLength(5);
+    // Product lookup + the ranking statement, which returns whole rows: the hits are not read again.
+    expect(first.sql).toHaveLength(2);
+    expect(first.sql.filter((s) => /FROM "public"\."KnowledgeEntry"/.test(s))).toEqual([]);
+    const again = await t.gql(SEARCH, { key, variables: { q: 'where is my parcel' } });
+    expect(again.data).toEqual(first.data);
+    expect(again.sql).toEqual([]);
+  });
+
   it('returns feedback and lastMessage from the same statement', async () => {
     const { data, sql } = await cold(NESTED, { key, variables: { n: 20 } });
     const nodes = data.conversations.edges.map((e: any) => e.node);
