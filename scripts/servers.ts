@@ -1,6 +1,6 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { appendFileSync, chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -56,24 +56,140 @@ function run(bin: string, args: string[]): void {
   if (result.status !== 0) throw new Error(`${bin} ${args.join(' ')} failed: ${result.stderr || result.stdout}`);
 }
 
-export async function startPostgres(): Promise<Throwaway> {
+export interface PostgresOptions {
+  /**
+   * Let streaming replicas follow this server (see startStreamingReplica): WAL
+   * senders and a `replication` pg_hba line for 127.0.0.1 and the socket.
+   * @default false
+   */
+  replication?: boolean;
+  /** More server settings (`-c name=value`), e.g. `{ log_statement: 'all' }`. */
+  settings?: Record<string, string>;
+}
+
+/** A throwaway PostgreSQL server: `url` is its `postgres` database. */
+export interface PostgresServer extends Throwaway {
+  stop(): Promise<void>;
+  start(): Promise<void>;
+  readonly port: number;
+  /** What the server wrote to its log so far. */
+  log(): string;
+}
+
+function postgresUid(): { uid: number; gid: number } {
+  const uid = spawnSync('id', ['-u', 'postgres'], { encoding: 'utf8' });
+  const gid = spawnSync('id', ['-g', 'postgres'], { encoding: 'utf8' });
+  return { uid: Number(uid.stdout.trim()), gid: Number(gid.stdout.trim()) };
+}
+
+/** A temporary directory the server's user owns. */
+function serverDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  if (isRoot) {
+    const { uid, gid } = postgresUid();
+    chownSync(dir, uid, gid);
+  }
+  return dir;
+}
+
+// fsync and full-page writes off: throwaway data, fast tests. max_connections applies to a
+// hot standby too, which refuses to start with fewer than its primary.
+const serverSettings = (port: number, dir: string, extra: Record<string, string> = {}) =>
+  `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300` +
+  Object.entries(extra)
+    .map(([name, value]) => ` -c ${name}=${value}`)
+    .join('');
+
+/** pg_ctl for one data directory, waiting (-w) for each action to finish. */
+function controlled(bin: string, dir: string, data: string, options: string) {
+  return (action: string, extra: string[] = []) =>
+    run(join(bin, 'pg_ctl'), ['-D', data, '-l', join(dir, 'log'), '-o', options, '-w', ...extra, action]);
+}
+
+export async function startPostgres(options: PostgresOptions = {}): Promise<PostgresServer> {
   const bin = findPostgresBin();
   if (!bin) throw new Error('PostgreSQL binaries not found under /usr/lib/postgresql');
-  const dir = mkdtempSync(join(tmpdir(), 'parley-pg-'));
-  if (isRoot) {
-    const pw = spawnSync('id', ['-u', 'postgres'], { encoding: 'utf8' });
-    const gid = spawnSync('id', ['-g', 'postgres'], { encoding: 'utf8' });
-    chownSync(dir, Number(pw.stdout.trim()), Number(gid.stdout.trim()));
-  }
+  const dir = serverDir('parley-pg-');
   const port = await freePort();
   const data = join(dir, 'data');
   run(join(bin, 'initdb'), ['-D', data, '-A', 'trust', '-U', 'postgres', '--no-sync', '-E', 'UTF8', '--locale=C']);
-  const options = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300`;
-  const pgctl = (action: string, extra: string[] = []) =>
-    run(join(bin, 'pg_ctl'), ['-D', data, '-l', join(dir, 'log'), '-o', options, '-w', ...extra, action]);
+  const replication: Record<string, string> = options.replication ? { wal_level: 'replica', max_wal_senders: '8' } : {};
+  const settings = serverSettings(port, dir, { ...replication, ...options.settings });
+  if (options.replication) {
+    const hba = join(data, 'pg_hba.conf');
+    // initdb's template already has these lines today; a replica must not depend on that.
+    appendAsServerUser(hba, 'local replication all trust\nhost replication all 127.0.0.1/32 trust\n');
+  }
+  const pgctl = controlled(bin, dir, data, settings);
   pgctl('start');
   return {
     url: `postgresql://postgres@127.0.0.1:${port}/postgres`,
+    port,
+    log: () => readLog(dir),
+    stop: async () => pgctl('stop', ['-m', 'fast']),
+    start: async () => pgctl('start'),
+    dispose: async () => {
+      try {
+        pgctl('stop', ['-m', 'immediate']);
+      } catch {
+        // already stopped
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+function readLog(dir: string): string {
+  return existsSync(join(dir, 'log')) ? readFileSync(join(dir, 'log'), 'utf8') : '';
+}
+
+function appendAsServerUser(file: string, text: string): void {
+  appendFileSync(file, text);
+  if (isRoot) {
+    const { uid, gid } = postgresUid();
+    chownSync(file, uid, gid);
+  }
+}
+
+/**
+ * A hot standby of `primary` (started with `replication: true`), made the way
+ * production makes one: pg_basebackup (-R writes primary_conninfo and
+ * standby.signal, -X stream brings the WAL written meanwhile), then started on
+ * its own port with hot_standby=on. Resolves once it accepts connections and
+ * is in recovery; `stop()`/`start()` take it down and bring it back.
+ */
+export async function startStreamingReplica(primary: PostgresServer, options: Pick<PostgresOptions, 'settings'> = {}): Promise<PostgresServer> {
+  const bin = findPostgresBin();
+  if (!bin) throw new Error('PostgreSQL binaries not found under /usr/lib/postgresql');
+  const dir = serverDir('parley-pg-replica-');
+  const port = await freePort();
+  const data = join(dir, 'data');
+  run(join(bin, 'pg_basebackup'), [
+    '-h', '127.0.0.1', '-p', String(primary.port), '-U', 'postgres',
+    '-D', data, '-R', '-X', 'stream', '-c', 'fast', '--no-sync',
+  ]);
+  const pgctl = controlled(bin, dir, data, serverSettings(port, dir, { hot_standby: 'on', ...options.settings }));
+  pgctl('start');
+  const url = `postgresql://postgres@127.0.0.1:${port}/postgres`;
+  const client = new pg.Client({ connectionString: url });
+  try {
+    await client.connect();
+    const { rows } = await client.query<{ recovery: boolean }>('SELECT pg_is_in_recovery() AS recovery');
+    if (!rows[0]?.recovery) throw new Error('the replica is not in recovery');
+  } catch (error) {
+    try {
+      pgctl('stop', ['-m', 'immediate']);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    throw error;
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+  return {
+    url,
+    port,
+    log: () => readLog(dir),
     stop: async () => pgctl('stop', ['-m', 'fast']),
     start: async () => pgctl('start'),
     dispose: async () => {

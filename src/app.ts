@@ -10,17 +10,18 @@ import type { Config } from './config.js';
 import { createContext, eventContext, type AppDeps, type Context } from './context.js';
 import { clientIp } from './client-ip.js';
 import { Drain } from './drain.js';
-import { ParleyError, UnauthenticatedError } from './errors.js';
+import { DatabaseUnavailableError, ParleyError, UnauthenticatedError } from './errors.js';
 import { createGraphiQL } from './graphiql.js';
 import { createCache } from './infra/cache/index.js';
 import { warmCache } from './warm.js';
-import { databaseOptions, openDatabase, type Database } from './infra/db.js';
+import { databaseOptions, isDatabaseUnavailable, openDatabase, type Database } from './infra/db.js';
 import { configSecrets, createLogger, type Logger } from './infra/log.js';
 import { createMetrics } from './infra/metrics.js';
 import { createLimiterStore } from './infra/rate-limiter.js';
 import { migrate, migrationsApplied } from './infra/migrate.js';
 import { createPubSub } from './infra/pubsub/index.js';
 import { runInSqlScope, newSqlScope } from './infra/sql-stats.js';
+import { pinToPrimary, RecentWrites, runWithReadRouting } from './infra/read-routing.js';
 import { createMaskError } from './plugins/errors.js';
 import { useRequestDedup } from './plugins/dedup.js';
 import { useEventContext } from './plugins/event-context.js';
@@ -34,6 +35,7 @@ import { slowOperationLog } from './plugins/slow-operations.js';
 import { usePageSizeLimit } from './plugins/page-size.js';
 import { createPersistedOperations, loadAllowList, usePersistedOperations } from './plugins/persisted.js';
 import { useHttpCache } from './plugins/http-cache.js';
+import { usePrimaryForMutations } from './plugins/primary-for-mutations.js';
 import { schema } from './schema/index.js';
 import { authenticate, credentialsFromHeaders, type Credentials } from './services/auth.js';
 import { loadOrCreateAdminToken } from './services/admin-token.js';
@@ -67,12 +69,21 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   const db = options.db ?? (await openDatabase(databaseOptions(config)));
   const migration = await migrate(db.prisma);
   if (migration.applied.length) log.info('migrations applied', { applied: migration.applied });
+  // Pools hold DATABASE_POOL_MIN connections (and replicas are checked) before /readyz can say ready.
+  await db.warm();
   const adminToken = config.adminToken ?? loadOrCreateAdminToken(config.dataDir).token;
   const demo = config.demo ? await seedDemo(db.prisma, config.dataDir) : null;
   const cache = await createCache(config, log);
   const pubsub = await createPubSub<ParleyEvents>({ redisUrl: config.redis.url, prefix: config.redis.prefix, log });
   const metrics = config.observability.metrics ? createMetrics() : undefined;
   metrics?.observeCache(() => cache.snapshot());
+  metrics?.observeDatabase(db);
+  // A product written in the last PARLEY_REPLICA_MAX_LAG_MS (here or, announced, on another node) reads from the primary.
+  const recentWrites = new RecentWrites(config.database.replicaMaxLagMs);
+  cache.onBump((tags) => recentWrites.noteTags(tags));
+  const pinIfWrittenRecently = (context: { product: { id: string } | null }) => {
+    if (context.product && recentWrites.has(context.product.id)) pinToPrimary();
+  };
   const limiterStore = await createLimiterStore({ redisUrl: config.redis.url, prefix: config.redis.prefix, timeoutMs: config.cache.redisTimeoutMs, log });
   const rateLimits = createRateLimits(
     limiterStore,
@@ -89,7 +100,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   const warmed = await warmCache(deps, config.cache.warmProducts);
   if (warmed.products) log.info('cache warmed', { products: warmed.products, ms: warmed.ms, caches: 'productByKey, productStats, viewer knowledge first page' });
 
-  const maskError = createMaskError(log);
+  const maskError = maskDatabaseUnavailable(createMaskError(log), log);
   const persisted = createPersistedOperations({
     apq: config.persisted.apq,
     only: config.persisted.only,
@@ -125,6 +136,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
       ...(config.limits.introspection ? [] : [useDisableIntrospection()]),
       ...useQueryLimits({ ...config.limits, hideSuggestions: !config.limits.introspection }, (limit) => metrics?.rejected(`query_${limit}`)),
       usePageSizeLimit({ max: MAX_PAGE_SIZE }),
+      usePrimaryForMutations(),
       useRequestDedup({ onJoin: () => cache.countDedupJoin() }),
       // A subscription event's result depends on the event, the operation and who asks: nothing else.
       useEventContext<Context>(eventContext, (ctx) => `${ctx.product?.id ?? '-'}|${ctx.isAdmin}`),
@@ -138,6 +150,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
       try {
         const principal = await authenticateLimited(credentials, ip);
         await rateLimits.request(principal, ip);
+        pinIfWrittenRecently(principal);
         return createContext(deps, principal);
       } catch (error) {
         if (error instanceof ParleyError) throw requestError(error);
@@ -172,8 +185,9 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
       return;
     }
     if (graphiql?.serveAsset(req, res)) return;
-    // Each request gets its own SQL scope so statements are counted per request.
-    runInSqlScope(newSqlScope(), () => yoga(req, res));
+    // Each request gets its own SQL scope so statements are counted per request, and its own
+    // routing scope: reads may go to replicas until it writes (see infra/read-routing.ts).
+    runInSqlScope(newSqlScope(), () => runWithReadRouting(() => yoga(req, res)));
   });
 
   const wss = new WebSocketServer({ server, path: yoga.graphqlEndpoint });
@@ -235,11 +249,17 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
       },
       // An error thrown before execution (a plugin refusing the operation) is that operation's
       // error, as over HTTP: graphql-ws would otherwise close the socket and every subscription on it.
-      // A scope per operation: over a socket there is no request to count SQL statements for.
+      // A scope per operation: over a socket there is no request to count SQL statements for,
+      // nor to route reads for (its context was made in onSubscribe, outside this scope).
       // Tracked, so a shutdown lets a mutation sent over a socket finish too.
       execute: (args) =>
         drain.operation(() =>
-          runInSqlScope(newSqlScope(), () => asResult(() => (args.rootValue as { execute: typeof import('graphql').execute }).execute(args))),
+          runInSqlScope(newSqlScope(), () =>
+            runWithReadRouting(() => {
+              pinIfWrittenRecently(args.contextValue as Context);
+              return asResult(() => (args.rootValue as { execute: typeof import('graphql').execute }).execute(args));
+            }),
+          ),
         ),
       subscribe: (args) => asResult(() => (args.rootValue as { subscribe: typeof import('graphql').subscribe }).subscribe(args)),
     },
@@ -357,14 +377,33 @@ function wsCredentials(params: Record<string, unknown>, request: IncomingMessage
   return credentialsFromHeaders(headers);
 }
 
+/** Ready when the primary answers and is migrated; pools and replicas are shown, replicas never make it fail. */
 async function readiness(db: Database): Promise<{ ok: boolean; database: string; migrations: string }> {
+  const pools = db.poolStats().map(({ statements: _, ...pool }) => pool);
+  const replicas = db.replicas();
+  const shown = { ...(pools.length ? { pools } : {}), ...(replicas.length ? { replicas } : {}) };
   try {
     await db.ping();
   } catch {
-    return { ok: false, database: 'unreachable', migrations: 'unknown' };
+    return { ok: false, database: 'unreachable', migrations: 'unknown', ...shown };
   }
   const applied = await migrationsApplied(db.prisma).catch(() => false);
-  return { ok: applied, database: 'ok', migrations: applied ? 'applied' : 'pending' };
+  return { ok: applied, database: 'ok', migrations: applied ? 'applied' : 'pending', ...shown };
+}
+
+/**
+ * An exhausted pool or an unreachable database is DATABASE_UNAVAILABLE (the
+ * client may retry), not an internal error; logged once here as a warning.
+ */
+function maskDatabaseUnavailable(mask: (error: unknown, message: string) => Error, log: Logger): (error: unknown, message: string) => Error {
+  return (error, message) => {
+    const graphqlError = error instanceof GraphQLError ? error : undefined;
+    const original = graphqlError?.originalError ?? error;
+    if (!isDatabaseUnavailable(original)) return mask(error, message);
+    log.warn('database unavailable', { error: original instanceof Error ? original.message : String(original), path: graphqlError?.path });
+    const unavailable = new DatabaseUnavailableError();
+    return mask(new GraphQLError(unavailable.message, { nodes: graphqlError?.nodes, path: graphqlError?.path, originalError: unavailable }), message);
+  };
 }
 
 function json(res: ServerResponse, status: number, body: unknown): void {

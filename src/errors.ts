@@ -7,7 +7,8 @@ export type ErrorCode =
   | 'NOT_FOUND'
   | 'BAD_USER_INPUT'
   | 'CONFLICT'
-  | 'RATE_LIMITED';
+  | 'RATE_LIMITED'
+  | 'DATABASE_UNAVAILABLE';
 
 export abstract class ParleyError extends Error {
   abstract readonly code: ErrorCode;
@@ -54,5 +55,13 @@ export class RateLimitedError extends ParleyError {
     const retryAfter = Math.max(1, Math.ceil(retryAfterMs / 1000));
     super(message, { retryAfter });
     this.retryAfter = retryAfter;
+  }
+}
+
+/** The database could not be used in time (pool exhausted, server unreachable): retry later. */
+export class DatabaseUnavailableError extends ParleyError {
+  readonly code = 'DATABASE_UNAVAILABLE';
+  constructor() {
+    super('The database is unavailable right now; try again shortly.');
   }
 }

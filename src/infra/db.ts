@@ -2,12 +2,29 @@ import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
 import { PrismaPg } from '@prisma/adapter-pg';
+import pg from 'pg';
 import { PrismaPGlite } from 'pglite-prisma-adapter';
 import type { Config } from '../config.js';
 import { PrismaClient } from '../generated/prisma/client.js';
+import { routingAdapter } from './read-routing.js';
+import { ReplicaMonitor, type ReplicaStatus } from './replica-monitor.js';
 import { countingAdapter } from './sql-stats.js';
 
-export type { PrismaClient };
+export type { PrismaClient, ReplicaStatus };
+
+/** One connection pool, as /readyz and the metrics show it. */
+export interface PoolStat {
+  /** `primary`, `replica-0`, … */
+  pool: string;
+  /** Connections open (idle + busy). */
+  total: number;
+  idle: number;
+  /** Queries waiting for a connection. */
+  waiting: number;
+  max: number;
+  /** Statements Prisma sent to this pool since start. */
+  statements: number;
+}
 
 export interface Database {
   readonly prisma: PrismaClient;
@@ -15,38 +32,55 @@ export interface Database {
   /** A human description without credentials, for logs. */
   readonly description: string;
   ping(): Promise<void>;
+  /**
+   * Opens DATABASE_POOL_MIN connections on every pool (in parallel) and checks
+   * the replicas once, so the first requests neither wait for connections nor
+   * skip the replicas. A replica that cannot be reached does not fail it.
+   */
+  warm(): Promise<void>;
+  poolStats(): PoolStat[];
+  /** Read replicas and whether they take reads now (empty without DATABASE_REPLICA_URLS). */
+  replicas(): ReplicaStatus[];
   close(): Promise<void>;
 }
 
 export interface DatabaseOptions {
   url?: string | undefined;
+  /** @default 10 */
   poolSize?: number;
+  /** Connections warm() opens and the pool keeps while idle. @default 2 (at most poolSize) */
+  poolMin?: number;
+  /** How long a statement waits for a connection. @default 5000 */
+  poolTimeoutMs?: number;
+  /** @default 30000 */
+  idleTimeoutMs?: number;
+  /** statement_timeout of every connection; 0 leaves the server's. @default 30000 */
+  statementTimeoutMs?: number;
+  /** Streaming replicas of `url` that take reads (see read-routing.ts). */
+  replicaUrls?: readonly string[];
+  /** @default 1000 */
+  replicaMaxLagMs?: number;
   /** PGlite directory; `memory://` for an in-memory database (tests). */
   dataDir?: string;
 }
 
 export function databaseOptions(config: Config): DatabaseOptions {
-  return { url: config.database.url, poolSize: config.database.poolSize, dataDir: join(config.dataDir, 'pgdata') };
+  const d = config.database;
+  return {
+    url: d.url,
+    poolSize: d.poolSize,
+    poolMin: d.poolMin,
+    poolTimeoutMs: d.poolTimeoutMs,
+    idleTimeoutMs: d.idleTimeoutMs,
+    statementTimeoutMs: d.statementTimeoutMs,
+    replicaUrls: d.replicaUrls,
+    replicaMaxLagMs: d.replicaMaxLagMs,
+    dataDir: join(config.dataDir, 'pgdata'),
+  };
 }
 
 export async function openDatabase(options: DatabaseOptions): Promise<Database> {
-  if (options.url) {
-    const adapter = new PrismaPg({
-      connectionString: options.url,
-      max: options.poolSize ?? 10,
-      connectionTimeoutMillis: 10_000,
-      idleTimeoutMillis: 30_000,
-    });
-    const prisma = new PrismaClient({ adapter: countingAdapter(adapter) });
-    const url = new URL(options.url);
-    return {
-      prisma,
-      kind: 'postgres',
-      description: `PostgreSQL ${url.hostname}:${url.port || 5432}${url.pathname} (pool ${options.poolSize ?? 10})`,
-      ping: async () => void (await prisma.$queryRawUnsafe('SELECT 1')),
-      close: () => prisma.$disconnect(),
-    };
-  }
+  if (options.url) return openPostgres(options.url, options);
   const dataDir = options.dataDir ?? 'memory://';
   if (!dataDir.startsWith('memory://')) mkdirSync(dataDir, { recursive: true });
   const pglite = await PGlite.create(dataDir.startsWith('memory://') ? undefined : resolve(dataDir));
@@ -56,9 +90,130 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
     kind: 'pglite',
     description: dataDir.startsWith('memory://') ? 'embedded PGlite (in memory)' : `embedded PGlite at ${resolve(dataDir)}`,
     ping: async () => void (await prisma.$queryRawUnsafe('SELECT 1')),
+    warm: async () => undefined,
+    poolStats: () => [],
+    replicas: () => [],
     close: async () => {
       await prisma.$disconnect();
       await pglite.close();
     },
   };
 }
+
+interface NamedPool {
+  name: string;
+  pool: pg.Pool;
+  statements: number;
+}
+
+function openPostgres(url: string, options: DatabaseOptions): Database {
+  const max = options.poolSize ?? 10;
+  const min = Math.min(options.poolMin ?? 2, max);
+  const timeoutMs = options.poolTimeoutMs ?? 5_000;
+  const statementTimeoutMs = options.statementTimeoutMs ?? 30_000;
+  const maxLagMs = options.replicaMaxLagMs ?? 1_000;
+  const open = (name: string, connectionString: string): NamedPool => {
+    const pool = new pg.Pool({
+      connectionString,
+      max,
+      min,
+      connectionTimeoutMillis: timeoutMs,
+      idleTimeoutMillis: options.idleTimeoutMs ?? 30_000,
+      application_name: 'parley',
+      // Sent at connection start-up, so it holds for every statement and transaction.
+      ...(statementTimeoutMs > 0 ? { statement_timeout: statementTimeoutMs } : {}),
+    });
+    // A server going away errors idle connections; the pool replaces them. Unhandled, it would end the process.
+    pool.on('error', () => undefined);
+    return { name, pool, statements: 0 };
+  };
+  const primary = open('primary', url);
+  const replicas = (options.replicaUrls ?? []).map((replicaUrl, i) => open(`replica-${i}`, replicaUrl));
+  const all = [primary, ...replicas];
+  const byName = new Map(all.map((p) => [p.name, p]));
+  const monitor = replicas.length
+    ? new ReplicaMonitor(primary.pool, replicas, { intervalMs: Math.max(1, Math.floor(maxLagMs / 4)), maxLagMs })
+    : undefined;
+
+  const adapter = routingAdapter(
+    // Pools made here are closed here: PrismaPg leaves a pool it was given open on $disconnect.
+    { name: primary.name, factory: new PrismaPg(primary.pool) },
+    replicas.map((r) => ({ name: r.name, factory: new PrismaPg(r.pool) })),
+    {
+      pickReplica: () => monitor?.pick(),
+      replicaFailed: (index, error) => monitor?.failed(index, error),
+      onStatement: (name) => void (byName.get(name)!.statements += 1),
+      mapError: (error, name) => poolTimeout(error, name, timeoutMs),
+    },
+  );
+  const prisma = new PrismaClient({ adapter: countingAdapter(adapter) });
+  const where = (u: string) => {
+    const parsed = new URL(u);
+    return `${parsed.hostname}:${parsed.port || 5432}${parsed.pathname}`;
+  };
+  const replicaNote = replicas.length ? `, ${replicas.length} read replica(s): ${options.replicaUrls!.map(where).join(', ')}` : '';
+  // Until the first check answers, every read goes to the primary.
+  const firstCheck = monitor?.start();
+
+  return {
+    prisma,
+    kind: 'postgres',
+    description: `PostgreSQL ${where(url)} (pool ${max}${replicaNote})`,
+    ping: async () => void (await prisma.$queryRawUnsafe('SELECT 1')),
+    async warm() {
+      // Holding `min` clients at once makes the pool open that many (an idle one would be handed out again).
+      const fill = async ({ pool }: NamedPool) => {
+        const clients = await Promise.allSettled(Array.from({ length: min }, () => pool.connect()));
+        for (const c of clients) if (c.status === 'fulfilled') c.value.release();
+        const failed = clients.find((c) => c.status === 'rejected');
+        if (failed) throw failed.reason;
+      };
+      // The primary must be reachable; a replica that is not is simply not read from.
+      await Promise.all([fill(primary), ...replicas.map((r) => fill(r).catch(() => undefined)), firstCheck]);
+    },
+    poolStats: () =>
+      all.map(({ name, pool, statements }) => ({
+        pool: name,
+        total: pool.totalCount,
+        idle: pool.idleCount,
+        waiting: pool.waitingCount,
+        max,
+        statements,
+      })),
+    replicas: () => monitor?.status() ?? [],
+    async close() {
+      await monitor?.stop();
+      await prisma.$disconnect();
+      await Promise.all(all.map(({ pool }) => (pool.ended ? undefined : pool.end())));
+    },
+  };
+}
+
+export const DATABASE_UNAVAILABLE = 'DATABASE_UNAVAILABLE';
+
+/** Raised when no connection became free within DATABASE_POOL_TIMEOUT_MS (Prisma keeps `code`). */
+export class DatabaseUnavailable extends Error {
+  override name = 'DatabaseUnavailable';
+  readonly code = DATABASE_UNAVAILABLE;
+}
+
+/** pg-pool's own errors for "no connection in time" (waiting for a free one, or opening one). */
+const POOL_TIMEOUT = /^(timeout exceeded when trying to connect|Connection terminated due to connection timeout)/;
+
+function poolTimeout(error: unknown, pool: string, timeoutMs: number): unknown {
+  if (!(error instanceof Error) || !POOL_TIMEOUT.test(error.message)) return error;
+  return new DatabaseUnavailable(`no ${pool} database connection within ${timeoutMs} ms (DATABASE_POOL_TIMEOUT_MS)`);
+}
+
+/**
+ * Whether an error (as Prisma hands it on) means the database could not be
+ * used — pool exhausted, server unreachable, connection lost — rather than a
+ * statement that failed: the client may retry later.
+ */
+export function isDatabaseUnavailable(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  // P1001 can't reach the server, P1008 timed out, P1017 connection closed, P2037 too many connections.
+  return typeof code === 'string' && (code === DATABASE_UNAVAILABLE || UNAVAILABLE_PRISMA_CODES.has(code));
+}
+
+const UNAVAILABLE_PRISMA_CODES = new Set(['P1001', 'P1008', 'P1017', 'P2037']);

@@ -1,6 +1,7 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { CacheStat } from './cache/index.js';
 import { cacheMetricsText } from './cache/index.js';
+import type { PoolStat, ReplicaStatus } from './db.js';
 import type { EventMap, PubSub } from './pubsub/index.js';
 
 /**
@@ -52,6 +53,8 @@ export interface Metrics {
   /** Gauges read at scrape time. */
   observeWebSockets(connections: () => number): void;
   observeCache(snapshot: () => readonly CacheStat[]): void;
+  /** Connection pools (primary, replicas) and replica freshness. */
+  observeDatabase(database: { poolStats(): PoolStat[]; replicas(): ReplicaStatus[] }): void;
   /** The Prometheus text exposition: registry + cache counters. */
   text(): Promise<string>;
   readonly contentType: string;
@@ -148,6 +151,70 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     },
   });
   let cacheSnapshot: (() => readonly CacheStat[]) | undefined;
+  let database: { poolStats(): PoolStat[]; replicas(): ReplicaStatus[] } | undefined;
+  new Gauge({
+    name: 'parley_db_pool_connections',
+    help: 'Open database connections per pool, idle or busy.',
+    labelNames: ['pool', 'state'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const p of database?.poolStats() ?? []) {
+        this.set({ pool: p.pool, state: 'idle' }, p.idle);
+        this.set({ pool: p.pool, state: 'busy' }, p.total - p.idle);
+      }
+    },
+  });
+  new Gauge({
+    name: 'parley_db_pool_waiting',
+    help: 'Statements waiting for a free connection, per pool.',
+    labelNames: ['pool'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const p of database?.poolStats() ?? []) this.set({ pool: p.pool }, p.waiting);
+    },
+  });
+  new Gauge({
+    name: 'parley_db_pool_max',
+    help: 'Most connections a pool opens (DATABASE_POOL_SIZE).',
+    labelNames: ['pool'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const p of database?.poolStats() ?? []) this.set({ pool: p.pool }, p.max);
+    },
+  });
+  new Counter({
+    name: 'parley_db_statements_total',
+    help: 'SQL statements sent to each pool (reads routed to replicas count there).',
+    labelNames: ['pool'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const p of database?.poolStats() ?? []) this.inc({ pool: p.pool }, p.statements);
+    },
+  });
+  new Gauge({
+    name: 'parley_db_replica_usable',
+    help: 'Whether a read replica takes reads now (1) or not (0: behind, unreachable, not a standby).',
+    labelNames: ['replica'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const r of database?.replicas() ?? []) this.set({ replica: r.name }, r.usable ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'parley_db_replica_lag_bytes',
+    help: 'WAL bytes a read replica had not replayed at its last check.',
+    labelNames: ['replica'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const r of database?.replicas() ?? []) if (r.lagBytes !== null) this.set({ replica: r.name }, r.lagBytes);
+    },
+  });
 
   const names = new Set<string>();
   const operationLabel = (name: string) => {
@@ -191,6 +258,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     },
     observeWebSockets: (connections) => void (webSockets = connections),
     observeCache: (snapshot) => void (cacheSnapshot = snapshot),
+    observeDatabase: (db) => void (database = db),
     async text() {
       const own = await registry.metrics();
       return cacheSnapshot ? own + cacheMetricsText(cacheSnapshot()) : own;

@@ -1,5 +1,6 @@
 import { createSourceEventStream, execute, type DocumentNode, type ExecutionArgs, type ExecutionResult } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
+import { readFromPrimary } from '../infra/read-routing.js';
 
 /**
  * graphql's subscribe resolves every event with the context the subscription
@@ -8,6 +9,9 @@ import type { Plugin } from 'graphql-yoga';
  * graphql's algorithm — the source stream from the root field, `execute` per
  * event — but resolves each event with `forEvent(context, event)`. It applies
  * to graphql-ws and SSE alike, since both subscribe through Yoga's envelop.
+ *
+ * Each event is resolved from the primary database: it follows a write that a
+ * replica may not have replayed yet (see src/infra/read-routing.ts).
  *
  * One event fans out to every subscriber of its channel. Subscribers of one
  * event whose document (Yoga's parse cache hands out one per query text),
@@ -24,7 +28,8 @@ export function useEventContext<C extends object>(
   let documentCount = 0;
   const executions = new WeakMap<object, Map<string, Promise<ExecutionResult> | ExecutionResult>>();
   const run = (args: ExecutionArgs, event: unknown) => {
-    const executeEvent = () => execute({ ...args, rootValue: event, contextValue: forEvent(args.contextValue as C, event) });
+    const executeEvent = () =>
+      readFromPrimary(() => execute({ ...args, rootValue: event, contextValue: forEvent(args.contextValue as C, event) }));
     const principal = sharedBy?.(args.contextValue as C);
     if (principal === undefined || typeof event !== 'object' || event === null) return executeEvent();
     let document = documents.get(args.document);

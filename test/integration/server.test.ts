@@ -77,7 +77,15 @@ describeEachDatabase('HTTP + WebSocket server', (variant) => {
     const res = await fetch(`${base}/readyz`);
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toMatch(/application\/json/);
-    expect(await res.json()).toEqual({ ok: true, database: 'ok', migrations: 'applied' });
+    const body = (await res.json()) as any;
+    if (variant.name === 'pglite') {
+      expect(body).toEqual({ ok: true, database: 'ok', migrations: 'applied' });
+    } else {
+      // PostgreSQL: the pool too, already holding DATABASE_POOL_MIN (2) connections.
+      const pool = { pool: 'primary', total: expect.any(Number), idle: expect.any(Number), waiting: 0, max: 5 };
+      expect(body).toEqual({ ok: true, database: 'ok', migrations: 'applied', pools: [pool] });
+      expect(body.pools[0].total).toBeGreaterThanOrEqual(2);
+    }
   });
 
   it('serves GraphiQL to a browser on GET /graphql', async () => {

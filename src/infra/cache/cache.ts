@@ -3,6 +3,7 @@ import { deserialize, serialize } from 'node:v8';
 import type { Redis } from 'ioredis';
 import { LRUCache } from 'lru-cache';
 import type { Logger } from '../log.js';
+import { readFromPrimary } from '../read-routing.js';
 import { EPOCH_TAG, Generations } from './generations.js';
 import { RedisGuard } from './redis-guard.js';
 
@@ -117,6 +118,7 @@ export class Cache {
   private readonly jitter: number;
   private readonly lockTtlMs: number;
   private readonly lockWaitMs: number;
+  private readonly bumpListeners: ((tags: readonly string[]) => void)[] = [];
 
   constructor(private readonly options: CacheOptions) {
     this.jitter = options.jitter ?? 0.1;
@@ -147,6 +149,7 @@ export class Cache {
       guard: this.guard,
       subscriber: options.redis?.subscriber,
       trustMs: options.generationTrustMs ?? 0,
+      onRemoteInvalidation: (tags) => this.announceBump(tags),
       onReset: () => this.l1.clear(),
     });
   }
@@ -215,9 +218,18 @@ export class Cache {
     return undefined;
   }
 
+  /**
+   * Calls `listener` with the tags of every bump: this node's invalidations and
+   * those other nodes announce (what read routing learns recent writes from).
+   */
+  onBump(listener: (tags: readonly string[]) => void): void {
+    this.bumpListeners.push(listener);
+  }
+
   /** Makes every entry depending on `tags` unreachable, on every node. */
   async invalidate(tags: readonly string[]): Promise<void> {
     const unique = [...new Set(tags)];
+    this.announceBump(unique);
     for (const tag of unique) {
       const kind = tagKind(tag);
       this.invalidationsByKind.set(kind, (this.invalidationsByKind.get(kind) ?? 0) + 1);
@@ -228,6 +240,10 @@ export class Cache {
   /** Makes every entry unreachable, on every node (bumps the epoch every key embeds). */
   flush(): Promise<void> {
     return this.generations.bump([EPOCH_TAG]);
+  }
+
+  private announceBump(tags: readonly string[]): void {
+    for (const listener of this.bumpListeners) listener(tags);
   }
 
   /** Counts a request that joined an identical one in flight (request deduplication). */
@@ -335,7 +351,8 @@ export class Cache {
   private async loadAndStore<A, V>(policy: CachePolicy<A>, key: string, load: () => Promise<V>): Promise<V> {
     const stat = this.counter(policy.name);
     stat.loads += 1;
-    const value = await load();
+    // From the primary: a lagging replica's answer would be cached under the new generations and stay stale.
+    const value = await readFromPrimary(load);
     if (policy.cacheIf && !policy.cacheIf(value)) return value;
     const ttl = this.jittered(policy.ttlMs);
     const entry: Entry = { value, freshUntil: Date.now() + ttl };
