@@ -3,9 +3,6 @@ import type { AddressInfo } from 'node:net';
 import { GraphQLError } from 'graphql';
 import { useDisableIntrospection } from '@graphql-yoga/plugin-disable-introspection';
 import { createYoga, type YogaServerInstance } from 'graphql-yoga';
-import { CloseCode } from 'graphql-ws';
-import { useServer } from 'graphql-ws/use/ws';
-import { WebSocketServer } from 'ws';
 import type { Config } from './config.js';
 import { createContext, eventContext, type AppDeps, type Context } from './context.js';
 import { clientIp } from './client-ip.js';
@@ -44,7 +41,8 @@ import { createTyping, memoryTypingStore, redisTypingStore } from './services/ty
 import { createAnswers } from './services/answers/index.js';
 import { createKnowledgeSearch } from './services/knowledge.js';
 import { findDemoConversation, seedDemo, type DemoSeed } from './services/seed.js';
-import { createRateLimits, messageBudget } from './services/rate-limits.js';
+import { createRateLimits } from './services/rate-limits.js';
+import { serveGraphqlWs } from './ws.js';
 import { MAX_PAGE_SIZE } from './services/validation.js';
 
 export interface App {
@@ -190,90 +188,16 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     runInSqlScope(newSqlScope(), () => runWithReadRouting(() => yoga(req, res)));
   });
 
-  const wss = new WebSocketServer({ server, path: yoga.graphqlEndpoint });
-  const wsServer = useServer<Record<string, unknown>, { credentials: Credentials; clientIp: string | undefined }>(
-    {
-      onConnect: async (ctx) => {
-        const credentials = wsCredentials(ctx.connectionParams ?? {}, ctx.extra.request);
-        const ip = clientIp(ctx.extra.request, config.http.trustProxy);
-        // No credentials at all: 4401 Unauthorized (graphql-ws' close after `false` is then a no-op);
-        // credentials that fail: graphql-ws' own 4403 Forbidden.
-        if (!credentials.productKey && !credentials.adminToken && credentials.invalid === undefined) {
-          ctx.extra.socket.close(CloseCode.Unauthorized, 'Unauthorized');
-          return false;
-        }
-        try {
-          await authenticateLimited(credentials, ip);
-        } catch (error) {
-          if (error instanceof ParleyError && error.code === 'RATE_LIMITED') {
-            ctx.extra.socket.close(CloseCode.TooManyInitialisationRequests, 'Too many wrong credentials');
-          }
-          return false;
-        }
-        ctx.extra.credentials = credentials;
-        ctx.extra.clientIp = ip;
-        return true;
-      },
-      onSubscribe: async (ctx, _id, payload) => {
-        // Persisted operations apply to sockets too: a hash for a document, the allow-list in persisted-only mode.
-        let resolved;
-        try {
-          resolved = await persisted.resolve(payload);
-        } catch (error) {
-          if (error instanceof GraphQLError) return [error];
-          throw error;
-        }
-        const query = resolved.query ?? '';
-        const params = { ...payload, query };
-        const enveloped = yoga.getEnveloped({ credentials: ctx.extra.credentials, clientIp: ctx.extra.clientIp, request: undefined, params });
-        const document = enveloped.parse(query);
-        const errors = enveloped.validate(enveloped.schema, document);
-        if (errors.length) return errors;
-        let contextValue;
-        try {
-          contextValue = await enveloped.contextFactory();
-        } catch (error) {
-          // RATE_LIMITED: this operation fails, the socket and its other subscriptions carry on.
-          if (error instanceof GraphQLError) return [error];
-          throw error;
-        }
-        if (resolved.register) void persisted.register(resolved.register, query);
-        return {
-          schema: enveloped.schema,
-          document,
-          operationName: payload.operationName,
-          variableValues: payload.variables,
-          contextValue,
-          rootValue: { execute: enveloped.execute, subscribe: enveloped.subscribe },
-        };
-      },
-      // An error thrown before execution (a plugin refusing the operation) is that operation's
-      // error, as over HTTP: graphql-ws would otherwise close the socket and every subscription on it.
-      // A scope per operation: over a socket there is no request to count SQL statements for,
-      // nor to route reads for (its context was made in onSubscribe, outside this scope).
-      // Tracked, so a shutdown lets a mutation sent over a socket finish too.
-      execute: (args) =>
-        drain.operation(() =>
-          runInSqlScope(newSqlScope(), () =>
-            runWithReadRouting(() => {
-              pinIfWrittenRecently(args.contextValue as Context);
-              return asResult(() => (args.rootValue as { execute: typeof import('graphql').execute }).execute(args));
-            }),
-          ),
-        ),
-      subscribe: (args) => asResult(() => (args.rootValue as { subscribe: typeof import('graphql').subscribe }).subscribe(args)),
-    },
-    wss,
-    config.live.wsKeepAliveMs,
-  );
-  metrics?.observeWebSockets(() => wss.clients.size);
-  wss.on('connection', (socket) => {
-    const withinBudget = messageBudget(config.rateLimits.wsMessagesPerSecond);
-    socket.on('message', () => {
-      if (withinBudget()) return;
-      metrics?.rejected('rate_ws_messages');
-      socket.close(WS_POLICY_VIOLATION, 'Rate limited');
-    });
+  const ws = serveGraphqlWs({
+    server,
+    yoga,
+    config,
+    drain,
+    persisted,
+    metrics,
+    authenticate: authenticateLimited,
+    beforeExecute: pinIfWrittenRecently,
+    maskError,
   });
 
   /** Authenticates, refusing at once an address that sent too many wrong credentials, and counting wrong ones. */
@@ -285,14 +209,6 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     } catch (error) {
       if (error instanceof UnauthenticatedError) await rateLimits.badCredentials(ip);
       throw error;
-    }
-  }
-
-  async function asResult<T>(operation: () => T | Promise<T>): Promise<T | { errors: GraphQLError[] }> {
-    try {
-      return await operation();
-    } catch (error) {
-      return { errors: [maskError(error, 'Unexpected error.') as GraphQLError] };
     }
   }
 
@@ -318,7 +234,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
         drain.begin();
         const closed = closeServer(server);
         // Sockets go away with 1001 (their clients reconnect elsewhere); subscriptions over SSE complete.
-        await wsServer.dispose();
+        await ws.dispose();
         await pubsub.endStreams();
         // Requests and socket operations in flight finish, writes and their events included.
         const finished = await drain.idle(left());
@@ -340,8 +256,6 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
 
 /** Wrong credentials are counted per address over this window (PARLEY_RATE_LIMIT_BAD_CREDENTIALS of them). */
 const BAD_CREDENTIALS_WINDOW_S = 300;
-/** RFC 6455: the endpoint received a message that violates its policy (here: too many). */
-const WS_POLICY_VIOLATION = 1008;
 
 /** An error raised while building the context (authentication, rate limits) as the HTTP answer it is. */
 function requestError(error: ParleyError): GraphQLError {
@@ -360,21 +274,6 @@ function yogaLogger(log: Logger): Record<'debug' | 'info' | 'warn' | 'error', (.
     else log[level](`yoga: ${String(first)}`, rest.length ? { details: rest } : undefined);
   };
   return { debug: at('debug'), info: at('debug'), warn: at('warn'), error: at('debug') };
-}
-
-function wsCredentials(params: Record<string, unknown>, request: IncomingMessage): Credentials {
-  const headers = new Headers();
-  for (const [name, value] of Object.entries(request.headers)) {
-    if (typeof value === 'string') headers.set(name, value);
-  }
-  const fromParams = (name: string) => (typeof params[name] === 'string' ? (params[name] as string) : undefined);
-  const authorization = fromParams('authorization') ?? fromParams('Authorization');
-  if (authorization) headers.set('authorization', authorization);
-  const productKey = fromParams('productKey');
-  if (productKey) headers.set('x-product-key', productKey);
-  const adminToken = fromParams('adminToken');
-  if (adminToken) headers.set('x-admin-token', adminToken);
-  return credentialsFromHeaders(headers);
 }
 
 /** Ready when the primary answers and is migrated; pools and replicas are shown, replicas never make it fail. */
