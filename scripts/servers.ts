@@ -122,6 +122,11 @@ export async function startPostgres(options: PostgresOptions = {}): Promise<Post
   }
   const pgctl = controlled(bin, dir, data, settings);
   pgctl('start');
+  return postgresServer(pgctl, dir, port);
+}
+
+/** The handle of a server started by `pgctl` in `dir` (removed on dispose). */
+function postgresServer(pgctl: ReturnType<typeof controlled>, dir: string, port: number): PostgresServer {
   return {
     url: `postgresql://postgres@127.0.0.1:${port}/postgres`,
     port,
@@ -186,21 +191,7 @@ export async function startStreamingReplica(primary: PostgresServer, options: Pi
   } finally {
     await client.end().catch(() => undefined);
   }
-  return {
-    url,
-    port,
-    log: () => readLog(dir),
-    stop: async () => pgctl('stop', ['-m', 'fast']),
-    start: async () => pgctl('start'),
-    dispose: async () => {
-      try {
-        pgctl('stop', ['-m', 'immediate']);
-      } catch {
-        // already stopped
-      }
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
+  return postgresServer(pgctl, dir, port);
 }
 
 function waitForPort(port: number, timeoutMs = 10_000): Promise<void> {
