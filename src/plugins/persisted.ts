@@ -5,7 +5,6 @@ import type { Plugin } from 'graphql-yoga';
 import type { Redis } from 'ioredis';
 import { LRUCache } from 'lru-cache';
 import { RedisGuard } from '../infra/cache/redis-guard.js';
-import type { Logger } from '../infra/log.js';
 
 /**
  * Persisted operations, two ways (PARLEY_APQ, PARLEY_PERSISTED_ONLY):
@@ -36,7 +35,6 @@ export interface PersistedOperations {
   resolve(params: PersistedParams): Promise<ResolvedDocument>;
   /** Remembers an APQ document (after it was validated and its caller authenticated). */
   register(hash: string, query: string): Promise<void>;
-  readonly allowListed: number;
 }
 
 export interface PersistedOptions {
@@ -47,7 +45,6 @@ export interface PersistedOptions {
   redis?: Redis | undefined;
   redisPrefix?: string;
   redisTimeoutMs?: number;
-  log?: Logger;
 }
 
 /** How long Redis keeps an APQ document nobody asked for (each hit refreshes it). */
@@ -81,7 +78,6 @@ export function createPersistedOperations(options: PersistedOptions): PersistedO
   }
 
   return {
-    allowListed: options.allowList.size,
     async resolve(params) {
       const persisted = persistedQueryOf(params.extensions);
       if (!persisted) {
