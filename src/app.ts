@@ -77,10 +77,12 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   metrics?.observeCache(() => cache.snapshot());
   metrics?.observeDatabase(db);
   // A product written in the last PARLEY_REPLICA_MAX_LAG_MS (here or, announced, on another node) reads from the primary.
+  // Without replicas every statement is the primary's: nothing to track on each write and request.
+  const replicas = db.replicas().length > 0;
   const recentWrites = new RecentWrites(config.database.replicaMaxLagMs);
-  cache.onBump((tags) => recentWrites.noteTags(tags));
+  if (replicas) cache.onBump((tags) => recentWrites.noteTags(tags));
   const pinIfWrittenRecently = (context: { product: { id: string } | null }) => {
-    if (context.product && recentWrites.has(context.product.id)) pinToPrimary();
+    if (replicas && context.product && recentWrites.has(context.product.id)) pinToPrimary();
   };
   const limiterStore = await createLimiterStore({ redisUrl: config.redis.url, prefix: config.redis.prefix, timeoutMs: config.cache.redisTimeoutMs, log });
   const rateLimits = createRateLimits(
@@ -134,7 +136,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
       ...(config.limits.introspection ? [] : [useDisableIntrospection()]),
       ...useQueryLimits({ ...config.limits, hideSuggestions: !config.limits.introspection }, (limit) => metrics?.rejected(`query_${limit}`)),
       usePageSizeLimit({ max: MAX_PAGE_SIZE }),
-      usePrimaryForMutations(),
+      ...(replicas ? [usePrimaryForMutations()] : []),
       useRequestDedup({ onJoin: () => cache.countDedupJoin() }),
       // A subscription event's result depends on the event, the operation and who asks: nothing else.
       useEventContext<Context>(eventContext, (ctx) => `${ctx.product?.id ?? '-'}|${ctx.isAdmin}`),

@@ -152,6 +152,8 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
   });
   let cacheSnapshot: (() => readonly CacheStat[]) | undefined;
   let database: { poolStats(): PoolStat[]; replicas(): ReplicaStatus[] } | undefined;
+  const pools = () => database?.poolStats() ?? [];
+  const replicas = () => database?.replicas() ?? [];
   new Gauge({
     name: 'parley_db_pool_connections',
     help: 'Open database connections per pool, idle or busy.',
@@ -159,32 +161,29 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     registers: [registry],
     collect() {
       this.reset();
-      for (const p of database?.poolStats() ?? []) {
+      for (const p of pools()) {
         this.set({ pool: p.pool, state: 'idle' }, p.idle);
         this.set({ pool: p.pool, state: 'busy' }, p.total - p.idle);
       }
     },
   });
-  new Gauge({
-    name: 'parley_db_pool_waiting',
-    help: 'Statements waiting for a free connection, per pool.',
-    labelNames: ['pool'],
-    registers: [registry],
-    collect() {
-      this.reset();
-      for (const p of database?.poolStats() ?? []) this.set({ pool: p.pool }, p.waiting);
-    },
-  });
-  new Gauge({
-    name: 'parley_db_pool_max',
-    help: 'Most connections a pool opens (DATABASE_POOL_SIZE).',
-    labelNames: ['pool'],
-    registers: [registry],
-    collect() {
-      this.reset();
-      for (const p of database?.poolStats() ?? []) this.set({ pool: p.pool }, p.max);
-    },
-  });
+  /** A gauge set on each scrape from `rows()`, one series per row (a null value leaves the row out). */
+  const scraped = <R>(name: string, help: string, label: string, rows: () => readonly R[], of: (row: R) => [string, number | null]) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: [label],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const row of rows()) {
+          const [key, value] = of(row);
+          if (value !== null) this.set({ [label]: key }, value);
+        }
+      },
+    });
+  scraped('parley_db_pool_waiting', 'Statements waiting for a free connection, per pool.', 'pool', pools, (p) => [p.pool, p.waiting]);
+  scraped('parley_db_pool_max', 'Most connections a pool opens (DATABASE_POOL_SIZE).', 'pool', pools, (p) => [p.pool, p.max]);
   new Counter({
     name: 'parley_db_statements_total',
     help: 'SQL statements sent to each pool (reads routed to replicas count there).',
@@ -192,29 +191,17 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     registers: [registry],
     collect() {
       this.reset();
-      for (const p of database?.poolStats() ?? []) this.inc({ pool: p.pool }, p.statements);
+      for (const p of pools()) this.inc({ pool: p.pool }, p.statements);
     },
   });
-  new Gauge({
-    name: 'parley_db_replica_usable',
-    help: 'Whether a read replica takes reads now (1) or not (0: behind, unreachable, not a standby).',
-    labelNames: ['replica'],
-    registers: [registry],
-    collect() {
-      this.reset();
-      for (const r of database?.replicas() ?? []) this.set({ replica: r.name }, r.usable ? 1 : 0);
-    },
-  });
-  new Gauge({
-    name: 'parley_db_replica_lag_bytes',
-    help: 'WAL bytes a read replica had not replayed at its last check.',
-    labelNames: ['replica'],
-    registers: [registry],
-    collect() {
-      this.reset();
-      for (const r of database?.replicas() ?? []) if (r.lagBytes !== null) this.set({ replica: r.name }, r.lagBytes);
-    },
-  });
+  scraped(
+    'parley_db_replica_usable',
+    'Whether a read replica takes reads now (1) or not (0: behind, unreachable, not a standby).',
+    'replica',
+    replicas,
+    (r) => [r.name, r.usable ? 1 : 0],
+  );
+  scraped('parley_db_replica_lag_bytes', 'WAL bytes a read replica had not replayed at its last check.', 'replica', replicas, (r) => [r.name, r.lagBytes]);
 
   const names = new Set<string>();
   const operationLabel = (name: string) => {
