@@ -32,6 +32,11 @@ import { slowOperationLog } from './plugins/slow-operations.js';
 import { usePageSizeLimit } from './plugins/page-size.js';
 import { createPersistedOperations, loadAllowList, usePersistedOperations } from './plugins/persisted.js';
 import { useHttpCache } from './plugins/http-cache.js';
+import { useResponseCache } from './plugins/response-cache.js';
+import { ResponseCache } from './infra/cache/response-cache.js';
+import { RESPONSE_TAGS } from './schema/response-tags.js';
+import type { Principal } from './services/auth.js';
+import { tags } from './services/store.js';
 import { usePrimaryForMutations } from './plugins/primary-for-mutations.js';
 import { schema } from './schema/index.js';
 import { authenticate, credentialsFromHeaders, type Credentials } from './services/auth.js';
@@ -114,6 +119,17 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     config.env !== 'production'
       ? createGraphiQL({ demoKey: demo?.key ?? null, demoConversation: async () => (demo ? findDemoConversation(db.prisma, demo.productId) : null) })
       : null;
+  const responses = config.cache.responses.enabled
+    ? new ResponseCache(cache, { prefix: config.redis.prefix, maxBytes: config.cache.responses.l1MaxBytes })
+    : undefined;
+  // One authentication (and one rate-limit count) per HTTP request, whoever asks first:
+  // the response cache before parsing, or the context factory.
+  const principals = new WeakMap<Request, Promise<Principal>>();
+  const principalOf = (request: Request, initial: { req?: IncomingMessage }): Promise<Principal> => {
+    let principal = principals.get(request);
+    if (!principal) principals.set(request, (principal = admit(credentialsFromHeaders(request.headers), clientIp(initial.req, config.http.trustProxy))));
+    return principal;
+  };
   const yoga = createYoga<Record<string, unknown>, Context>({
     schema,
     graphqlEndpoint: '/graphql',
@@ -133,6 +149,20 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
       useBodyLimit({ maxBytes: config.limits.maxBodyBytes, onReject: () => metrics?.rejected('body_size') }),
       useCsrfPrevention(),
       usePersistedOperations(persisted),
+      ...(responses
+        ? [
+            useResponseCache({
+              responses,
+              schema,
+              typeTags: RESPONSE_TAGS,
+              productTag: tags.product,
+              principalOf,
+              ttlMs: config.cache.responses.ttlMs,
+              onHit: (operation, durationMs) =>
+                metrics?.operation({ operation, type: 'query', durationMs, sqlStatements: 0, sqlMs: 0, errorCode: undefined }),
+            }),
+          ]
+        : []),
       ...(config.limits.introspection ? [] : [useDisableIntrospection()]),
       ...useQueryLimits({ ...config.limits, hideSuggestions: !config.limits.introspection }, (limit) => metrics?.rejected(`query_${limit}`)),
       usePageSizeLimit({ max: MAX_PAGE_SIZE }),
@@ -145,17 +175,9 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     context: async (initial) => {
       // graphql-ws operations bring their socket's credentials and address; HTTP requests their headers and socket.
       const fromSocket = initial as { credentials?: Credentials; clientIp?: string; req?: IncomingMessage };
-      const credentials = fromSocket.credentials ?? credentialsFromHeaders(initial.request.headers);
-      const ip = fromSocket.credentials ? fromSocket.clientIp : clientIp(fromSocket.req, config.http.trustProxy);
-      try {
-        const principal = await authenticateLimited(credentials, ip);
-        await rateLimits.request(principal, ip);
-        pinIfWrittenRecently(principal);
-        return createContext(deps, principal);
-      } catch (error) {
-        if (error instanceof ParleyError) throw requestError(error);
-        throw error;
-      }
+      const principal = await (fromSocket.credentials ? admit(fromSocket.credentials, fromSocket.clientIp) : principalOf(initial.request, fromSocket));
+      pinIfWrittenRecently(principal);
+      return createContext(deps, principal);
     },
   });
 
@@ -201,6 +223,18 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     beforeExecute: pinIfWrittenRecently,
     maskError,
   });
+
+  /** The principal of a request or socket operation, counted against its rate limit; refusals as their HTTP answers. */
+  async function admit(credentials: Credentials, ip: string | undefined): Promise<Principal> {
+    try {
+      const principal = await authenticateLimited(credentials, ip);
+      await rateLimits.request(principal, ip);
+      return principal;
+    } catch (error) {
+      if (error instanceof ParleyError) throw requestError(error);
+      throw error;
+    }
+  }
 
   /** Authenticates, refusing at once an address that sent too many wrong credentials, and counting wrong ones. */
   async function authenticateLimited(credentials: Credentials, ip: string | undefined) {

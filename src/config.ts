@@ -57,6 +57,9 @@ const envObject = z.object({
   PARLEY_REDIS_TIMEOUT_MS: wholeNumber(1, 60_000).default(50),
   PARLEY_CACHE_GENERATION_TRUST_MS: wholeNumber(0, 60_000).default(0),
   PARLEY_WARM_PRODUCTS: wholeNumber(0, 10_000).default(20),
+  PARLEY_RESPONSE_CACHE: bool.default(true),
+  PARLEY_RESPONSE_CACHE_TTL_S: wholeNumber(1, 86_400).default(60),
+  PARLEY_RESPONSE_CACHE_MAX_MB: wholeNumber(1, 65_536).default(64),
   PARLEY_TYPING_TTL_MS: wholeNumber(100, 600_000).default(5_000),
   PARLEY_WS_KEEPALIVE_MS: wholeNumber(0, 600_000).default(12_000),
   PARLEY_ANSWER_ENGINE: z.enum(['local', 'openai']).default('local'),
@@ -149,6 +152,8 @@ export type Config = Readonly<{
     generationTrustMs: number;
     /** Products whose hot reads are loaded into the cache at start-up. */
     warmProducts: number;
+    /** Whole query responses cached per product, document and variables (off: every query executes). */
+    responses: Readonly<{ enabled: boolean; ttlMs: number; l1MaxBytes: number }>;
   }>;
   live: Readonly<{
     /** A typing indicator not refreshed for this long is broadcast as stopped. */
@@ -270,6 +275,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       redisTimeoutMs: e.PARLEY_REDIS_TIMEOUT_MS,
       generationTrustMs: e.PARLEY_CACHE_GENERATION_TRUST_MS,
       warmProducts: e.PARLEY_WARM_PRODUCTS,
+      responses: {
+        enabled: e.PARLEY_RESPONSE_CACHE,
+        ttlMs: e.PARLEY_RESPONSE_CACHE_TTL_S * 1000,
+        l1MaxBytes: e.PARLEY_RESPONSE_CACHE_MAX_MB * 1024 * 1024,
+      },
     },
     live: { typingTtlMs: e.PARLEY_TYPING_TTL_MS, wsKeepAliveMs: e.PARLEY_WS_KEEPALIVE_MS },
     answers: {

@@ -34,11 +34,18 @@ export interface Context extends Principal, Store {
   deps: AppDeps;
   prisma: PrismaClient;
   loaders: Loaders;
+  /** The tags (and shortest TTL) of every cache policy this execution read: what a response cached whole depends on. */
+  responseReads: { tags: string[]; ttlMs: number };
 }
 
 /** Fresh loaders per request (and, for subscriptions, per event). */
 export function createContext(deps: AppDeps, principal: Principal): Context {
-  return { ...principal, deps, prisma: deps.db.prisma, cache: deps.cache, events: deps.events, loaders: createLoaders(deps.db.prisma, deps.cache) };
+  const responseReads: Context['responseReads'] = { tags: [], ttlMs: Infinity };
+  const cache = deps.cache.withTagRecorder((tags, ttlMs) => {
+    for (const tag of tags) if (!responseReads.tags.includes(tag)) responseReads.tags.push(tag);
+    if (ttlMs < responseReads.ttlMs) responseReads.ttlMs = ttlMs;
+  });
+  return { ...principal, deps, prisma: deps.db.prisma, cache, events: deps.events, loaders: createLoaders(deps.db.prisma, cache), responseReads };
 }
 
 const eventLoaders = new WeakMap<object, Loaders>();

@@ -1,6 +1,7 @@
 import { promisify } from 'node:util';
 import { brotliCompress, constants, gzip } from 'node:zlib';
 import type { Plugin } from 'graphql-yoga';
+import { LRUCache } from 'lru-cache';
 
 const brotli = promisify(brotliCompress);
 const gzipAsync = promisify(gzip);
@@ -12,6 +13,8 @@ export interface CompressionOptions {
   brotliQuality?: number;
   /** @default 6 */
   gzipLevel?: number;
+  /** Compressed bodies kept by ETag and encoding, so a body served again (a response-cache hit) is compressed once. @default 16 MiB */
+  cachedBytes?: number;
 }
 
 /**
@@ -21,7 +24,13 @@ export interface CompressionOptions {
  * stream (SSE, multipart) is never buffered, and goes as it is. Compression
  * runs on libuv's thread pool, off the event loop.
  */
-export function useCompression({ minBytes = 1024, brotliQuality = 4, gzipLevel = 6 }: CompressionOptions = {}): Plugin {
+export function useCompression({ minBytes = 1024, brotliQuality = 4, gzipLevel = 6, cachedBytes = 16 * 1024 * 1024 }: CompressionOptions = {}): Plugin {
+  // An ETag names the exact JSON (see http-cache.ts and infra/cache/response-cache.ts).
+  const compressed = new LRUCache<string, Uint8Array>({ maxSize: Math.max(1, cachedBytes), sizeCalculation: (b) => Math.max(1, b.byteLength) });
+  const compress = (body: Uint8Array, encoding: 'br' | 'gzip') =>
+    encoding === 'br'
+      ? brotli(body, { params: { [constants.BROTLI_PARAM_QUALITY]: brotliQuality, [constants.BROTLI_PARAM_SIZE_HINT]: body.byteLength } })
+      : gzipAsync(body, { level: gzipLevel });
   return {
     async onResponse({ request, response, setResponse, fetchAPI }) {
       if (minBytes <= 0 || !response.body || response.headers.has('content-encoding')) return;
@@ -36,12 +45,11 @@ export function useCompression({ minBytes = 1024, brotliQuality = 4, gzipLevel =
       headers.append('vary', 'accept-encoding');
       let out: Uint8Array = body;
       if (body.byteLength >= minBytes) {
-        out =
-          encoding === 'br'
-            ? await brotli(body, {
-                params: { [constants.BROTLI_PARAM_QUALITY]: brotliQuality, [constants.BROTLI_PARAM_SIZE_HINT]: body.byteLength },
-              })
-            : await gzipAsync(body, { level: gzipLevel });
+        const etag = response.headers.get('etag');
+        const id = etag ? `${encoding} ${etag}` : undefined;
+        const known = id ? compressed.get(id) : undefined;
+        out = known ?? (await compress(body, encoding));
+        if (id && !known && cachedBytes > 0) compressed.set(id, out);
         headers.set('content-encoding', encoding);
       }
       headers.set('content-length', String(out.byteLength));

@@ -1,5 +1,5 @@
-import { createHash } from 'node:crypto';
 import type { Plugin } from 'graphql-yoga';
+import { weakEtag } from '../infra/cache/response-cache.js';
 
 export interface HttpCacheOptions {
   /** Cache-Control max-age of a successful GET result, in seconds. @default 0 (always revalidate) */
@@ -27,26 +27,41 @@ export function useHttpCache({ maxAgeS = 0 }: HttpCacheOptions = {}): Plugin {
         response.headers.set('cache-control', 'no-store');
         return;
       }
-      const body = await response.text();
+      // A response from the response cache comes with the ETag of its stored bytes (and never with errors).
+      const stored = response.headers.get('etag');
+      if (stored) {
+        applyCaching(response.headers, stored);
+        if (matches(request.headers.get('if-none-match'), stored)) setResponse(notModified(fetchAPI, new fetchAPI.Headers(response.headers)));
+        return;
+      }
       const headers = new fetchAPI.Headers(response.headers);
+      const body = await response.text();
       if (hasErrors(body)) {
         headers.set('cache-control', 'no-store');
         setResponse(new fetchAPI.Response(body, { status: response.status, headers }));
         return;
       }
-      const etag = `W/"${createHash('sha256').update(body).digest('base64url').slice(0, 27)}"`;
-      headers.set('etag', etag);
-      headers.set('cache-control', cacheControl);
-      headers.append('vary', 'authorization, x-product-key, x-admin-token');
+      const etag = weakEtag(body);
+      applyCaching(headers, etag);
       if (matches(request.headers.get('if-none-match'), etag)) {
-        headers.delete('content-type');
-        headers.delete('content-length');
-        setResponse(new fetchAPI.Response(null, { status: 304, headers }));
+        setResponse(notModified(fetchAPI, headers));
         return;
       }
       setResponse(new fetchAPI.Response(body, { status: response.status, headers }));
     },
   };
+
+  function applyCaching(headers: Headers, etag: string): void {
+    headers.set('etag', etag);
+    headers.set('cache-control', cacheControl);
+    headers.append('vary', 'authorization, x-product-key, x-admin-token');
+  }
+}
+
+function notModified(fetchAPI: { Response: typeof Response }, headers: Headers): Response {
+  headers.delete('content-type');
+  headers.delete('content-length');
+  return new fetchAPI.Response(null, { status: 304, headers });
 }
 
 /** A GraphQL JSON result with a top-level `errors` (the only place it can be, as the first key Yoga writes or later). */

@@ -33,6 +33,10 @@ describeEachDatabase('cache through the API', (variant) => {
     const again = await t.gql(STATS, { key: a.key });
     expect(again.data).toEqual(first.data);
     expect(again.sql).toEqual([]);
+    // Another document executes (no whole response cached for it) and still reads the stats from their cache.
+    const other = await t.gql(`query Again ${STATS}`, { key: a.key });
+    expect(other.data).toEqual(first.data);
+    expect(other.sql).toEqual([]);
   });
 
   it('never hands product B a value cached for product A, even for identical arguments', async () => {

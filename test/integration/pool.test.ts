@@ -97,7 +97,8 @@ describe.skipIf(!postgresUrl)('database pool [postgres]', () => {
     );
     await held;
     const started = performance.now();
-    const failed = await t.gql(query, { key: product.key, variables });
+    // Another document than the one above, whose whole response is cached (and would be served).
+    const failed = await t.gql(`query($id: ID!) { conversation(id: $id) { messageCount title } }`, { key: product.key, variables });
     const waitedMs = performance.now() - started;
     // Authentication that needs the database (its cached lookup gone) fails the same way.
     await t.app.deps.cache.flush();

@@ -96,6 +96,8 @@ describe.skipIf(!binaries)('read replicas: a real streaming replica', () => {
       PARLEY_REPLICA_MAX_LAG_MS: String(MAX_LAG_MS),
       DATABASE_POOL_SIZE: '4',
       DATABASE_POOL_MIN: '1',
+      // These tests follow where executed statements go; whole-response fills are tested on their own below.
+      PARLEY_RESPONSE_CACHE: 'false',
     };
     db = await openDatabase(databaseOptions(loadConfig(env)));
     const shared: TestDatabase = { db, url: created.url, dispose: () => db.close() };
@@ -151,6 +153,31 @@ describe.skipIf(!binaries)('read replicas: a real streaming replica', () => {
     expect(result.data.conversations.edges).toEqual([{ node: { id: gid('Conversation', b.conversation) } }]);
     // The key lookup and the first page are cache fills; conversation(id) is not cached.
     expect(result).toMatchObject({ primary: 2, replica: 1 });
+  });
+
+  it('fills the response cache from the primary: a response stored whole sees a row the paused replica does not have', async () => {
+    const shared: TestDatabase = { db, url: undefined, dispose: async () => {} };
+    const cached = await createTestApp({ name: 'postgres', available: true, open: async () => shared }, { ...env, PARLEY_RESPONSE_CACHE: 'true' }, { shared });
+    const cachedPort = (await cached.app.start(0, '127.0.0.1')).port;
+    // conversation(id) has no resolver cache: without the pin this execution would read the replica.
+    const ask = async (id: string) => {
+      const res = await fetch(`http://127.0.0.1:${cachedPort}/graphql`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${c.key}` },
+        body: JSON.stringify({ query: `query($id: ID!) { conversation(id: $id) { title } }`, variables: { id: gid('Conversation', id) } }),
+      });
+      return ((await res.json()) as { data: any }).data.conversation?.title;
+    };
+    try {
+      await trusted();
+      await standby.query('SELECT pg_wal_replay_pause()');
+      const added = await t.prisma.conversation.create({ data: { productId: c.id, sessionId: 'fill', title: 'Only on the primary' } });
+      expect(await ask(added.id)).toBe('Only on the primary');
+      expect(await ask(added.id)).toBe('Only on the primary');
+      await t.prisma.conversation.delete({ where: { id: added.id } });
+    } finally {
+      await cached.dispose();
+    }
   });
 
   it('a cache fill sees a row the paused replica does not have', async () => {

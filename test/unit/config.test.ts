@@ -31,7 +31,7 @@ describe('loadConfig', () => {
         replicaMaxLagMs: 1_000,
       },
       redis: { url: undefined, prefix: 'parley:' },
-      cache: { l1MaxEntries: 10_000, l1MaxBytes: 64 * 1024 * 1024, redisTimeoutMs: 50, generationTrustMs: 0, warmProducts: 20 },
+      cache: { l1MaxEntries: 10_000, l1MaxBytes: 64 * 1024 * 1024, redisTimeoutMs: 50, generationTrustMs: 0, warmProducts: 20, responses: { enabled: true, ttlMs: 60_000, l1MaxBytes: 64 * 1024 * 1024 } },
       live: { typingTtlMs: 5_000, wsKeepAliveMs: 12_000 },
       answers: {
         engine: 'local',
@@ -86,6 +86,9 @@ describe('loadConfig', () => {
         PARLEY_REDIS_TIMEOUT_MS: '25',
         PARLEY_CACHE_GENERATION_TRUST_MS: '100',
         PARLEY_WARM_PRODUCTS: '5',
+        PARLEY_RESPONSE_CACHE: 'false',
+        PARLEY_RESPONSE_CACHE_TTL_S: '5',
+        PARLEY_RESPONSE_CACHE_MAX_MB: '2',
         PARLEY_TYPING_TTL_MS: '2500',
         PARLEY_WS_KEEPALIVE_MS: '30000',
         PARLEY_LOG_LEVEL: 'warn',
@@ -140,7 +143,7 @@ describe('loadConfig', () => {
         replicaMaxLagMs: 500,
       },
       redis: { url: 'rediss://:secret@cache.internal:6380/2', prefix: 'parley-eu:' },
-      cache: { l1MaxEntries: 500, l1MaxBytes: 8 * 1024 * 1024, redisTimeoutMs: 25, generationTrustMs: 100, warmProducts: 5 },
+      cache: { l1MaxEntries: 500, l1MaxBytes: 8 * 1024 * 1024, redisTimeoutMs: 25, generationTrustMs: 100, warmProducts: 5, responses: { enabled: false, ttlMs: 5_000, l1MaxBytes: 2 * 1024 * 1024 } },
       live: { typingTtlMs: 2_500, wsKeepAliveMs: 30_000 },
       answers: {
         engine: 'openai',

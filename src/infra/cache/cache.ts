@@ -81,7 +81,7 @@ interface Entry {
   freshUntil: number;
 }
 
-interface Counters {
+export interface Counters {
   l1: { hits: number; misses: number; sets: number; evictions: number };
   l2: { hits: number; misses: number; sets: number };
   singleFlightJoins: number;
@@ -244,6 +244,38 @@ export class Cache {
 
   private announceBump(tags: readonly string[]): void {
     for (const listener of this.bumpListeners) listener(tags);
+  }
+
+  /** The Redis guard of L2, undefined without REDIS_URL (for other caches sharing this one's Redis, stats and generations). */
+  get redisGuard(): RedisGuard | undefined {
+    return this.guard;
+  }
+
+  /** The counters of `cache` in cacheStats (created on first use). */
+  countersOf(cache: string): Counters {
+    return this.counter(cache);
+  }
+
+  /** Counts bumps of `tag`'s kind as invalidations of `cache`. */
+  noteTagKind(cache: string, tag: string): void {
+    this.counter(cache).tagKinds.add(tagKind(tag));
+  }
+
+  /**
+   * This cache, telling `record` the tags (and TTL) of every policy read
+   * through it: what a response cached whole depended on (see context.ts).
+   */
+  withTagRecorder(record: (tags: readonly string[], ttlMs: number) => void): Cache {
+    const view = Object.create(this) as Cache;
+    view.get = (policy, args, load) => {
+      record(policy.tags(args), policy.ttlMs);
+      return this.get(policy, args, load);
+    };
+    view.peek = (policy, args) => {
+      record(policy.tags(args), policy.ttlMs);
+      return this.peek(policy, args);
+    };
+    return view;
   }
 
   /** Counts a request that joined an identical one in flight (request deduplication). */

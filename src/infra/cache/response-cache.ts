@@ -1,0 +1,147 @@
+import { createHash } from 'node:crypto';
+import { deserialize, serialize } from 'node:v8';
+import { LRUCache } from 'lru-cache';
+import type { Cache } from './cache.js';
+
+/**
+ * Finished, serialized GraphQL responses (the `response` cache of cacheStats).
+ * An entry holds the bytes, their ETag, and the generations of the tags the
+ * execution depended on *as read before it ran*; a lookup reads the current
+ * generations of those tags (one batched call, shared with every other lookup
+ * of the tick) and serves the entry only if none moved. So a write on any node
+ * makes the entry unreachable exactly as it does a resolver-cache entry, and a
+ * write that lands while the execution runs leaves an entry that never hits.
+ *
+ * Why not @envelop/response-cache: it keys invalidation on entity ids it
+ * collects by walking every result (a cost per field per row, the cost this
+ * cache exists to remove) and keeps its own invalidation store; Parley already
+ * has tag generations shared by every node, which this reuses as they are.
+ */
+
+export interface StoredResponse {
+  /** The JSON text, exactly as written to the client. */
+  text: string;
+  /** Weak ETag of the text (an HTTP representation of the same JSON, whatever encoding carries it). */
+  etag: string;
+  tags: string[];
+  gens: string[];
+  expiresAt: number;
+}
+
+export interface ResponseCacheOptions {
+  /** Key prefix (PARLEY_REDIS_PREFIX). */
+  prefix: string;
+  /** L1 bound in bytes (UTF-16 estimate of the text). @default 64 MiB */
+  maxBytes?: number;
+}
+
+export interface ResponseLookup {
+  /** The stored response, when its tags' generations have not moved. */
+  hit: StoredResponse | undefined;
+  /** Current generations of the tags: what an entry stored after this execution must carry. */
+  gens: string[];
+}
+
+const NAME = 'response';
+
+export function weakEtag(text: string): string {
+  return `W/"${createHash('sha256').update(text).digest('base64url').slice(0, 27)}"`;
+}
+
+export class ResponseCache {
+  private readonly l1: LRUCache<string, StoredResponse>;
+
+  constructor(
+    private readonly cache: Cache,
+    private readonly options: ResponseCacheOptions,
+  ) {
+    const maxBytes = options.maxBytes ?? 64 * 1024 * 1024;
+    this.l1 = new LRUCache<string, StoredResponse>({
+      maxSize: maxBytes,
+      maxEntrySize: maxBytes,
+      sizeCalculation: (entry) => Math.max(1, entry.text.length * 2),
+      disposeAfter: (_value, _key, reason) => {
+        if (reason === 'evict') this.cache.countersOf(NAME).l1.evictions += 1;
+      },
+    });
+  }
+
+  /** `{prefix}resp:{scope}:{hash}`: the scope (a product) is part of the key, so no entry is ever shared across products. */
+  key(scope: string, identity: string): string {
+    return `${this.options.prefix}resp:${scope}:${createHash('sha256').update(identity).digest('base64url')}`;
+  }
+
+  async lookup(key: string, tags: readonly string[]): Promise<ResponseLookup> {
+    const stat = this.cache.countersOf(NAME);
+    const inL1 = this.l1.get(key);
+    const guard = inL1 ? undefined : this.cache.redisGuard;
+    // The L2 read and the generations check go out together: one round trip of waiting, not two.
+    const [gens, fromL2] = await Promise.all([
+      this.cache.generations.current(tags),
+      guard ? guard.tryRun((r) => r.getBuffer(key), null) : null,
+    ]);
+    const now = Date.now();
+    if (inL1) {
+      if (inL1.expiresAt > now && sameGenerations(inL1.gens, gens)) {
+        stat.l1.hits += 1;
+        return { hit: inL1, gens };
+      }
+      this.l1.delete(key);
+    }
+    stat.l1.misses += 1;
+    if (!guard) return { hit: undefined, gens };
+    const entry = fromL2 ? decode(fromL2) : undefined;
+    if (entry && entry.expiresAt > now && sameGenerations(entry.gens, gens)) {
+      stat.l2.hits += 1;
+      this.setL1(key, entry);
+      return { hit: entry, gens };
+    }
+    stat.l2.misses += 1;
+    return { hit: undefined, gens };
+  }
+
+  /** Stores a response read at generations `gens` (from the lookup before it ran); L2 is written in the background. */
+  store(key: string, tags: readonly string[], gens: readonly string[], text: string, ttlMs: number): StoredResponse {
+    for (const tag of tags) this.cache.noteTagKind(NAME, tag);
+    const entry: StoredResponse = { text, etag: weakEtag(text), tags: [...tags], gens: [...gens], expiresAt: Date.now() + ttlMs };
+    this.setL1(key, entry);
+    const guard = this.cache.redisGuard;
+    if (guard) {
+      const bytes = serialize(entry);
+      void guard.tryRun((r) => r.set(key, bytes, 'PX', ttlMs), null).then((ok) => {
+        if (ok) this.cache.countersOf(NAME).l2.sets += 1;
+      });
+    }
+    return entry;
+  }
+
+  get l1Bytes(): number {
+    return this.l1.calculatedSize;
+  }
+
+  clear(): void {
+    this.l1.clear();
+  }
+
+  private setL1(key: string, entry: StoredResponse): void {
+    const ttl = entry.expiresAt - Date.now();
+    if (ttl <= 0) return;
+    this.l1.set(key, entry, { ttl });
+    if (this.l1.has(key)) this.cache.countersOf(NAME).l1.sets += 1;
+  }
+}
+
+function sameGenerations(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+function decode(raw: Buffer): StoredResponse | undefined {
+  try {
+    const entry = deserialize(raw) as StoredResponse;
+    return typeof entry?.text === 'string' && Array.isArray(entry.gens) ? entry : undefined;
+  } catch {
+    return undefined;
+  }
+}

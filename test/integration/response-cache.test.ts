@@ -1,0 +1,199 @@
+import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { createTestApp, type TestApp } from '../helpers/app.js';
+import { databaseVariants, describeEachDatabase } from '../helpers/db.js';
+import { gid, seedConversations } from '../helpers/fixtures.js';
+
+// Whole responses cached per product, document and variables: a hit runs no
+// SQL and no execution, answers the same bytes with an ETag (a GET revalidating
+// gets a 304), and any write to what the response shows makes it miss.
+
+const NESTED = `query Nested($n: Int!) { conversations(first: $n) { edges { node { id title messageCount lastMessage { content } messages(first: 5) { edges { node { id role content feedback { rating } } } } } } } }`;
+const VIEWER = `{ viewer { name stats { conversationCount messageCount feedbackUp feedbackDown } knowledge(first: 5) { edges { node { title } } } } }`;
+const WIDGET = `query Widget($id: ID!) { conversation(id: $id) { id messages(last: 3) { edges { node { content } } } } }`;
+
+type Stat = { cache: string; layer: string; hits: number; misses: number; sets: number };
+
+async function responseStats(t: TestApp): Promise<{ l1: Stat | undefined; l2: Stat | undefined }> {
+  const { data } = await t.gql(`{ cacheStats { cache layer hits misses sets } }`, { admin: true });
+  const rows = (data.cacheStats as Stat[]).filter((s) => s.cache === 'response');
+  return { l1: rows.find((s) => s.layer === 'L1'), l2: rows.find((s) => s.layer === 'L2') };
+}
+
+describeEachDatabase('response cache', (variant) => {
+  let t: TestApp;
+  let a: { id: string; key: string };
+  let b: { id: string; key: string };
+  let conversations: { id: string }[];
+
+  beforeAll(async () => {
+    t = await createTestApp(variant, { PARLEY_WARM_PRODUCTS: '0' });
+    a = await t.product('A');
+    b = await t.product('B');
+    conversations = await seedConversations(t.prisma, a.id, { conversations: 3, messages: 4, feedbackEvery: 1 });
+    await seedConversations(t.prisma, b.id, { conversations: 1, messages: 2 });
+  });
+  afterAll(() => t?.dispose());
+
+  it('answers a repeated query from the cache: same bytes, no SQL, counted as a hit', async () => {
+    const first = await t.gql(NESTED, { key: a.key, variables: { n: 3 } });
+    expect(first.errors).toBeUndefined();
+    expect(first.sql.length).toBeGreaterThan(0);
+    const before = await responseStats(t);
+    const again = await t.gql(NESTED, { key: a.key, variables: { n: 3 } });
+    expect(again.data).toEqual(first.data);
+    expect(again.sql).toEqual([]);
+    const after = await responseStats(t);
+    expect(after.l1!.hits - before.l1!.hits).toBe(1);
+  });
+
+  it('keys entries by variables and never shares them across products', async () => {
+    const two = await t.gql(NESTED, { key: a.key, variables: { n: 2 } });
+    expect(two.sql.length).toBeGreaterThan(0);
+    expect(two.data.conversations.edges).toHaveLength(2);
+    const other = await t.gql(NESTED, { key: b.key, variables: { n: 3 } });
+    expect(other.data.conversations.edges).toHaveLength(1);
+    const fromA = await t.gql(NESTED, { key: a.key, variables: { n: 3 } });
+    expect(fromA.data.conversations.edges).toHaveLength(3);
+  });
+
+  it('misses after a write to what the response shows: message, feedback, knowledge, rename', async () => {
+    const conversationId = gid('Conversation', conversations[0]!.id);
+    await t.gql(WIDGET, { key: a.key, variables: { id: conversationId } });
+    const sent = await t.gql(`mutation($id: ID!) { sendMessage(input: { conversationId: $id, content: "fresh question" }) { message { id } } }`, {
+      key: a.key,
+      variables: { id: conversationId },
+    });
+    expect(sent.errors).toBeUndefined();
+    const widget = await t.gql(WIDGET, { key: a.key, variables: { id: conversationId } });
+    expect(widget.data.conversation.messages.edges.map((e: any) => e.node.content)).toContain('fresh question');
+
+    const viewer = await t.gql(VIEWER, { key: a.key });
+    await t.gql(`mutation { addKnowledge(input: { title: "Opening hours", content: "nine to five" }) { id } }`, { key: a.key });
+    const withEntry = await t.gql(VIEWER, { key: a.key });
+    expect(withEntry.data.viewer.knowledge.edges.map((e: any) => e.node.title)).toContain('Opening hours');
+    expect(withEntry.data).not.toEqual(viewer.data);
+
+    const reply = withEntry.data && (await t.gql(NESTED, { key: a.key, variables: { n: 3 } }));
+    const unrated = reply.data.conversations.edges
+      .flatMap((e: any) => e.node.messages.edges.map((m: any) => m.node))
+      .find((m: any) => m.role === 'ASSISTANT' && m.feedback === null);
+    if (unrated) {
+      await t.gql(`mutation($id: ID!) { submitFeedback(input: { messageId: $id, rating: UP }) { id } }`, { key: a.key, variables: { id: unrated.id } });
+      const rated = await t.gql(NESTED, { key: a.key, variables: { n: 3 } });
+      const same = rated.data.conversations.edges.flatMap((e: any) => e.node.messages.edges.map((m: any) => m.node)).find((m: any) => m.id === unrated.id);
+      expect(same.feedback).toEqual({ rating: 'UP' });
+    }
+  });
+
+  it('never caches mutations, admin requests or results with errors', async () => {
+    const before = await responseStats(t);
+    const broken = `{ conversation(id: "not-a-global-id") { id } }`;
+    const first = await t.gql(broken, { key: a.key });
+    expect(first.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
+    const again = await t.gql(broken, { key: a.key });
+    expect(again.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
+    await t.gql(`{ products(first: 1) { edges { node { id } } } }`, { admin: true });
+    await t.gql(`{ products(first: 1) { edges { node { id } } } }`, { admin: true });
+    const after = await responseStats(t);
+    expect(after.l1!.sets).toBe(before.l1!.sets);
+    expect(after.l1!.hits).toBe(before.l1!.hits);
+  });
+
+  it('a rotated key is refused even for a response cached under it', async () => {
+    const c = await t.product('C');
+    await t.gql(VIEWER, { key: c.key });
+    expect((await t.gql(VIEWER, { key: c.key })).sql).toEqual([]);
+    const rotated = await t.gql(`mutation($id: ID!) { rotateProductKey(id: $id) { key } }`, { admin: true, variables: { id: gid('Product', c.id) } });
+    expect(rotated.errors).toBeUndefined();
+    const old = await t.gql(VIEWER, { key: c.key });
+    expect(old.status).toBe(401);
+    expect(old.errors?.[0]?.extensions?.code).toBe('UNAUTHENTICATED');
+    const fresh = await t.gql(VIEWER, { key: rotated.data.rotateProductKey.key });
+    expect(fresh.data.viewer.name).toBe('C');
+  });
+
+  it('a GET revalidating with the ETag gets a 304 without any execution', async () => {
+    const url = `http://parley.test/graphql?query=${encodeURIComponent(VIEWER)}`;
+    const headers = { authorization: `Bearer ${b.key}`, accept: 'application/json' };
+    const first = await t.app.yoga.fetch(url, { headers });
+    expect(first.status).toBe(200);
+    const etag = first.headers.get('etag');
+    expect(etag).toMatch(/^W\/"/);
+    const body = await first.text();
+    const hit = await t.app.yoga.fetch(url, { headers });
+    expect(hit.headers.get('etag')).toBe(etag);
+    expect(await hit.text()).toBe(body);
+    const before = await responseStats(t);
+    const revalidated = await t.app.yoga.fetch(url, { headers: { ...headers, 'if-none-match': etag! } });
+    expect(revalidated.status).toBe(304);
+    expect(await revalidated.text()).toBe('');
+    const after = await responseStats(t);
+    expect(after.l1!.hits - before.l1!.hits).toBe(1);
+  });
+
+  it('serves a cached response compressed, and the same bytes once decoded', async () => {
+    const headers = { authorization: `Bearer ${a.key}`, 'content-type': 'application/json', 'accept-encoding': 'gzip' };
+    const body = JSON.stringify({ query: NESTED, variables: { n: 3 } });
+    const plain = await t.gql(NESTED, { key: a.key, variables: { n: 3 } });
+    for (let i = 0; i < 2; i++) {
+      const response = await t.app.yoga.fetch('http://parley.test/graphql', { method: 'POST', headers, body });
+      expect(response.headers.get('content-encoding')).toBe('gzip');
+      const { gunzipSync } = await import('node:zlib');
+      expect(JSON.parse(gunzipSync(Buffer.from(await response.arrayBuffer())).toString()).data).toEqual(plain.data);
+    }
+  });
+});
+
+describeEachDatabase('response cache off (PARLEY_RESPONSE_CACHE=false)', (variant) => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await createTestApp(variant, { PARLEY_WARM_PRODUCTS: '0', PARLEY_RESPONSE_CACHE: 'false' });
+  });
+  afterAll(() => t?.dispose());
+
+  it('executes every query and shows no response cache', async () => {
+    const a = await t.product('A');
+    await t.gql(VIEWER, { key: a.key });
+    await t.gql(VIEWER, { key: a.key });
+    const { data } = await t.gql(`{ cacheStats { cache } }`, { admin: true });
+    expect(data.cacheStats.map((s: { cache: string }) => s.cache)).not.toContain('response');
+  });
+});
+
+const postgresUrl = inject('postgresUrl');
+const redisUrl = inject('redisUrl');
+
+describe.skipIf(!postgresUrl || !redisUrl)('response cache across two nodes on one Redis', () => {
+  let nodeA: TestApp;
+  let nodeB: TestApp;
+  let product: { id: string; key: string };
+
+  beforeAll(async () => {
+    const env = { REDIS_URL: redisUrl, PARLEY_REDIS_PREFIX: `rc${randomBytes(4).toString('hex')}:`, PARLEY_WARM_PRODUCTS: '0' };
+    const postgres = databaseVariants().find((v) => v.name === 'postgres')!;
+    nodeA = await createTestApp(postgres, env);
+    nodeB = await createTestApp(postgres, env, { shared: nodeA.database });
+    product = await nodeA.product('Shared');
+    await seedConversations(nodeA.prisma, product.id, { conversations: 2, messages: 2 });
+  });
+  afterAll(async () => {
+    await nodeB?.dispose();
+    await nodeA?.dispose();
+  });
+
+  it("serves node A's stored response on node B from Redis, and misses on B right after a write on A", async () => {
+    const first = await nodeA.gql(NESTED, { key: product.key, variables: { n: 5 } });
+    await new Promise((resolve) => setTimeout(resolve, 50)); // the L2 write is in the background
+    const before = await responseStats(nodeB);
+    const onB = await nodeB.gql(NESTED, { key: product.key, variables: { n: 5 } });
+    expect(onB.data).toEqual(first.data);
+    expect(onB.sql).toEqual([]);
+    const after = await responseStats(nodeB);
+    expect((after.l2?.hits ?? 0) - (before.l2?.hits ?? 0)).toBe(1);
+
+    await nodeA.gql(`mutation { startConversation(input: { sessionId: "s", title: "Written on A" }) { id } }`, { key: product.key });
+    const fresh = await nodeB.gql(NESTED, { key: product.key, variables: { n: 5 } });
+    expect(fresh.data.conversations.edges.map((e: any) => e.node.title)).toContain('Written on A');
+  });
+});
