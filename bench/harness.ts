@@ -8,6 +8,7 @@ import { autocannonVersion, gitState, machineInfo, type GitState, type MachineIn
 import { findPostmaster, treeCpuMs } from './proc-cpu.js';
 import {
   buildScenarios,
+  firstDifference,
   DOCUMENTS,
   POSTGRAPHILE_DOCUMENTS,
   requestBody,
@@ -181,7 +182,8 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       }
       const run = await measure(server, scenario, options, server.kind === 'parley' ? infra.adminToken : undefined, postmaster);
       if (server.kind === 'parley') parleyBytes.set(name, run.load.meanResponseBytes);
-      written ||= run.load.writes > 0 || (!scenario.comparable && server.kind !== 'ceiling');
+      // The ceiling stores nothing, whatever the requests it answered were.
+      written ||= server.kind !== 'ceiling' && (run.load.writes > 0 || !scenario.comparable);
       runs.push(run);
       log(`  ${server.kind.padEnd(12)} ${name.padEnd(12)} ${summary(run)}`);
     };
@@ -371,24 +373,6 @@ async function post(server: RunningServer, key: string, body: string): Promise<u
     throw new Error(`${server.kind} answered HTTP ${response.status}: ${text.slice(0, 500)}\nto ${body.slice(0, 300)}`);
   }
   return json;
-}
-
-/** Where two lists of canonical answers first differ (a JSON path and both values), or null when equal. */
-export function firstDifference(expected: unknown, actual: unknown, path = '$'): string | null {
-  if (Object.is(expected, actual)) return null;
-  const show = (v: unknown) => JSON.stringify(v)?.slice(0, 120) ?? String(v);
-  if (typeof expected !== 'object' || typeof actual !== 'object' || expected === null || actual === null || Array.isArray(expected) !== Array.isArray(actual)) {
-    return `${path}: Parley ${show(expected)}, peer ${show(actual)}`;
-  }
-  if (Array.isArray(expected) && Array.isArray(actual) && expected.length !== actual.length) {
-    return `${path}: Parley has ${expected.length} items, peer ${actual.length}`;
-  }
-  const keys = new Set([...Object.keys(expected), ...Object.keys(actual)]);
-  for (const key of keys) {
-    const inner = firstDifference((expected as Record<string, unknown>)[key], (actual as Record<string, unknown>)[key], `${path}.${key}`);
-    if (inner) return inner;
-  }
-  return null;
 }
 
 /** PostGraphile's cursor of every read conversation, asked of PostGraphile (its cursors encode the order's values). */

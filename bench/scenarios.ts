@@ -234,6 +234,24 @@ function canonicalViewerName(data: unknown, dialect: Dialect): unknown {
   return { name: (dialect === 'postgraphile' ? d.productByRowId : d.viewer)?.name ?? null };
 }
 
+/** Where two lists of canonical answers first differ (a JSON path and both values), or null when equal. */
+export function firstDifference(expected: unknown, actual: unknown, path = '$'): string | null {
+  if (Object.is(expected, actual)) return null;
+  const show = (v: unknown) => JSON.stringify(v)?.slice(0, 120) ?? String(v);
+  if (typeof expected !== 'object' || typeof actual !== 'object' || expected === null || actual === null || Array.isArray(expected) !== Array.isArray(actual)) {
+    return `${path}: Parley ${show(expected)}, peer ${show(actual)}`;
+  }
+  if (Array.isArray(expected) && Array.isArray(actual) && expected.length !== actual.length) {
+    return `${path}: Parley has ${expected.length} items, peer ${actual.length}`;
+  }
+  const keys = new Set([...Object.keys(expected), ...Object.keys(actual)]);
+  for (const key of keys) {
+    const inner = firstDifference((expected as Record<string, unknown>)[key], (actual as Record<string, unknown>)[key], `${path}.${key}`);
+    if (inner) return inner;
+  }
+  return null;
+}
+
 /**
  * `peerCursors`: PostGraphile's cursor of each read conversation, which the
  * harness fills from PostGraphile itself before the cursor scenario runs
