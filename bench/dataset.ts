@@ -35,9 +35,14 @@ export interface BenchProduct {
   key: string;
 }
 
+export interface ReadProduct extends BenchProduct {
+  /** Every conversation's uuid, in the order of Parley's `conversations` (lastMessageAt desc, id desc). */
+  conversations: string[];
+}
+
 export interface Dataset {
   /** Read scenarios use these; nothing writes to them, so every server reads the same rows. */
-  readProducts: BenchProduct[];
+  readProducts: ReadProduct[];
   /** sendMessage and the mixed scenario use these, with their conversations' global ids. */
   writeProducts: (BenchProduct & { conversationIds: string[] })[];
   counts: { products: number; knowledge: number; conversations: number; messages: number; feedback: number };
@@ -151,7 +156,16 @@ export async function generateDataset(prisma: PrismaClient, size: DatasetSize): 
   const all = products.map((p) => ({ id: p.id, key: keyByHash.get(p.keyHash)! }));
   // A fifth of the products (at least one) take the writes; the rest are only read.
   const writeCount = Math.max(1, Math.round(all.length / 5));
-  const readProducts = all.slice(0, Math.max(1, all.length - writeCount));
+  const readProducts = await Promise.all(
+    all.slice(0, Math.max(1, all.length - writeCount)).map(async (p) => {
+      const rows = await prisma.conversation.findMany({
+        where: { productId: p.id },
+        select: { id: true },
+        orderBy: [{ lastMessageAt: 'desc' }, { id: 'desc' }],
+      });
+      return { ...p, conversations: rows.map((r) => r.id) };
+    }),
+  );
   const writeProducts = await Promise.all(
     all.slice(all.length - writeCount).map(async (p) => {
       const rows = await prisma.conversation.findMany({ where: { productId: p.id }, select: { id: true } });

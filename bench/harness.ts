@@ -5,20 +5,43 @@ import { generateDataset, SIZES, undoBenchWrites, type Dataset, type SizeName } 
 import { provisionInfra, type BenchInfra, type InfraOptions } from './infra.js';
 import { runLoad, type LoadResult } from './load.js';
 import { autocannonVersion, gitState, machineInfo, type GitState, type MachineInfo } from './machine.js';
-import { buildScenarios, DOCUMENTS, SCENARIO_NAMES, seededRandom, type Scenario, type ScenarioName } from './scenarios.js';
+import { findPostmaster, treeCpuMs } from './proc-cpu.js';
+import {
+  buildScenarios,
+  firstDifference,
+  DOCUMENTS,
+  POSTGRAPHILE_DOCUMENTS,
+  requestBody,
+  SCENARIO_NAMES,
+  seededRandom,
+  type Dialect,
+  type PeerCursors,
+  type Scenario,
+  type ScenarioName,
+} from './scenarios.js';
 import { launchServer, type RunningServer, type ServerKind } from './servers/launch.js';
 import type { SqlCounts } from './servers/sql-capture.js';
 
 /**
  * One bench run: provision the database (and Redis), generate the dataset,
- * then for each server in turn — (a) Parley, (b) the "before", (c) the
- * ceiling — start it in its own process, and for each scenario warm up, then
- * measure. One server runs at a time: the 2-core machine is not shared
- * between servers, and embedded PGlite can only be opened by one process.
- * Each starts from the same rows: what the previous one wrote is undone.
+ * then measure four servers on it, each in its own process: (a) Parley, (b)
+ * the peer, PostGraphile 5, (c) the "before", (d) the ceiling. For each
+ * scenario, each server that serves it is warmed up, then measured, one
+ * server at a time (the 2-core machine is never shared by two loads).
+ *
+ * On PostgreSQL the runs are interleaved: every server is started once, and
+ * scenario by scenario all servers are measured in turn, so a machine that
+ * gets busier during the run slows every column alike. Embedded PGlite can be
+ * opened by one process only: there the servers run one after the other as a
+ * whole (Parley's every scenario, then the "before", then the ceiling), and
+ * PostGraphile, which needs PostgreSQL, is left out. Every run starts from
+ * the same rows: what a server wrote is undone before the next one runs.
  */
 
-export const SERVERS: readonly ServerKind[] = ['parley', 'baseline', 'ceiling'];
+export const SERVERS: readonly ServerKind[] = ['parley', 'postgraphile', 'baseline', 'ceiling'];
+
+/** The servers compared with Parley on answers. */
+export type PeerKind = 'postgraphile' | 'baseline';
 
 export interface BenchOptions {
   size: SizeName;
@@ -41,14 +64,22 @@ export interface SqlPerRequest {
   cutOff: number;
 }
 
+export interface CpuPerRequest {
+  /** CPU ms (user + system) of the server's process tree during the measured run, over the responses. */
+  serverMs: number | null;
+  /** The same for every process of the throwaway PostgreSQL cluster; null when it is not on this machine. */
+  postgresMs: number | null;
+}
+
 export interface ServerRun {
   server: ServerKind;
   scenario: ScenarioName;
   load: LoadResult;
   /** null for the ceiling, which has no database. */
   sql: SqlPerRequest | null;
-  /** null while the server exposes no cache statistics (see readCacheCounters). */
+  /** Parley only; null while the server exposes no cache statistics (see readCacheCounters). */
   cache: CacheCounts | null;
+  cpu: CpuPerRequest;
 }
 
 export interface BenchResult {
@@ -64,21 +95,34 @@ export interface BenchResult {
     pipelining: 1;
     databasePoolSize: number;
     loadGenerator: string;
+    /** Scenario by scenario across running servers, or server by server (embedded PGlite). */
+    order: 'interleaved' | 'server by server';
   };
   database: { kind: 'postgres' | 'pglite'; source: string; description: string; version: string };
   redis: { source: string };
-  dataset: Dataset['counts'] & { generatedInSeconds: number };
+  dataset: Dataset['counts'] & { generatedInSeconds: number; readProducts: number };
   servers: Partial<Record<ServerKind, string>>;
-  scenarios: { name: ScenarioName; title: string; description: string }[];
+  scenarios: { name: ScenarioName; title: string; description: string; postgraphile: boolean; peerMissing?: string }[];
   documents: typeof DOCUMENTS;
-  /** For scenarios nothing writes to: did Parley and the "before" give the same `data` for the same requests? */
-  sameAnswers: Partial<Record<ScenarioName, boolean>>;
+  postgraphileDocuments: typeof POSTGRAPHILE_DOCUMENTS;
+  /**
+   * For scenarios nothing writes to: did the peer give the same `data` as
+   * Parley for the same probe requests, once both are put in one canonical
+   * shape (see Scenario.normalise)?
+   */
+  sameAnswers: Partial<Record<ScenarioName, Partial<Record<PeerKind, boolean>>>>;
+  /** What differed, for each false above. */
+  answerMismatches: string[];
   runs: ServerRun[];
 }
 
 const MEASURED_SEED = 1;
 const WARMUP_SEED = 2;
 const PROBE_SEED = 3;
+const PROBES = 6;
+
+const dialectOf = (kind: ServerKind): Dialect => (kind === 'postgraphile' ? 'postgraphile' : 'parley');
+const serves = (kind: ServerKind, scenario: Scenario) => kind !== 'postgraphile' || scenario.postgraphile;
 
 export async function runBench(options: BenchOptions): Promise<BenchResult> {
   const log = options.log ?? (() => {});
@@ -89,35 +133,83 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
   const infra = await provisionInfra(options.infra);
   try {
     const { dataset, version } = await prepareDatabase(infra, options.size, log);
-    const scenarios = buildScenarios(dataset);
+    const peerCursors: PeerCursors = new Map();
+    const scenarios = buildScenarios(dataset, peerCursors);
+    const interleaved = infra.database.kind === 'postgres';
+    const kinds = interleaved ? SERVERS : SERVERS.filter((k) => k !== 'postgraphile');
+    if (!interleaved) log('  embedded PGlite opens in one process at a time: servers run one after the other, without PostGraphile');
+    const postmaster = interleaved ? localPostmaster(infra.database.options.url!) : null;
     const runs: ServerRun[] = [];
     const servers: BenchResult['servers'] = {};
     const parleyBytes = new Map<ScenarioName, number>();
-    const parleyAnswers = new Map<ScenarioName, string>();
+    const parleyAnswers = new Map<ScenarioName, unknown[]>();
     const sameAnswers: BenchResult['sameAnswers'] = {};
+    const answerMismatches: string[] = [];
+    let written = false;
 
-    for (const [i, kind] of SERVERS.entries()) {
-      if (i > 0 && kind !== 'ceiling') await undoWrites(infra, dataset, log);
+    const start = async (kind: ServerKind) => {
       log(`starting ${kind}...`);
       const server = await launchServer(kind, infra.serverEnv());
       servers[kind] = server.description;
-      try {
-        for (const name of names) {
-          const scenario = scenarios[name];
-          // The ceiling answers as many bytes as Parley did; the others must answer correctly before any load.
-          if (kind === 'ceiling') await server.setBody(parleyBytes.get(name) ?? 1024);
-          else {
-            const answers = await probe(server, scenario);
-            if (scenario.comparable && kind === 'parley') parleyAnswers.set(name, answers);
-            if (scenario.comparable && kind === 'baseline' && parleyAnswers.has(name)) sameAnswers[name] = parleyAnswers.get(name) === answers;
+      if (kind === 'postgraphile' && names.includes('nestedCursor')) {
+        await fetchPeerCursors(server, dataset, peerCursors);
+        log(`  fetched PostGraphile's cursors of ${peerCursors.size} conversations`);
+      }
+      return server;
+    };
+
+    const runOne = async (server: RunningServer, name: ScenarioName) => {
+      const scenario = scenarios[name];
+      // On PostgreSQL the undo runs beside the idle servers; PGlite's waits for the server to stop (below).
+      if (written && interleaved) {
+        await undoWrites(infra, dataset, log);
+        written = false;
+      }
+      // The ceiling answers as many bytes as Parley did; the others must answer correctly before any load.
+      if (server.kind === 'ceiling') await server.setBody(parleyBytes.get(name) ?? 1024);
+      else {
+        const answers = await probe(server, scenario);
+        if (scenario.comparable && server.kind === 'parley') parleyAnswers.set(name, answers);
+        if (scenario.comparable && server.kind !== 'parley' && parleyAnswers.has(name)) {
+          const difference = firstDifference(parleyAnswers.get(name)!, answers);
+          (sameAnswers[name] ??= {})[server.kind] = difference === null;
+          if (difference !== null) {
+            const line = `${server.kind} answered ${name} differently from Parley: ${difference}`;
+            answerMismatches.push(line);
+            log(`  !!! ANSWERS DIFFER: ${line}`);
           }
-          const run = await measure(server, scenario, options, kind === 'parley' ? infra.adminToken : undefined);
-          if (kind === 'parley') parleyBytes.set(name, run.load.meanResponseBytes);
-          runs.push(run);
-          log(`  ${kind.padEnd(8)} ${name.padEnd(11)} ${summary(run)}`);
+        }
+      }
+      const run = await measure(server, scenario, options, server.kind === 'parley' ? infra.adminToken : undefined, postmaster);
+      if (server.kind === 'parley') parleyBytes.set(name, run.load.meanResponseBytes);
+      // The ceiling stores nothing, whatever the requests it answered were.
+      written ||= server.kind !== 'ceiling' && (run.load.writes > 0 || !scenario.comparable);
+      runs.push(run);
+      log(`  ${server.kind.padEnd(12)} ${name.padEnd(12)} ${summary(run)}`);
+    };
+
+    if (interleaved) {
+      const running: RunningServer[] = [];
+      try {
+        for (const kind of kinds) running.push(await start(kind));
+        for (const name of names) {
+          for (const server of running) if (serves(server.kind, scenarios[name])) await runOne(server, name);
         }
       } finally {
-        await server.stop();
+        for (const server of running) await server.stop();
+      }
+    } else {
+      for (const kind of kinds) {
+        if (written) {
+          await undoWrites(infra, dataset, log);
+          written = false;
+        }
+        const server = await start(kind);
+        try {
+          for (const name of names) await runOne(server, name);
+        } finally {
+          await server.stop();
+        }
       }
     }
 
@@ -134,14 +226,20 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
         pipelining: 1,
         databasePoolSize: infra.database.options.poolSize ?? 10,
         loadGenerator: `autocannon ${autocannonVersion()} in the harness process`,
+        order: interleaved ? 'interleaved' : 'server by server',
       },
       database: { kind: infra.database.kind, source: infra.database.source, description: describeDatabase(infra.database), version },
       redis: { source: infra.redis.source },
-      dataset: { ...dataset.counts, generatedInSeconds: dataset.generatedInMs / 1000 },
+      dataset: { ...dataset.counts, generatedInSeconds: dataset.generatedInMs / 1000, readProducts: dataset.readProducts.length },
       servers,
-      scenarios: names.map((n) => ({ name: n, title: scenarios[n].title, description: scenarios[n].description })),
+      scenarios: names.map((n) => {
+        const { title, description, postgraphile, peerMissing } = scenarios[n];
+        return { name: n, title, description, postgraphile: postgraphile && interleaved, ...(peerMissing ? { peerMissing } : {}) };
+      }),
       documents: DOCUMENTS,
+      postgraphileDocuments: POSTGRAPHILE_DOCUMENTS,
       sameAnswers,
+      answerMismatches,
       runs,
     };
   } finally {
@@ -183,18 +281,29 @@ async function undoWrites(infra: BenchInfra, dataset: Dataset, log: (line: strin
 }
 
 /**
- * Warm-up, then the measured run, with the server's SQL and cache counters
- * read around it. `adminToken` is given for Parley, whose cacheStats need it.
+ * Warm-up, then the measured run, with the server's SQL, CPU and cache
+ * counters read around it. `adminToken` is given for Parley, whose cacheStats
+ * need it; `postmaster` is the local PostgreSQL's, for its CPU time.
  */
-async function measure(server: RunningServer, scenario: Scenario, options: BenchOptions, adminToken: string | undefined): Promise<ServerRun> {
-  const load = { url: server.url, scenario, connections: options.connections };
+async function measure(
+  server: RunningServer,
+  scenario: Scenario,
+  options: BenchOptions,
+  adminToken: string | undefined,
+  postmaster: number | null,
+): Promise<ServerRun> {
+  const load = { url: server.url, scenario, connections: options.connections, dialect: dialectOf(server.kind) };
   if (options.warmupSeconds > 0) await runLoad({ ...load, seconds: options.warmupSeconds, seed: WARMUP_SEED });
   await settle(server);
   const cacheBefore = adminToken ? await readCacheCounters(server.url, adminToken) : null;
   await server.resetSql();
+  const cpuBefore = { server: treeCpuMs(server.pid), postgres: postmaster ? treeCpuMs(postmaster) : null };
   const result = await runLoad({ ...load, seconds: options.seconds, seed: MEASURED_SEED });
   const sql = await settle(server);
+  const cpuAfter = { server: treeCpuMs(server.pid), postgres: postmaster ? treeCpuMs(postmaster) : null };
   const cacheAfter = cacheBefore && adminToken ? await readCacheCounters(server.url, adminToken) : null;
+  const perResponse = (before: number | null, after: number | null) =>
+    before !== null && after !== null && result.requests > 0 ? (after - before) / result.requests : null;
   return {
     server: server.kind,
     scenario: scenario.name,
@@ -207,6 +316,10 @@ async function measure(server: RunningServer, scenario: Scenario, options: Bench
       cutOff: sql.cutOff,
     },
     cache: cacheBefore && cacheAfter ? cacheDelta(cacheBefore, cacheAfter) : null,
+    cpu: {
+      serverMs: perResponse(cpuBefore.server, cpuAfter.server),
+      postgresMs: server.kind === 'ceiling' ? null : perResponse(cpuBefore.postgres, cpuAfter.postgres),
+    },
   };
 }
 
@@ -229,27 +342,53 @@ async function settle(server: RunningServer): Promise<SqlCounts | null> {
 /**
  * A few requests of the scenario before any load: a server that answers
  * them with errors stops the bench at once, with its message. Returns the
- * answers' `data`, to compare Parley's with the "before" server's.
+ * answers' `data` in the scenario's canonical shape, to compare the peers'
+ * with Parley's.
  */
-async function probe(server: RunningServer, scenario: Scenario): Promise<string> {
+async function probe(server: RunningServer, scenario: Scenario): Promise<unknown[]> {
   // A fresh generator with a fixed seed: the same requests for every server.
   const random = seededRandom(PROBE_SEED);
+  const dialect = dialectOf(server.kind);
   const answers: unknown[] = [];
-  for (let i = 0; i < 3; i++) {
+  for (let i = 0; i < PROBES; i++) {
     const request = scenario.next(random);
-    const response = await fetch(`${server.url}/graphql`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: `Bearer ${request.key}` },
-      body: request.body,
-      signal: AbortSignal.timeout(30_000),
-    });
-    const body = (await response.json()) as { data?: unknown; errors?: unknown };
-    if (response.status !== 200 || body.errors) {
-      throw new Error(`${server.kind} answered ${scenario.name} with HTTP ${response.status}: ${JSON.stringify(body).slice(0, 500)}`);
-    }
-    answers.push(body.data);
+    const body = (await post(server, request.key, requestBody(request, dialect))) as { data?: unknown };
+    answers.push(scenario.normalise ? scenario.normalise(body.data, dialect) : body.data);
   }
-  return JSON.stringify(answers);
+  return answers;
+}
+
+async function post(server: RunningServer, key: string, body: string): Promise<unknown> {
+  const headers: Record<string, string> = { 'content-type': 'application/json' };
+  if (server.kind !== 'postgraphile') headers.authorization = `Bearer ${key}`;
+  const response = await fetch(`${server.url}/graphql`, { method: 'POST', headers, body, signal: AbortSignal.timeout(30_000) });
+  const text = await response.text();
+  let json: { data?: unknown; errors?: unknown } | undefined;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = undefined;
+  }
+  if (response.status !== 200 || !json || json.errors) {
+    throw new Error(`${server.kind} answered HTTP ${response.status}: ${text.slice(0, 500)}\nto ${body.slice(0, 300)}`);
+  }
+  return json;
+}
+
+/** PostGraphile's cursor of every read conversation, asked of PostGraphile (its cursors encode the order's values). */
+async function fetchPeerCursors(server: RunningServer, dataset: Dataset, into: PeerCursors): Promise<void> {
+  for (const product of dataset.readProducts) {
+    const body = JSON.stringify({ query: POSTGRAPHILE_DOCUMENTS.cursors, variables: { productId: product.id } });
+    const answer = (await post(server, product.key, body)) as { data: { allConversations: { edges: { cursor: string; node: { rowId: string } }[] } } };
+    for (const edge of answer.data.allConversations.edges) into.set(edge.node.rowId, edge.cursor);
+  }
+}
+
+/** The throwaway or local PostgreSQL's postmaster, for its CPU time; null when it is not a process of this machine. */
+function localPostmaster(url: string): number | null {
+  const { hostname, port } = new URL(url);
+  if (!['127.0.0.1', 'localhost', '::1', '[::1]'].includes(hostname)) return null;
+  return findPostmaster(Number(port || 5432));
 }
 
 function summary(run: ServerRun): string {
@@ -260,7 +399,11 @@ function summary(run: ServerRun): string {
     `p99 ${load.latencyMs.p99.toFixed(1)} ms`,
   ];
   if (sql) parts.push(`${sql.perRequest.toFixed(1)} SQL/req`);
+  if (run.cpu.serverMs !== null) parts.push(`CPU ${run.cpu.serverMs.toFixed(2)} ms/req`);
+  if (run.cpu.postgresMs !== null) parts.push(`pg CPU ${run.cpu.postgresMs.toFixed(2)} ms/req`);
   if (cache) parts.push(`cache ${(cache.hitRate * 100).toFixed(0)} %`);
+  if (cache?.response) parts.push(`response cache ${(cache.response.hitRate * 100).toFixed(0)} %`);
+  if (cache?.dedupJoins != null) parts.push(`dedup ${((cache.dedupJoins / Math.max(1, load.requests)) * 100).toFixed(1)} %`);
   if (load.errors) parts.push(`${load.errors} ERRORS: ${load.errorSample}`);
   return parts.join(' · ');
 }

@@ -77,6 +77,8 @@ export async function provisionInfra(options: InfraOptions): Promise<BenchInfra>
       serverEnv: () => {
         const env: NodeJS.ProcessEnv = {
           NODE_ENV: 'production',
+          // PostGraphile's mode (production is its default; set, it says nothing about it at start).
+          GRAPHILE_ENV: 'production',
           HOST: '127.0.0.1',
           PARLEY_DATA_DIR: dataDir,
           PARLEY_ADMIN_TOKEN: adminToken,

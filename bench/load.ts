@@ -1,5 +1,5 @@
 import autocannon from 'autocannon';
-import { seededRandom, type Scenario } from './scenarios.js';
+import { requestBody, seededRandom, type Dialect, type Scenario } from './scenarios.js';
 
 /**
  * Drives one server with one scenario over loopback with autocannon: a fixed
@@ -15,6 +15,8 @@ export interface LoadOptions {
   seconds: number;
   connections: number;
   seed: number;
+  /** Which schema the server speaks (default Parley's). */
+  dialect?: Dialect;
 }
 
 export interface LoadResult {
@@ -45,6 +47,7 @@ export function assertLoopback(url: string): void {
 export async function runLoad(options: LoadOptions): Promise<LoadResult> {
   assertLoopback(options.url);
   const random = seededRandom(options.seed);
+  const dialect = options.dialect ?? 'parley';
   const latencies: number[] = [];
   let errors = 0;
   let errorSample: string | undefined;
@@ -75,8 +78,11 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
                 ...request,
                 method: 'POST',
                 path: '/graphql',
-                headers: { 'content-type': 'application/json', authorization: `Bearer ${next.key}` },
-                body: next.body,
+                headers:
+                  dialect === 'parley'
+                    ? { 'content-type': 'application/json', authorization: `Bearer ${next.key}` }
+                    : { 'content-type': 'application/json' },
+                body: requestBody(next, dialect),
               };
             },
             onResponse: (status, body, context) => {

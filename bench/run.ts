@@ -3,12 +3,13 @@ import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { SIZES, type SizeName } from './dataset.js';
+import { SCENARIO_NAMES, type ScenarioName } from './scenarios.js';
 import { runBench } from './harness.js';
 import { renderMarkdown, renderTable, updateReadme } from './report.js';
 
 /**
  * `npm run bench [-- --size tiny|small|default] [--duration s] [--warmup s]
- * [--connections n] [--embedded] [--out dir]`
+ * [--connections n] [--scenarios a,b] [--embedded] [--out dir]`
  *
  * Only a run with every default writes the results meant to be committed
  * (bench/results/latest.md, bench/results/<time>.json, the README table);
@@ -25,6 +26,7 @@ const { values } = parseArgs({
     duration: { type: 'string', default: DEFAULTS.duration },
     warmup: { type: 'string', default: DEFAULTS.warmup },
     connections: { type: 'string', default: DEFAULTS.connections },
+    scenarios: { type: 'string' },
     embedded: { type: 'boolean', default: false },
     out: { type: 'string' },
   },
@@ -34,6 +36,14 @@ function number(name: keyof typeof DEFAULTS, min: number, max: number): number {
   const value = Number(values[name]);
   if (!Number.isFinite(value) || value < min || value > max) fail(`--${name} must be a number from ${min} to ${max}`);
   return value;
+}
+
+/** `--scenarios nested,widget`: a subset, run in the usual order. */
+function parseScenarios(list: string): ScenarioName[] {
+  const wanted = list.split(',').map((name) => name.trim()).filter(Boolean);
+  const unknown = wanted.filter((name) => !(SCENARIO_NAMES as readonly string[]).includes(name));
+  if (!wanted.length || unknown.length) fail(`--scenarios takes a comma list of ${SCENARIO_NAMES.join(', ')}${unknown.length ? ` (not: ${unknown.join(', ')})` : ''}`);
+  return SCENARIO_NAMES.filter((name) => wanted.includes(name));
 }
 
 function fail(message: string): never {
@@ -46,9 +56,11 @@ const size = values.size as SizeName;
 const seconds = number('duration', 0.5, 600);
 const warmupSeconds = number('warmup', 0, 120);
 const connections = Math.round(number('connections', 1, 200));
+const scenarios = values.scenarios === undefined ? undefined : parseScenarios(values.scenarios);
 const commitWorthy =
   !values.out &&
   !values.embedded &&
+  !scenarios &&
   (['size', 'duration', 'warmup', 'connections'] as const).every((name) => values[name] === DEFAULTS[name]);
 
 const result = await runBench({
@@ -56,6 +68,7 @@ const result = await runBench({
   seconds,
   warmupSeconds,
   connections,
+  ...(scenarios ? { scenarios } : {}),
   infra: {
     databaseUrl: values.embedded ? undefined : process.env.DATABASE_URL,
     redisUrl: values.embedded ? undefined : process.env.REDIS_URL,
@@ -64,7 +77,7 @@ const result = await runBench({
   log: (line) => process.stdout.write(line + '\n'),
 });
 
-const failed = result.runs.some((r) => r.load.errors > 0 || r.load.requests === 0);
+const failed = result.runs.some((r) => r.load.errors > 0 || r.load.requests === 0) || result.answerMismatches.length > 0;
 const out = values.out ?? RESULTS;
 mkdirSync(out, { recursive: true });
 const markdown = renderMarkdown(result);
@@ -85,6 +98,7 @@ if (commitWorthy && !failed) {
 
 process.stdout.write(`\n${renderTable(result)}\n\nWall time ${result.wallSeconds.toFixed(0)} s. Wrote ${written.join(', ')}.\n`);
 if (failed) {
-  process.stderr.write('bench: some runs had errors or no requests; results were not written as the latest.\n');
+  for (const line of result.answerMismatches) process.stderr.write(`bench: ANSWERS DIFFER: ${line}\n`);
+  process.stderr.write('bench: some runs had errors or no requests, or a peer answered differently; results were not written as the latest.\n');
   process.exit(1);
 }

@@ -1,3 +1,5 @@
+import { formatPrismaCursor } from '@pothos/plugin-prisma';
+import { decodeGlobalID, encodeGlobalID } from '@pothos/plugin-relay';
 import { VOCABULARY, type Dataset } from './dataset.js';
 
 /**
@@ -7,18 +9,34 @@ import { VOCABULARY, type Dataset } from './dataset.js';
  * server gets the same sequence of products, questions and conversations.
  */
 
-export const SCENARIO_NAMES = ['nested', 'viewer', 'search', 'sendMessage', 'mixed'] as const;
+export const SCENARIO_NAMES = ['nested', 'nestedCursor', 'widget', 'viewer', 'viewerName', 'search', 'sendMessage', 'mixed'] as const;
 export type ScenarioName = (typeof SCENARIO_NAMES)[number];
 
-export const DOCUMENTS = {
-  nested: /* GraphQL */ `query NestedRead {
-  conversations(first: 20) {
-    edges { node {
+const NESTED_SELECTION = /* GraphQL */ `edges { node {
       id title messageCount
       messages(first: 20) { edges { node { id role content feedback { rating } } } }
       lastMessage { content }
-    } }
+    } }`;
+
+/** Parley's documents; the "before" server implements the same schema.graphql and gets the same text. */
+export const DOCUMENTS = {
+  nested: /* GraphQL */ `query NestedRead {
+  conversations(first: 20) {
+    ${NESTED_SELECTION}
   }
+}`,
+  nestedAfter: /* GraphQL */ `query NestedReadAfter($cursor: String!) {
+  conversations(first: 20, after: $cursor) {
+    ${NESTED_SELECTION}
+  }
+}`,
+  nestedBefore: /* GraphQL */ `query NestedReadBefore($cursor: String!) {
+  conversations(last: 20, before: $cursor) {
+    ${NESTED_SELECTION}
+  }
+}`,
+  widget: /* GraphQL */ `query Widget($id: ID!) {
+  conversation(id: $id) { id messages(last: 20) { edges { node { id role content createdAt } } } }
 }`,
   viewer: /* GraphQL */ `query ViewerDashboard {
   viewer {
@@ -27,6 +45,7 @@ export const DOCUMENTS = {
     knowledge(first: 20) { edges { node { id title updatedAt } } }
   }
 }`,
+  viewerName: /* GraphQL */ `query ViewerName { viewer { name } }`,
   search: /* GraphQL */ `query Search($query: String!) {
   searchKnowledge(query: $query, first: 5) { score entry { id title content } }
 }`,
@@ -35,12 +54,69 @@ export const DOCUMENTS = {
 }`,
 } as const;
 
+const PG_NESTED_SELECTION = /* GraphQL */ `edges { node {
+      rowId title messageCount
+      messagesByConversationId(orderBy: [CREATED_AT_ASC, ROW_ID_ASC], first: 20) {
+        edges { node { rowId role content feedbacksByMessageId { nodes { rating } } } }
+      }
+      messageByLastMessageId { content }
+    } }`;
+
+/**
+ * The same reads in PostGraphile 5's generated schema (Amber preset): tables
+ * by their names, `rowId` for the uuid (`id` is its global node id),
+ * relations by their foreign keys. Product scoping is a `condition` variable:
+ * PostGraphile has no product keys. Orders are Parley's: conversations by
+ * lastMessageAt desc, id desc; messages by createdAt, id. Prisma's
+ * `@unique` on Feedback.messageId is a unique index, not a constraint, so
+ * PostGraphile sees a one-to-many `feedbacksByMessageId` (at most one row).
+ */
+export const POSTGRAPHILE_DOCUMENTS = {
+  nested: /* GraphQL */ `query NestedRead($productId: UUID!) {
+  allConversations(condition: { productId: $productId }, orderBy: [LAST_MESSAGE_AT_DESC, ROW_ID_DESC], first: 20) {
+    ${PG_NESTED_SELECTION}
+  }
+}`,
+  nestedAfter: /* GraphQL */ `query NestedReadAfter($productId: UUID!, $cursor: Cursor!) {
+  allConversations(condition: { productId: $productId }, orderBy: [LAST_MESSAGE_AT_DESC, ROW_ID_DESC], first: 20, after: $cursor) {
+    ${PG_NESTED_SELECTION}
+  }
+}`,
+  nestedBefore: /* GraphQL */ `query NestedReadBefore($productId: UUID!, $cursor: Cursor!) {
+  allConversations(condition: { productId: $productId }, orderBy: [LAST_MESSAGE_AT_DESC, ROW_ID_DESC], last: 20, before: $cursor) {
+    ${PG_NESTED_SELECTION}
+  }
+}`,
+  widget: /* GraphQL */ `query Widget($productId: UUID!, $id: UUID!) {
+  allConversations(condition: { productId: $productId, rowId: $id }) {
+    nodes { rowId messagesByConversationId(orderBy: [CREATED_AT_ASC, ROW_ID_ASC], last: 20) { edges { node { rowId role content createdAt } } } }
+  }
+}`,
+  viewerName: /* GraphQL */ `query ViewerName($productId: UUID!) { productByRowId(rowId: $productId) { name } }`,
+  /** Every conversation's cursor of a product, in the nested read's order (fetched once before the cursor scenario). */
+  cursors: /* GraphQL */ `query Cursors($productId: UUID!) {
+  allConversations(condition: { productId: $productId }, orderBy: [LAST_MESSAGE_AT_DESC, ROW_ID_DESC]) { edges { cursor node { rowId } } }
+}`,
+} as const;
+
+/** How a server is spoken to: Parley's schema (Parley and the "before" server) or PostGraphile's. */
+export type Dialect = 'parley' | 'postgraphile';
+
 export interface BenchRequest {
   /** Product key sent as `Authorization: Bearer`. */
   key: string;
-  /** JSON body of the POST. */
+  /** JSON body of the POST, in Parley's schema. */
   body: string;
+  /** The same request in PostGraphile's schema (no key: the product is a variable); absent when it has none. */
+  postgraphile?: () => string;
   kind: 'read' | 'write';
+}
+
+/** The request's body for a dialect. */
+export function requestBody(request: BenchRequest, dialect: Dialect): string {
+  if (dialect === 'parley') return request.body;
+  if (!request.postgraphile) throw new Error('this request has no PostGraphile equivalent');
+  return request.postgraphile();
 }
 
 export interface Scenario {
@@ -50,8 +126,20 @@ export interface Scenario {
   description: string;
   /** Answers must be the same on every server (no writes touch what it reads). */
   comparable: boolean;
+  /** Whether PostGraphile serves an equivalent; `peerMissing` says why not. */
+  postgraphile: boolean;
+  peerMissing?: string;
   next(random: () => number): BenchRequest;
+  /**
+   * One canonical shape of an answer's `data` in either dialect: raw uuids
+   * (Parley's global ids decoded), Parley's field names, ISO timestamps, the
+   * order as answered. Undefined for scenarios compared as they are.
+   */
+  normalise?(data: unknown, dialect: Dialect): unknown;
 }
+
+/** Cursors of PostGraphile's connections, by conversation uuid: filled by the harness once PostGraphile runs. */
+export type PeerCursors = Map<string, string>;
 
 /** mulberry32: small, fast and good enough to pick products and questions reproducibly. */
 export function seededRandom(seed: number): () => number {
@@ -79,13 +167,109 @@ export function searchQuestions(count = 50): string[] {
 
 const body = (query: string, variables?: Record<string, unknown>) => JSON.stringify(variables ? { query, variables } : { query });
 
-export function buildScenarios(dataset: Dataset): Record<ScenarioName, Scenario> {
+/** Parley's cursor of a conversation: plugin-prisma's for `cursor: 'id'` connections. */
+export const parleyCursor = (uuid: string) => formatPrismaCursor({ id: uuid }, 'id');
+
+type Json = Record<string, any>;
+
+/** A Parley global id's uuid (ids of other shapes are kept as they are). */
+function uuidOf(globalId: string): string {
+  try {
+    return decodeGlobalID(globalId).id;
+  } catch {
+    return globalId;
+  }
+}
+
+const iso = (value: string) => new Date(value).toISOString();
+
+function canonicalConversations(data: unknown, dialect: Dialect): unknown {
+  const d = data as Json;
+  if (dialect === 'postgraphile') {
+    return (d.allConversations?.edges ?? []).map(({ node: c }: Json) => ({
+      id: c.rowId,
+      title: c.title,
+      messageCount: c.messageCount,
+      messages: c.messagesByConversationId.edges.map(({ node: m }: Json) => ({
+        id: m.rowId,
+        role: m.role,
+        content: m.content,
+        rating: m.feedbacksByMessageId.nodes[0]?.rating ?? null,
+      })),
+      lastMessage: c.messageByLastMessageId?.content ?? null,
+    }));
+  }
+  return (d.conversations?.edges ?? []).map(({ node: c }: Json) => ({
+    id: uuidOf(c.id),
+    title: c.title,
+    messageCount: c.messageCount,
+    messages: c.messages.edges.map(({ node: m }: Json) => ({
+      id: uuidOf(m.id),
+      role: m.role,
+      content: m.content,
+      rating: m.feedback?.rating ?? null,
+    })),
+    lastMessage: c.lastMessage?.content ?? null,
+  }));
+}
+
+function canonicalWidget(data: unknown, dialect: Dialect): unknown {
+  const d = data as Json;
+  const c: Json | null = dialect === 'postgraphile' ? (d.allConversations?.nodes?.[0] ?? null) : (d.conversation ?? null);
+  if (!c) return null;
+  const edges: Json[] = dialect === 'postgraphile' ? c.messagesByConversationId.edges : c.messages.edges;
+  return {
+    id: dialect === 'postgraphile' ? c.rowId : uuidOf(c.id),
+    messages: edges.map(({ node: m }) => ({
+      id: dialect === 'postgraphile' ? m.rowId : uuidOf(m.id),
+      role: m.role,
+      content: m.content,
+      createdAt: iso(m.createdAt),
+    })),
+  };
+}
+
+function canonicalViewerName(data: unknown, dialect: Dialect): unknown {
+  const d = data as Json;
+  return { name: (dialect === 'postgraphile' ? d.productByRowId : d.viewer)?.name ?? null };
+}
+
+/** Where two lists of canonical answers first differ (a JSON path and both values), or null when equal. */
+export function firstDifference(expected: unknown, actual: unknown, path = '$'): string | null {
+  if (Object.is(expected, actual)) return null;
+  const show = (v: unknown) => JSON.stringify(v)?.slice(0, 120) ?? String(v);
+  if (typeof expected !== 'object' || typeof actual !== 'object' || expected === null || actual === null || Array.isArray(expected) !== Array.isArray(actual)) {
+    return `${path}: Parley ${show(expected)}, peer ${show(actual)}`;
+  }
+  if (Array.isArray(expected) && Array.isArray(actual) && expected.length !== actual.length) {
+    return `${path}: Parley has ${expected.length} items, peer ${actual.length}`;
+  }
+  const keys = new Set([...Object.keys(expected), ...Object.keys(actual)]);
+  for (const key of keys) {
+    const inner = firstDifference((expected as Record<string, unknown>)[key], (actual as Record<string, unknown>)[key], `${path}.${key}`);
+    if (inner) return inner;
+  }
+  return null;
+}
+
+/**
+ * `peerCursors`: PostGraphile's cursor of each read conversation, which the
+ * harness fills from PostGraphile itself before the cursor scenario runs
+ * (its cursors are its own encoding of the order's values).
+ */
+export function buildScenarios(dataset: Dataset, peerCursors: PeerCursors = new Map()): Record<ScenarioName, Scenario> {
   const questions = searchQuestions();
+  const readers = dataset.readProducts.filter((p) => p.conversations.length > 0);
   const readKeys = dataset.readProducts.map((p) => p.key);
   const writers = dataset.writeProducts.filter((p) => p.conversationIds.length > 0);
-  if (!readKeys.length || !writers.length) throw new Error('the dataset needs at least one read and one write product');
+  if (!readers.length || !writers.length) throw new Error('the dataset needs at least one read and one write product with conversations');
   let sent = 0;
 
+  const peerCursor = (uuid: string) => {
+    const cursor = peerCursors.get(uuid);
+    if (!cursor) throw new Error(`no PostGraphile cursor for conversation ${uuid}`);
+    return cursor;
+  };
   const nested = (key: string): BenchRequest => ({ key, kind: 'read', body: body(DOCUMENTS.nested) });
   const viewer = (key: string): BenchRequest => ({ key, kind: 'read', body: body(DOCUMENTS.viewer) });
   const search = (key: string, random: () => number): BenchRequest => ({
@@ -104,27 +288,94 @@ export function buildScenarios(dataset: Dataset): Record<ScenarioName, Scenario>
     };
   };
   const writerKeys = writers.map((p) => p.key);
+  const noPeer = { postgraphile: false } as const;
 
   return {
     nested: {
       name: 'nested',
       title: 'Nested read',
-      description: 'conversations(first: 20) { messages(first: 20) { feedback { rating } } lastMessage { content } }',
+      description: `conversations(first: 20) { messages(first: 20) { feedback { rating } } lastMessage { content } }, first pages of ${readers.length} products`,
       comparable: true,
-      next: (random) => nested(pick(readKeys, random)),
+      postgraphile: true,
+      next: (random) => {
+        const product = pick(readers, random);
+        return { ...nested(product.key), postgraphile: () => body(POSTGRAPHILE_DOCUMENTS.nested, { productId: product.id }) };
+      },
+      normalise: canonicalConversations,
+    },
+    nestedCursor: {
+      name: 'nestedCursor',
+      title: 'Nested read, cursor pages (cold)',
+      description:
+        `the nested read as conversations(first: 20, after: $cursor) or (last: 20, before: $cursor), cursors drawn from all ` +
+        `${readers.reduce((n, p) => n + p.conversations.length, 0).toLocaleString('en-US')} conversations of ${readers.length} products: mostly cache misses`,
+      comparable: true,
+      postgraphile: true,
+      next: (random) => {
+        const product = pick(readers, random);
+        const uuid = pick(product.conversations, random);
+        const forwards = random() < 0.5;
+        return {
+          key: product.key,
+          kind: 'read',
+          body: body(forwards ? DOCUMENTS.nestedAfter : DOCUMENTS.nestedBefore, { cursor: parleyCursor(uuid) }),
+          postgraphile: () =>
+            body(forwards ? POSTGRAPHILE_DOCUMENTS.nestedAfter : POSTGRAPHILE_DOCUMENTS.nestedBefore, { productId: product.id, cursor: peerCursor(uuid) }),
+        };
+      },
+      normalise: canonicalConversations,
+    },
+    widget: {
+      name: 'widget',
+      title: 'Chat widget',
+      description: `conversation(id) { messages(last: 20) }, any conversation of ${readers.length} products`,
+      comparable: true,
+      postgraphile: true,
+      next: (random) => {
+        const product = pick(readers, random);
+        const uuid = pick(product.conversations, random);
+        return {
+          key: product.key,
+          kind: 'read',
+          body: body(DOCUMENTS.widget, { id: encodeGlobalID('Conversation', uuid) }),
+          postgraphile: () => body(POSTGRAPHILE_DOCUMENTS.widget, { productId: product.id, id: uuid }),
+        };
+      },
+      normalise: canonicalWidget,
     },
     viewer: {
       name: 'viewer',
       title: 'Viewer dashboard',
-      description: 'viewer { stats knowledge(first: 20) } (cache-friendly: few products, asked again and again)',
+      description: `viewer { stats knowledge(first: 20) } of ${readKeys.length} products, asked again and again (cache-friendly)`,
       comparable: true,
+      ...noPeer,
+      peerMissing: 'stats are aggregates (a sum and counts by rating), which the Amber preset does not generate',
       next: (random) => viewer(pick(readKeys, random)),
+    },
+    viewerName: {
+      name: 'viewerName',
+      title: 'viewer { name }',
+      description: `the smallest query: one field of the calling product, ${readers.length} products`,
+      comparable: true,
+      postgraphile: true,
+      next: (random) => {
+        const product = pick(readers, random);
+        return {
+          key: product.key,
+          kind: 'read',
+          body: body(DOCUMENTS.viewerName),
+          postgraphile: () => body(POSTGRAPHILE_DOCUMENTS.viewerName, { productId: product.id }),
+        };
+      },
+      normalise: canonicalViewerName,
     },
     search: {
       name: 'search',
       title: 'searchKnowledge',
-      description: 'full-text search, 50 recurring questions, first: 5',
+      description: `full-text search, 50 recurring questions, first: 5, ${readKeys.length} products`,
       comparable: true,
+      ...noPeer,
+      peerMissing: "ranked full-text search is Parley's own (ts_rank over its query); PostGraphile would need a custom SQL function",
       next: (random) => search(pick(readKeys, random), random),
     },
     sendMessage: {
@@ -132,13 +383,17 @@ export function buildScenarios(dataset: Dataset): Record<ScenarioName, Scenario>
       title: 'sendMessage',
       description: 'write path: stores the USER message and the assistant reply (local engine: knowledge ranked, answer composed; every question new, so no answer-cache hits)',
       comparable: false,
+      ...noPeer,
+      peerMissing: 'producing the assistant reply is application logic, not a table mutation',
       next: (random) => send(random),
     },
     mixed: {
       name: 'mixed',
       title: 'Mixed 90 % reads / 10 % writes',
-      description: 'the three reads in equal parts and sendMessage, on the products being written to',
+      description: 'the nested, viewer and search reads in equal parts and sendMessage, on the products being written to',
       comparable: false,
+      ...noPeer,
+      peerMissing: 'it includes sendMessage and search',
       next: (random) => {
         const r = random();
         if (r < 0.1) return send(random);

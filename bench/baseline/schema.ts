@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { formatPrismaCursor, parsePrismaCursor } from '@pothos/plugin-prisma';
 import { GraphQLError, GraphQLScalarType } from 'graphql';
 import { createSchema } from 'graphql-yoga';
 import type { PrismaClient } from '../../src/infra/db.js';
@@ -12,8 +13,9 @@ import { rankKnowledge } from '../../src/services/knowledge.js';
  * the way most teams start — one Prisma call per field, no DataLoaders, no
  * cache, no dedup, no batching of their own. Prisma's built-in batching of
  * findUnique calls made in the same tick stays on, as every Prisma user gets
- * it. Only what the bench documents use is implemented (connections forwards
- * with first/after); the answers are the same as Parley's, global ids included.
+ * it. Only what the bench documents use is implemented (connections with
+ * first/after and last/before); the answers are the same as Parley's, global
+ * ids and cursors included.
  */
 
 export interface BaselineContext {
@@ -47,21 +49,31 @@ export async function productForRequest(prisma: PrismaClient, request: Request):
 interface PageArgs {
   first?: number | null;
   after?: string | null;
+  last?: number | null;
+  before?: string | null;
 }
 
-/** Relay connection over `take: first + 1` rows, cursors being the row id. */
+/**
+ * Relay connection over `take: ±(size + 1)` rows from the cursor's row, forwards
+ * with first/after, backwards with last/before. Cursors are plugin-prisma's
+ * encoding of the row id, as Parley's are, so a cursor works on both servers.
+ */
 async function connection<T extends { id: string }>(args: PageArgs, load: (page: { take: number; cursor?: { id: string }; skip?: number }) => Promise<T[]>) {
-  const first = Math.min(args.first ?? 20, 100);
-  const after = args.after ? Buffer.from(args.after, 'base64').toString('utf8') : undefined;
-  const rows = await load({ take: first + 1, ...(after ? { cursor: { id: after }, skip: 1 } : {}) });
-  const nodes = rows.slice(0, first);
-  const edges = nodes.map((node) => ({ node, cursor: Buffer.from(node.id).toString('base64') }));
+  const backwards = args.last != null || args.before != null;
+  const size = Math.min((backwards ? args.last : args.first) ?? 20, 100);
+  const raw = backwards ? args.before : args.after;
+  const cursor = raw ? String(parsePrismaCursor(raw)) : undefined;
+  // A negative take reads backwards from the cursor; Prisma still returns the rows in the order asked for.
+  const rows = await load({ take: backwards ? -(size + 1) : size + 1, ...(cursor ? { cursor: { id: cursor }, skip: 1 } : {}) });
+  const more = rows.length > size;
+  const nodes = backwards ? rows.slice(more ? 1 : 0) : rows.slice(0, size);
+  const edges = nodes.map((node) => ({ node, cursor: formatPrismaCursor(node, 'id') }));
   return {
     edges,
     nodes,
     pageInfo: {
-      hasNextPage: rows.length > first,
-      hasPreviousPage: Boolean(after),
+      hasNextPage: backwards ? Boolean(cursor) : more,
+      hasPreviousPage: backwards ? more : Boolean(cursor),
       startCursor: edges[0]?.cursor ?? null,
       endCursor: edges.at(-1)?.cursor ?? null,
     },
@@ -80,7 +92,10 @@ export const baselineSchema = createSchema<BaselineContext>({
     JSON: new GraphQLScalarType({ name: 'JSON', serialize: (value) => value }),
     Query: {
       viewer: (_root, _args, ctx) => requireProduct(ctx),
+      conversation: (_root, args: { id: string }, ctx) =>
+        ctx.prisma.conversation.findFirst({ where: { id: fromGlobalId(args.id, 'Conversation'), productId: requireProduct(ctx).id } }),
       conversations: (_root, args: PageArgs & { sessionId?: string | null }, ctx) =>
+        // The cursor's row is found by id alone: like Parley, a cursor of another product would position the page.
         connection(args, (page) =>
           ctx.prisma.conversation.findMany({
             where: { productId: requireProduct(ctx).id, ...(args.sessionId ? { sessionId: args.sessionId } : {}) },

@@ -10,12 +10,14 @@ import type { SqlCounts } from './sql-capture.js';
  * tsx, on an ephemeral port of 127.0.0.1, and is waited for with a bound.
  */
 
-export type ServerKind = 'parley' | 'baseline' | 'ceiling';
+export type ServerKind = 'parley' | 'postgraphile' | 'baseline' | 'ceiling';
 
 export interface RunningServer {
   kind: ServerKind;
   /** http://127.0.0.1:<port> */
   url: string;
+  /** The server process, whose CPU time the harness reads from /proc. */
+  pid: number;
   description: string;
   resetSql(): Promise<void>;
   /** null for the ceiling, which sends no SQL. */
@@ -26,6 +28,7 @@ export interface RunningServer {
 
 const ENTRIES: Record<ServerKind, string> = {
   parley: fileURLToPath(new URL('./parley.ts', import.meta.url)),
+  postgraphile: fileURLToPath(new URL('./postgraphile.ts', import.meta.url)),
   baseline: fileURLToPath(new URL('./baseline.ts', import.meta.url)),
   ceiling: fileURLToPath(new URL('./ceiling.ts', import.meta.url)),
 };
@@ -85,6 +88,7 @@ export async function launchServer(kind: ServerKind, env: NodeJS.ProcessEnv, nod
   return {
     kind,
     url: `http://127.0.0.1:${started.port}`,
+    pid: child.pid!,
     description: started.description,
     resetSql: async () => void (await ask({ type: 'sql-reset' })),
     readSql: () => ask({ type: 'sql-read' }),

@@ -82,3 +82,47 @@ export function captureRequestSql(db: Database): SqlCapture {
     },
   };
 }
+
+/**
+ * The same count for a server that does not go through Parley's Prisma client
+ * (PostGraphile, on its own `pg` pool): `charge()` is called by the pool's
+ * clients for every statement they send, and adds it to the HTTP request
+ * whose async context sent it (an `await` resumes in its caller's context, so
+ * a client taken from the pool still charges the request that awaits it).
+ */
+export function countRequestStatements(): { charge(): void; reset(): void; read(): SqlCounts } {
+  const currentRequest = new AsyncLocalStorage<IncomingMessage>();
+  const statementsOf = new WeakMap<IncomingMessage, number>();
+  let answered: number[] = [];
+  let cutOff = 0;
+  let inFlight = 0;
+  subscribe('http.server.request.start', (message) => {
+    const { request, response } = message as { request: IncomingMessage; response: ServerResponse };
+    currentRequest.enterWith(request);
+    inFlight += 1;
+    response.once('close', () => {
+      inFlight -= 1;
+      if (response.writableFinished) answered.push(statementsOf.get(request) ?? 0);
+      else cutOff += 1;
+    });
+  });
+  return {
+    charge: () => {
+      const request = currentRequest.getStore();
+      if (request) statementsOf.set(request, (statementsOf.get(request) ?? 0) + 1);
+    },
+    reset: () => {
+      answered = [];
+      cutOff = 0;
+    },
+    read: () => {
+      let statements = 0;
+      let maxPerRequest = 0;
+      for (const n of answered) {
+        statements += n;
+        maxPerRequest = Math.max(maxPerRequest, n);
+      }
+      return { requests: answered.length, cutOff, inFlight, statements, maxPerRequest };
+    },
+  };
+}
