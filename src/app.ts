@@ -143,11 +143,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     logging: yogaLogger(log),
     plugins: [
       useRequestId(),
-      // Before compression: the ETag is computed on the JSON.
-      useHttpCache({ maxAgeS: config.http.getMaxAgeS }),
-      useCompression({ minBytes: config.http.compressionMinBytes }),
-      useBodyLimit({ maxBytes: config.limits.maxBodyBytes, onReject: () => metrics?.rejected('body_size') }),
-      useCsrfPrevention(),
+      // Before the HTTP plugins: their onResponse sees the stored bytes and ETag of a cached response.
       usePersistedOperations(persisted),
       ...(responses
         ? [
@@ -163,6 +159,11 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
             }),
           ]
         : []),
+      // Before compression: the ETag is computed on the JSON.
+      useHttpCache({ maxAgeS: config.http.getMaxAgeS }),
+      useCompression({ minBytes: config.http.compressionMinBytes }),
+      useBodyLimit({ maxBytes: config.limits.maxBodyBytes, onReject: () => metrics?.rejected('body_size') }),
+      useCsrfPrevention(),
       ...(config.limits.introspection ? [] : [useDisableIntrospection()]),
       ...useQueryLimits({ ...config.limits, hideSuggestions: !config.limits.introspection }, (limit) => metrics?.rejected(`query_${limit}`)),
       usePageSizeLimit({ max: MAX_PAGE_SIZE }),

@@ -64,6 +64,8 @@ export function useResponseCache(options: ResponseCacheOptions): Plugin<Context>
   const { responses, principalOf, ttlMs = 60_000 } = options;
   const documents = new LRUCache<string, DocumentInfo>({ max: options.maxDocuments ?? 1_000 });
   const pending = new WeakMap<object, Pending>();
+  // What each request is answered with, to swap Yoga's string body for the stored bytes.
+  const answered = new WeakMap<Request, StoredResponse>();
   // Identical requests that shared one execution (request dedup) share its serialization too.
   const serialized = new WeakMap<object, StoredResponse>();
 
@@ -89,6 +91,7 @@ export function useResponseCache(options: ResponseCacheOptions): Plugin<Context>
       const { hit, gens } = await responses.lookup(key, tags);
       if (hit) {
         setResult(answer(hit));
+        answered.set(request, hit);
         options.onHit?.(info.name ?? 'anonymous', performance.now() - started);
       } else {
         pending.set(params, { key, tags, gens });
@@ -97,8 +100,14 @@ export function useResponseCache(options: ResponseCacheOptions): Plugin<Context>
         pinToPrimary();
       }
     },
+    onResponse({ request, response, setResponse, fetchAPI }) {
+      const stored = answered.get(request);
+      if (!stored || response.status !== 200 || response.headers.has('content-encoding')) return;
+      response.headers.set('content-length', String(stored.bytes.byteLength));
+      setResponse(new fetchAPI.Response(stored.bytes as unknown as BodyInit, { status: 200, headers: response.headers }));
+    },
     onExecute({ args }) {
-      const ctx = args.contextValue as Context & { params?: object };
+      const ctx = args.contextValue as Context & { params?: object; request?: Request };
       const entry = ctx.params && pending.get(ctx.params);
       if (!entry) return;
       pending.delete(ctx.params!);
@@ -113,6 +122,7 @@ export function useResponseCache(options: ResponseCacheOptions): Plugin<Context>
             stored = responses.store(entry.key, entry.tags, entry.gens, JSON.stringify(result), Math.min(ttlMs, reads.ttlMs));
             serialized.set(result, stored);
           }
+          if (ctx.request) answered.set(ctx.request, stored);
           setResult(answer(stored));
         },
       };

@@ -19,8 +19,10 @@ import type { Cache } from './cache.js';
  */
 
 export interface StoredResponse {
-  /** The JSON text, exactly as written to the client. */
+  /** The JSON text (what Yoga's result processor is handed). */
   text: string;
+  /** The same JSON as UTF-8, written to the socket as it is: encoding 100 KB per hit showed in profiles. */
+  bytes: Buffer;
   /** Weak ETag of the text (an HTTP representation of the same JSON, whatever encoding carries it). */
   etag: string;
   tags: string[];
@@ -59,7 +61,7 @@ export class ResponseCache {
     this.l1 = new LRUCache<string, StoredResponse>({
       maxSize: maxBytes,
       maxEntrySize: maxBytes,
-      sizeCalculation: (entry) => Math.max(1, entry.text.length * 2),
+      sizeCalculation: (entry) => Math.max(1, entry.text.length + entry.bytes.length),
       disposeAfter: (_value, _key, reason) => {
         if (reason === 'evict') this.cache.countersOf(NAME).l1.evictions += 1;
       },
@@ -103,11 +105,12 @@ export class ResponseCache {
   /** Stores a response read at generations `gens` (from the lookup before it ran); L2 is written in the background. */
   store(key: string, tags: readonly string[], gens: readonly string[], text: string, ttlMs: number): StoredResponse {
     for (const tag of tags) this.cache.noteTagKind(NAME, tag);
-    const entry: StoredResponse = { text, etag: weakEtag(text), tags: [...tags], gens: [...gens], expiresAt: Date.now() + ttlMs };
+    const entry: StoredResponse = { text, bytes: Buffer.from(text), etag: weakEtag(text), tags: [...tags], gens: [...gens], expiresAt: Date.now() + ttlMs };
     this.setL1(key, entry);
     const guard = this.cache.redisGuard;
     if (guard) {
-      const bytes = serialize(entry);
+      const { text: _, ...stored } = entry;
+      const bytes = serialize(stored);
       void guard.tryRun((r) => r.set(key, bytes, 'PX', ttlMs), null).then((ok) => {
         if (ok) this.cache.countersOf(NAME).l2.sets += 1;
       });
@@ -137,10 +140,13 @@ function sameGenerations(a: readonly string[], b: readonly string[]): boolean {
   return true;
 }
 
+/** An L2 value: the entry without its text, which is the bytes decoded. */
 function decode(raw: Buffer): StoredResponse | undefined {
   try {
-    const entry = deserialize(raw) as StoredResponse;
-    return typeof entry?.text === 'string' && Array.isArray(entry.gens) ? entry : undefined;
+    const entry = deserialize(raw) as Omit<StoredResponse, 'text'>;
+    if (!(entry?.bytes instanceof Uint8Array) || !Array.isArray(entry.gens)) return undefined;
+    const bytes = Buffer.from(entry.bytes.buffer, entry.bytes.byteOffset, entry.bytes.byteLength);
+    return { ...entry, bytes, text: bytes.toString('utf8') };
   } catch {
     return undefined;
   }

@@ -1,0 +1,35 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { buildApp } from '../src/app.js';
+import { loadConfig } from '../src/config.js';
+import { openDatabase } from '../src/infra/db.js';
+import { migrate } from '../src/infra/migrate.js';
+import { insertMessage } from '../src/services/messages.js';
+import { createProduct } from '../src/services/products.js';
+import { DOCUMENTS } from '../bench/scenarios.js';
+const db = await openDatabase({ dataDir: 'memory://' });
+await migrate(db.prisma);
+const { product, key } = await createProduct(db.prisma, { name: 'CPU' });
+for (let c = 0; c < 20; c++) {
+  const conversation = await db.prisma.conversation.create({ data: { productId: product.id, sessionId: 's', title: `Conversation ${c}` } });
+  for (let m = 0; m < 20; m++) await insertMessage(db.prisma, product.id, conversation.id, { role: m % 2 ? 'ASSISTANT' : 'USER', content: `Message ${m} of conversation ${c}: where is my parcel, and when will it arrive?` });
+}
+const config = loadConfig({ NODE_ENV: 'production', PARLEY_DATA_DIR: mkdtempSync(join(tmpdir(), 'p-')), PARLEY_ADMIN_TOKEN: 'adm_cpu_cost_0123456789abcdef', PARLEY_LOG_LEVEL: 'warn', ...JSON.parse(process.env.ENV ?? '{}') });
+const app = await buildApp(config, { db });
+const body = JSON.stringify({ query: DOCUMENTS.nested });
+const { port } = await app.start(0, '127.0.0.1');
+const { execFileSync } = await import('node:child_process');
+const fire = (d: number) => execFileSync('node_modules/.bin/autocannon', ['-c', '10', '-d', String(d), '-m', 'POST', '-H', 'content-type=application/json', '-H', `authorization=Bearer ${key}`, '-b', body, `http://127.0.0.1:${port}/graphql`], { stdio: ['ignore', 'pipe', 'pipe'] });
+fire(2);
+const s = process.cpuUsage();
+const { Session } = await import('node:inspector/promises');
+const session = new Session(); session.connect(); await session.post('Profiler.enable'); await session.post('Profiler.start');
+const { spawn } = await import('node:child_process');
+const out = await new Promise<string>((resolve) => { const c = spawn('node_modules/.bin/autocannon', ['-j', '-c', '10', '-d', '8', '-m', 'POST', '-H', 'content-type=application/json', '-H', `authorization=Bearer ${key}`, '-b', body, `http://127.0.0.1:${port}/graphql`]); let o = ''; c.stdout.on('data', (d) => (o += d)); c.on('close', () => resolve(o)); });
+const { profile } = await session.post('Profiler.stop');
+const u = process.cpuUsage(s);
+const r = JSON.parse(out);
+console.log(`req/s ${r.requests.average} total ${r.requests.total} non2xx ${r.non2xx} errors ${r.errors}; CPU per request ${((u.user + u.system) / r.requests.total).toFixed(0)} µs`);
+(await import('node:fs')).writeFileSync(process.env.OUT ?? '/tmp/prof/out.cpuprofile', JSON.stringify(profile));
+await app.stop(); await db.close();
