@@ -17,7 +17,7 @@ for (let c = 0; c < 20; c++) {
 }
 const config = loadConfig({ NODE_ENV: 'production', PARLEY_DATA_DIR: mkdtempSync(join(tmpdir(), 'p-')), PARLEY_ADMIN_TOKEN: 'adm_cpu_cost_0123456789abcdef', PARLEY_LOG_LEVEL: 'warn', ...JSON.parse(process.env.ENV ?? '{}') });
 const app = await buildApp(config, { db });
-const body = JSON.stringify({ query: DOCUMENTS.nested });
+const body = JSON.stringify({ query: process.env.DOC ?? DOCUMENTS.nested });
 const { port } = await app.start(0, '127.0.0.1');
 const { execFileSync } = await import('node:child_process');
 const fire = (d: number) => execFileSync('node_modules/.bin/autocannon', ['-c', '10', '-d', String(d), '-m', 'POST', '-H', 'content-type=application/json', '-H', `authorization=Bearer ${key}`, '-b', body, `http://127.0.0.1:${port}/graphql`], { stdio: ['ignore', 'pipe', 'pipe'] });
