@@ -112,26 +112,21 @@ export function renderTable(result: BenchResult): string {
       '0',
       '—',
     );
-    row(
-      `${title} — server CPU ms / request`,
-      cpu(b?.cpu.serverMs),
-      peer(cpu(g?.cpu.serverMs)),
-      cpu(a?.cpu.serverMs),
-      compare(a, b, (r) => r.cpu.serverMs ?? NaN, false, 'more', 'less'),
-      peer(compare(a, g, (r) => r.cpu.serverMs ?? NaN, false, 'more', 'less')),
-      cpu(c?.cpu.serverMs),
-      '—',
-    );
-    row(
-      `${title} — PostgreSQL CPU ms / request`,
-      cpu(b?.cpu.postgresMs),
-      peer(cpu(g?.cpu.postgresMs)),
-      cpu(a?.cpu.postgresMs),
-      compare(a, b, (r) => r.cpu.postgresMs ?? NaN, false, 'more', 'less'),
-      peer(compare(a, g, (r) => r.cpu.postgresMs ?? NaN, false, 'more', 'less')),
-      '0',
-      '—',
-    );
+    for (const [what, of] of [
+      ['server', (r: ServerRun) => r.cpu.serverMs],
+      ['PostgreSQL', (r: ServerRun) => r.cpu.postgresMs],
+    ] as const) {
+      row(
+        `${title} — ${what} CPU ms / request`,
+        cpu(b && of(b)),
+        peer(cpu(g && of(g))),
+        cpu(a && of(a)),
+        compare(a, b, (r) => of(r) ?? NaN, false, 'more', 'less'),
+        peer(compare(a, g, (r) => of(r) ?? NaN, false, 'more', 'less')),
+        what === 'server' ? cpu(c && of(c)) : '0',
+        '—',
+      );
+    }
     row(
       `${title} — Parley: cache hits · response cache hits · requests that shared an in-flight execution`,
       'n/a (no cache)',

@@ -40,10 +40,16 @@ export interface SqlCapture {
   read(): SqlCounts;
 }
 
-export function captureRequestSql(db: Database): SqlCapture {
+/**
+ * Ties each HTTP request to what its handler does (see the header) and keeps,
+ * for every request answered since the last reset, the count `countOf` gives
+ * it when read (statements a request causes after its response, such as a
+ * streamed reply's, still count); requests cut off by the end of a run are
+ * counted apart.
+ */
+function answeredRequests(countOf: (request: IncomingMessage) => number) {
   const currentRequest = new AsyncLocalStorage<IncomingMessage>();
-  const scopeOf = new WeakMap<IncomingMessage, SqlScope>();
-  let answered: (SqlScope | undefined)[] = [];
+  let answered: IncomingMessage[] = [];
   let cutOff = 0;
   let inFlight = 0;
   subscribe('http.server.request.start', (message) => {
@@ -52,13 +58,35 @@ export function captureRequestSql(db: Database): SqlCapture {
     inFlight += 1;
     response.once('close', () => {
       inFlight -= 1;
-      if (response.writableFinished) answered.push(scopeOf.get(request));
+      if (response.writableFinished) answered.push(request);
       else cutOff += 1;
     });
   });
+  return {
+    current: () => currentRequest.getStore(),
+    reset: () => {
+      answered = [];
+      cutOff = 0;
+    },
+    read: (): SqlCounts => {
+      let statements = 0;
+      let maxPerRequest = 0;
+      for (const request of answered) {
+        const n = countOf(request);
+        statements += n;
+        maxPerRequest = Math.max(maxPerRequest, n);
+      }
+      return { requests: answered.length, cutOff, inFlight, statements, maxPerRequest };
+    },
+  };
+}
+
+export function captureRequestSql(db: Database): SqlCapture {
+  const scopeOf = new WeakMap<IncomingMessage, SqlScope>();
+  const requests = answeredRequests((request) => scopeOf.get(request)?.statements ?? 0);
   const prisma = new Proxy(db.prisma, {
     get(target, prop) {
-      const request = currentRequest.getStore();
+      const request = requests.current();
       const scope = currentSqlScope();
       if (request && scope && !scopeOf.has(request)) scopeOf.set(request, scope);
       const value = Reflect.get(target, prop, target);
@@ -67,19 +95,8 @@ export function captureRequestSql(db: Database): SqlCapture {
   });
   return {
     db: { ...db, prisma, ping: () => db.ping(), close: () => db.close() },
-    reset: () => {
-      answered = [];
-      cutOff = 0;
-    },
-    read: () => {
-      let statements = 0;
-      let maxPerRequest = 0;
-      for (const scope of answered) {
-        statements += scope?.statements ?? 0;
-        maxPerRequest = Math.max(maxPerRequest, scope?.statements ?? 0);
-      }
-      return { requests: answered.length, cutOff, inFlight, statements, maxPerRequest };
-    },
+    reset: requests.reset,
+    read: requests.read,
   };
 }
 
@@ -91,38 +108,14 @@ export function captureRequestSql(db: Database): SqlCapture {
  * a client taken from the pool still charges the request that awaits it).
  */
 export function countRequestStatements(): { charge(): void; reset(): void; read(): SqlCounts } {
-  const currentRequest = new AsyncLocalStorage<IncomingMessage>();
   const statementsOf = new WeakMap<IncomingMessage, number>();
-  let answered: number[] = [];
-  let cutOff = 0;
-  let inFlight = 0;
-  subscribe('http.server.request.start', (message) => {
-    const { request, response } = message as { request: IncomingMessage; response: ServerResponse };
-    currentRequest.enterWith(request);
-    inFlight += 1;
-    response.once('close', () => {
-      inFlight -= 1;
-      if (response.writableFinished) answered.push(statementsOf.get(request) ?? 0);
-      else cutOff += 1;
-    });
-  });
+  const requests = answeredRequests((request) => statementsOf.get(request) ?? 0);
   return {
     charge: () => {
-      const request = currentRequest.getStore();
+      const request = requests.current();
       if (request) statementsOf.set(request, (statementsOf.get(request) ?? 0) + 1);
     },
-    reset: () => {
-      answered = [];
-      cutOff = 0;
-    },
-    read: () => {
-      let statements = 0;
-      let maxPerRequest = 0;
-      for (const n of answered) {
-        statements += n;
-        maxPerRequest = Math.max(maxPerRequest, n);
-      }
-      return { requests: answered.length, cutOff, inFlight, statements, maxPerRequest };
-    },
+    reset: requests.reset,
+    read: requests.read,
   };
 }

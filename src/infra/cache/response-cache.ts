@@ -25,7 +25,7 @@ export interface StoredResponse {
   bytes: Buffer;
   /** Weak ETag of the text (an HTTP representation of the same JSON, whatever encoding carries it). */
   etag: string;
-  tags: string[];
+  /** Generations of the entry's tags when its execution started (the tags themselves follow from its key's document). */
   gens: string[];
   expiresAt: number;
 }
@@ -33,7 +33,7 @@ export interface StoredResponse {
 export interface ResponseCacheOptions {
   /** Key prefix (PARLEY_REDIS_PREFIX). */
   prefix: string;
-  /** L1 bound in bytes (UTF-16 estimate of the text). @default 64 MiB */
+  /** L1 bound in bytes (the text's length plus its UTF-8 bytes). @default 64 MiB */
   maxBytes?: number;
 }
 
@@ -105,7 +105,7 @@ export class ResponseCache {
   /** Stores a response read at generations `gens` (from the lookup before it ran); L2 is written in the background. */
   store(key: string, tags: readonly string[], gens: readonly string[], text: string, ttlMs: number): StoredResponse {
     for (const tag of tags) this.cache.noteTagKind(NAME, tag);
-    const entry: StoredResponse = { text, bytes: Buffer.from(text), etag: weakEtag(text), tags: [...tags], gens: [...gens], expiresAt: Date.now() + ttlMs };
+    const entry: StoredResponse = { text, bytes: Buffer.from(text), etag: weakEtag(text), gens: [...gens], expiresAt: Date.now() + ttlMs };
     this.setL1(key, entry);
     const guard = this.cache.redisGuard;
     if (guard) {
@@ -118,13 +118,6 @@ export class ResponseCache {
     return entry;
   }
 
-  get l1Bytes(): number {
-    return this.l1.calculatedSize;
-  }
-
-  clear(): void {
-    this.l1.clear();
-  }
 
   private setL1(key: string, entry: StoredResponse): void {
     const ttl = entry.expiresAt - Date.now();
