@@ -30,7 +30,7 @@ describeEachDatabase('response cache', (variant) => {
     t = await createTestApp(variant, { PARLEY_WARM_PRODUCTS: '0' });
     a = await t.product('A');
     b = await t.product('B');
-    conversations = await seedConversations(t.prisma, a.id, { conversations: 3, messages: 4, feedbackEvery: 1 });
+    conversations = await seedConversations(t.prisma, a.id, { conversations: 3, messages: 4, feedbackEvery: 2 });
     await seedConversations(t.prisma, b.id, { conversations: 1, messages: 2 });
   });
   afterAll(() => t?.dispose());
@@ -74,16 +74,15 @@ describeEachDatabase('response cache', (variant) => {
     expect(withEntry.data.viewer.knowledge.edges.map((e: any) => e.node.title)).toContain('Opening hours');
     expect(withEntry.data).not.toEqual(viewer.data);
 
-    const reply = withEntry.data && (await t.gql(NESTED, { key: a.key, variables: { n: 3 } }));
-    const unrated = reply.data.conversations.edges
+    const page = await t.gql(NESTED, { key: a.key, variables: { n: 3 } });
+    const unrated = page.data.conversations.edges
       .flatMap((e: any) => e.node.messages.edges.map((m: any) => m.node))
       .find((m: any) => m.role === 'ASSISTANT' && m.feedback === null);
-    if (unrated) {
-      await t.gql(`mutation($id: ID!) { submitFeedback(input: { messageId: $id, rating: UP }) { id } }`, { key: a.key, variables: { id: unrated.id } });
-      const rated = await t.gql(NESTED, { key: a.key, variables: { n: 3 } });
-      const same = rated.data.conversations.edges.flatMap((e: any) => e.node.messages.edges.map((m: any) => m.node)).find((m: any) => m.id === unrated.id);
-      expect(same.feedback).toEqual({ rating: 'UP' });
-    }
+    expect(unrated).toBeDefined();
+    await t.gql(`mutation($id: ID!) { submitFeedback(input: { messageId: $id, rating: UP }) { id } }`, { key: a.key, variables: { id: unrated.id } });
+    const rated = await t.gql(NESTED, { key: a.key, variables: { n: 3 } });
+    const same = rated.data.conversations.edges.flatMap((e: any) => e.node.messages.edges.map((m: any) => m.node)).find((m: any) => m.id === unrated.id);
+    expect(same.feedback).toEqual({ rating: 'UP' });
   });
 
   it('never caches mutations, admin requests or results with errors', async () => {
