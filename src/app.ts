@@ -123,7 +123,8 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     ? new ResponseCache(cache, { prefix: config.redis.prefix, maxBytes: config.cache.responses.l1MaxBytes })
     : undefined;
   // One authentication (and one rate-limit count) per HTTP request, whoever asks first:
-  // the response cache before parsing, or the context factory.
+  // the response cache before parsing, or the context factory. A request is always the same Request object from
+  // the first hook to the context (the body limit replaces it before anyone asks).
   const principals = new WeakMap<Request, Promise<Principal>>();
   const principalOf = (request: Request, initial: { req?: IncomingMessage }): Promise<Principal> => {
     let principal = principals.get(request);
@@ -143,6 +144,8 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     logging: yogaLogger(log),
     plugins: [
       useRequestId(),
+      // Before the response cache's early lookup, which reads only bodies within the limit.
+      useBodyLimit({ maxBytes: config.limits.maxBodyBytes, onReject: () => metrics?.rejected('body_size') }),
       // Before the HTTP plugins: their onResponse sees the stored bytes and ETag of a cached response.
       usePersistedOperations(persisted),
       ...(responses
@@ -153,6 +156,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
               typeTags: RESPONSE_TAGS,
               productTag: tags.product,
               principalOf,
+              graphqlEndpoint: '/graphql',
               ttlMs: config.cache.responses.ttlMs,
               onHit: (operation, durationMs) =>
                 metrics?.operation({ operation, type: 'query', durationMs, sqlStatements: 0, sqlMs: 0, errorCode: undefined }),
@@ -162,7 +166,6 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
       // Before compression: the ETag is computed on the JSON.
       useHttpCache({ maxAgeS: config.http.getMaxAgeS }),
       useCompression({ minBytes: config.http.compressionMinBytes }),
-      useBodyLimit({ maxBytes: config.limits.maxBodyBytes, onReject: () => metrics?.rejected('body_size') }),
       useCsrfPrevention(),
       ...(config.limits.introspection ? [] : [useDisableIntrospection()]),
       ...useQueryLimits({ ...config.limits, hideSuggestions: !config.limits.introspection }, (limit) => metrics?.rejected(`query_${limit}`)),

@@ -87,16 +87,13 @@ export async function createTestApp(
       const headers: Record<string, string> = { 'content-type': 'application/json', ...options.headers };
       if (options.key) headers.authorization = `Bearer ${options.key}`;
       if (options.admin) headers['x-admin-token'] = TEST_ADMIN_TOKEN;
+      const body = JSON.stringify({ query, variables: options.variables });
+      // As every HTTP client sends it for a whole body (and as the response cache's early lookup needs it).
+      headers['content-length'] ??= String(Buffer.byteLength(body));
       const scope = newSqlScope(true);
-      const response = await runInSqlScope(scope, () =>
-        app.yoga.fetch('http://parley.test/graphql', {
-          method: 'POST',
-          headers,
-          body: JSON.stringify({ query, variables: options.variables }),
-        }),
-      );
-      const body = (await response.json()) as { data: any; errors?: GqlResult['errors'] };
-      return { status: response.status, data: body.data, errors: body.errors, sql: scope.log ?? [] };
+      const response = await runInSqlScope(scope, () => app.yoga.fetch('http://parley.test/graphql', { method: 'POST', headers, body }));
+      const result = (await response.json()) as { data: any; errors?: GqlResult['errors'] };
+      return { status: response.status, data: result.data, errors: result.errors, sql: scope.log ?? [] };
     },
     product: async (name = 'Test product') => {
       const { product, key } = await createProduct(prisma, { name });

@@ -142,6 +142,62 @@ describeEachDatabase('response cache', (variant) => {
       expect(JSON.parse(gunzipSync(Buffer.from(await response.arrayBuffer())).toString()).data).toEqual(plain.data);
     }
   });
+
+  describe('early lookup, before Yoga parses the request (real HTTP)', () => {
+    let url: string;
+    const post = (body: unknown, headers: Record<string, string> = {}) =>
+      fetch(url, { method: 'POST', headers: { authorization: `Bearer ${a.key}`, 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
+    beforeAll(async () => {
+      url = (await t.app.start(0, '127.0.0.1')).url.replace('localhost', '127.0.0.1');
+    });
+
+    it('answers a hit with the bytes and headers of the response that filled it', async () => {
+      const body = { query: NESTED, variables: { n: 2 }, operationName: 'Nested' };
+      const filled = await post(body, { 'x-request-id': 'fill-1' });
+      const filledText = await filled.text();
+      const before = await responseStats(t);
+      const hit = await post(body, { 'x-request-id': 'hit-1' });
+      expect(await hit.text()).toBe(filledText);
+      expect((await responseStats(t)).l1!.hits - before.l1!.hits).toBe(1);
+      expect(hit.status).toBe(200);
+      for (const name of ['content-type', 'etag', 'cache-control', 'content-length']) expect(hit.headers.get(name)).toBe(filled.headers.get(name));
+      expect(hit.headers.get('x-request-id')).toBe('hit-1');
+      expect(hit.headers.get('cache-control')).toBe('no-store');
+    });
+
+    it('answers in the media type the client asked for, and leaves streams to Yoga', async () => {
+      const body = { query: VIEWER };
+      await post(body);
+      const strict = await post(body, { accept: 'application/graphql-response+json' });
+      expect(strict.headers.get('content-type')).toBe('application/graphql-response+json; charset=utf-8');
+      const either = await post(body, { accept: 'application/graphql-response+json, application/json;q=0.9' });
+      expect(either.headers.get('content-type')).toBe('application/graphql-response+json; charset=utf-8');
+      const sse = await post(body, { accept: 'text/event-stream' });
+      expect(sse.headers.get('content-type')).toMatch(/^text\/event-stream/);
+      expect(await sse.text()).toContain('"viewer"');
+    });
+
+    it('leaves client mistakes to Yoga: unknown parameters, broken JSON, wrong keys', async () => {
+      await post({ query: VIEWER });
+      const extra = await post({ query: VIEWER, unexpected: 1 });
+      expect(extra.status).toBe(400);
+      const broken = await fetch(url, { method: 'POST', headers: { authorization: `Bearer ${a.key}`, 'content-type': 'application/json' }, body: '{"query": ' });
+      expect(broken.status).toBe(400);
+      const wrongKey = await post({ query: VIEWER }, { authorization: 'Bearer pk_wrong' });
+      expect(wrongKey.status).toBe(401);
+      expect(((await wrongKey.json()) as any).errors[0].extensions.code).toBe('UNAUTHENTICATED');
+    });
+
+    it('a GET hit keeps the CSRF rule: no credential header, no answer from the cache', async () => {
+      const get = `${url}?query=${encodeURIComponent(VIEWER)}`;
+      const withKey = await fetch(get, { headers: { 'x-product-key': a.key } });
+      expect(withKey.status).toBe(200);
+      const again = await fetch(get, { headers: { 'x-product-key': a.key } });
+      expect(await again.text()).toContain('"viewer"');
+      const anonymous = await fetch(get);
+      expect(anonymous.status).toBe(403);
+    });
+  });
 });
 
 describeEachDatabase('response cache off (PARLEY_RESPONSE_CACHE=false)', (variant) => {
