@@ -83,6 +83,8 @@ export function useResponseCache(options: ResponseCacheOptions): Plugin<Context>
   const lookedUp = new WeakMap<Request, Pending>();
   // POST bodies the early lookup read: Yoga's own parser reads them again from here on a miss.
   const bodies = new WeakMap<Request, string>();
+  // The product each credential header last authenticated as (a guess: never served unchecked).
+  const productOfCredentials = new LRUCache<string, string>({ max: 10_000 });
 
   const infoOf = (query: string, operationName: string | undefined): DocumentInfo => {
     const id = `${operationName ?? ''}\n${query}`;
@@ -95,14 +97,27 @@ export function useResponseCache(options: ResponseCacheOptions): Plugin<Context>
   const find = async (params: PlainParams, request: Request, serverContext: Record<string, unknown>) => {
     const info = infoOf(params.query, params.operationName ?? undefined);
     if (info.operation !== 'query' || !info.tags) return undefined;
+    const identity = `${params.operationName ?? ''}\n${JSON.stringify(params.variables ?? {})}\n${params.query}`;
+    const entryOf = (productId: string) => {
+      const tags = info.tags!.map((tag) => tag(productId));
+      const key = responses.key(productId, identity);
+      return { key, tags, read: responses.read(key, tags) };
+    };
+    // The product these credentials named last time: its entry is read while they are checked, so the
+    // generations of both go out in one MGET (one Redis round trip of waiting, not two). Served only
+    // if the check names the same product.
+    const credentials = credentialsOf(request);
+    const guess = credentials ? productOfCredentials.get(credentials) : undefined;
+    const guessed = guess !== undefined ? entryOf(guess) : undefined;
+    guessed?.read.catch(() => undefined);
     const principal = await principalOf(request, serverContext);
     if (!principal.product || principal.isAdmin) return undefined;
     const productId = principal.product.id;
-    const tags = info.tags.map((tag) => tag(productId));
-    const identity = `${params.operationName ?? ''}\n${JSON.stringify(params.variables ?? {})}\n${params.query}`;
-    const key = responses.key(productId, identity);
-    const { hit, gens } = await responses.lookup(key, tags);
-    return { info, hit, pending: { key, tags, gens } };
+    if (credentials) productOfCredentials.set(credentials, productId);
+    const entry = guess === productId ? guessed! : entryOf(productId);
+    const found = await entry.read;
+    responses.count(found);
+    return { info, hit: found.hit, pending: { key: entry.key, tags: entry.tags, gens: found.gens } };
   };
 
   return {
@@ -234,6 +249,14 @@ function mediaTypeMatches(asked: string, offered: string): boolean {
   const [askedType, askedSub] = asked.split('/');
   const [type, sub] = offered.split('/');
   return (askedType === '*' || askedType === type) && (askedSub === '*' || askedSub === sub);
+}
+
+/** The headers a product key can come in, as one string (undefined without any). */
+function credentialsOf(request: Request): string | undefined {
+  const authorization = request.headers.get('authorization');
+  const productKey = request.headers.get('x-product-key');
+  if (authorization === null && productKey === null) return undefined;
+  return `${authorization ?? ''}\n${productKey ?? ''}`;
 }
 
 function isJson(contentType: string | null): boolean {

@@ -42,6 +42,10 @@ export interface ResponseLookup {
   hit: StoredResponse | undefined;
   /** Current generations of the tags: what an entry stored after this execution must carry. */
   gens: string[];
+  /** Where the hit came from. */
+  layer: 'l1' | 'l2' | undefined;
+  /** A miss that asked L2 too. */
+  l2?: boolean;
 }
 
 const NAME = 'response';
@@ -73,8 +77,18 @@ export class ResponseCache {
     return `${this.options.prefix}resp:${scope}:${createHash('sha256').update(identity).digest('base64url')}`;
   }
 
+  /** The entry under `key` if its tags' generations have not moved, counted as a hit or miss of its layer. */
   async lookup(key: string, tags: readonly string[]): Promise<ResponseLookup> {
-    const stat = this.cache.countersOf(NAME);
+    const found = await this.read(key, tags);
+    this.count(found);
+    return found;
+  }
+
+  /**
+   * `lookup` without counting it: for a lookup made on a guess (the product a key had last time) that is
+   * counted only if the guess proves right; `count` it then.
+   */
+  async read(key: string, tags: readonly string[]): Promise<ResponseLookup> {
     const inL1 = this.l1.get(key);
     const guard = inL1 ? undefined : this.cache.redisGuard;
     // The L2 read and the generations check go out together: one round trip of waiting, not two.
@@ -84,22 +98,24 @@ export class ResponseCache {
     ]);
     const now = Date.now();
     if (inL1) {
-      if (inL1.expiresAt > now && sameGenerations(inL1.gens, gens)) {
-        stat.l1.hits += 1;
-        return { hit: inL1, gens };
-      }
+      if (inL1.expiresAt > now && sameGenerations(inL1.gens, gens)) return { hit: inL1, gens, layer: 'l1' };
       this.l1.delete(key);
     }
-    stat.l1.misses += 1;
-    if (!guard) return { hit: undefined, gens };
+    if (!guard) return { hit: undefined, gens, layer: undefined };
     const entry = fromL2 ? decode(fromL2) : undefined;
     if (entry && entry.expiresAt > now && sameGenerations(entry.gens, gens)) {
-      stat.l2.hits += 1;
       this.setL1(key, entry);
-      return { hit: entry, gens };
+      return { hit: entry, gens, layer: 'l2' };
     }
-    stat.l2.misses += 1;
-    return { hit: undefined, gens };
+    return { hit: undefined, gens, layer: undefined, l2: true };
+  }
+
+  count(found: ResponseLookup): void {
+    const stat = this.cache.countersOf(NAME);
+    if (found.layer === 'l1') return void (stat.l1.hits += 1);
+    stat.l1.misses += 1;
+    if (found.layer === 'l2') stat.l2.hits += 1;
+    else if (found.l2) stat.l2.misses += 1;
   }
 
   /** Stores a response read at generations `gens` (from the lookup before it ran); L2 is written in the background. */
