@@ -42,6 +42,7 @@ export function useCompression({ minBytes = 1024, brotliQuality = 4, gzipLevel =
       if (length !== null && Number(length) < minBytes) return;
       const body = new Uint8Array(await response.arrayBuffer());
       const headers = new fetchAPI.Headers(response.headers);
+      headers.set('content-type', type);
       headers.append('vary', 'accept-encoding');
       let out: Uint8Array = body;
       if (body.byteLength >= minBytes) {

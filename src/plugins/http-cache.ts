@@ -35,6 +35,9 @@ export function useHttpCache({ maxAgeS = 0 }: HttpCacheOptions = {}): Plugin {
         return;
       }
       const headers = new fetchAPI.Headers(response.headers);
+      // The copy can lose Yoga's Content-Type (written as 'Content-Type' in a plain record), and a string body
+      // then defaults to text/plain: clients (urql) warn on it, strict ones reject it. Set it again.
+      headers.set('content-type', type);
       const body = await response.text();
       if (hasErrors(body)) {
         headers.set('cache-control', 'no-store');

@@ -306,6 +306,30 @@ describe('GET results cached by the client', () => {
     expect(changed.headers.get('etag')).not.toBe(etag);
   });
 
+  it('labels GET results application/json over real HTTP, with the response cache on and off', async () => {
+    const off = await createTestApp(pglite, { PARLEY_RESPONSE_CACHE: 'false' });
+    try {
+      for (const app of [t, off]) {
+        const url = (await app.app.start(0, '127.0.0.1')).url.replace('localhost', '127.0.0.1');
+        const productKey = app === t ? key : (await app.product('Off')).key;
+        for (const query of [VIEWER, `{ viewer { id } }`]) {
+          for (let i = 0; i < 2; i++) {
+            const response = await fetch(`${url}?query=${encodeURIComponent(query)}`, { headers: { authorization: `Bearer ${productKey}` } });
+            expect(response.status).toBe(200);
+            expect(response.headers.get('content-type')).toBe('application/json; charset=utf-8');
+            expect(response.headers.get('etag')).toMatch(/^W\//);
+          }
+        }
+        const strict = await fetch(`${url}?query=${encodeURIComponent(VIEWER)}`, {
+          headers: { authorization: `Bearer ${productKey}`, accept: 'application/graphql-response+json' },
+        });
+        expect(strict.headers.get('content-type')).toBe('application/graphql-response+json; charset=utf-8');
+      }
+    } finally {
+      await off.dispose();
+    }
+  });
+
   it('never lets results with errors, POST results or mutations over GET be cached', async () => {
     const failed = await get(t, key, { query: `{ viewer { nope } }` });
     expect(failed.headers.get('cache-control')).toBe('no-store');
