@@ -1,3 +1,4 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { GraphQLError } from 'graphql';
@@ -204,6 +205,14 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     }
     drain.request(res);
     if (path === '/metrics' && metrics) {
+      if (req.method !== 'GET' && req.method !== 'HEAD') {
+        res.setHeader('allow', 'GET, HEAD');
+        return json(res, 405, { error: 'method not allowed' });
+      }
+      if (!metricsTokenMatches(req.headers.authorization, config.observability.metricsToken)) {
+        res.setHeader('www-authenticate', 'Bearer realm="metrics"');
+        return json(res, 401, { error: 'PARLEY_METRICS_TOKEN required' });
+      }
       void metrics.text().then((text) => {
         res.writeHead(200, { 'content-type': metrics.contentType, 'cache-control': 'no-store' });
         res.end(text);
@@ -343,6 +352,16 @@ function maskDatabaseUnavailable(mask: (error: unknown, message: string) => Erro
     const unavailable = new DatabaseUnavailableError();
     return mask(new GraphQLError(unavailable.message, { nodes: graphqlError?.nodes, path: graphqlError?.path, originalError: unavailable }), message);
   };
+}
+
+/** No token configured: open. Else `Authorization: Bearer <token>`, compared in constant time. */
+function metricsTokenMatches(header: string | undefined, token: string | undefined): boolean {
+  if (token === undefined) return true;
+  const sent = /^Bearer\s+(\S+)\s*$/i.exec(header ?? '')?.[1];
+  if (!sent) return false;
+  const a = createHash('sha256').update(sent).digest();
+  const b = createHash('sha256').update(token).digest();
+  return timingSafeEqual(a, b);
 }
 
 function json(res: ServerResponse, status: number, body: unknown): void {

@@ -83,6 +83,7 @@ const envObject = z.object({
   PARLEY_LLM_BREAKER_COOLDOWN_MS: wholeNumber(100, 3_600_000).default(30_000),
   PARLEY_LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),
   PARLEY_METRICS: bool.default(true),
+  PARLEY_METRICS_TOKEN: z.string().trim().min(16, 'PARLEY_METRICS_TOKEN must be at least 16 characters').optional(),
   PARLEY_SLOW_MS: wholeNumber(0, 600_000).default(1_000),
   PARLEY_MAX_DEPTH: wholeNumber(1, 100).default(10),
   PARLEY_MAX_COST: wholeNumber(1, 100_000_000).default(100_000),
@@ -196,6 +197,8 @@ export type Config = Readonly<{
   observability: Readonly<{
     /** Serve GET /metrics (Prometheus) and measure every operation. */
     metrics: boolean;
+    /** When set, GET /metrics needs `Authorization: Bearer <token>`. */
+    metricsToken: string | undefined;
     /** Operations slower than this are logged at warn with their SQL count (0 = never). */
     slowOperationMs: number;
   }>;
@@ -303,7 +306,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     adminToken: e.PARLEY_ADMIN_TOKEN,
     demo: e.PARLEY_DEMO ?? e.NODE_ENV !== 'production',
     logLevel: e.PARLEY_LOG_LEVEL,
-    observability: { metrics: e.PARLEY_METRICS, slowOperationMs: e.PARLEY_SLOW_MS },
+    observability: { metrics: e.PARLEY_METRICS, metricsToken: e.PARLEY_METRICS_TOKEN, slowOperationMs: e.PARLEY_SLOW_MS },
     limits: {
       maxDepth: e.PARLEY_MAX_DEPTH,
       maxCost: e.PARLEY_MAX_COST,

@@ -43,7 +43,7 @@ export function currentRequestId(): string | undefined {
 
 /** The configured secrets a line must never show (the shapes of keys and tokens are masked anyway). */
 export function configSecrets(config: Config): string[] {
-  return [config.adminToken, config.answers.llm.apiKey].filter((s): s is string => Boolean(s));
+  return [config.adminToken, config.answers.llm.apiKey, config.observability.metricsToken].filter((s): s is string => Boolean(s));
 }
 
 export function createLogger(level: Config['logLevel'], options: LoggerOptions = {}): Logger {

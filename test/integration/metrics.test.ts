@@ -123,6 +123,36 @@ describe('GET /metrics', () => {
     expect(sample(text, 'parley_graphql_operation_sql_statements_count', { operation: 'OverSocket', type: 'query' })).toBe(1);
   });
 
+  it('answers GET and HEAD only (issue 13: DELETE /metrics was a 200)', async () => {
+    for (const method of ['DELETE', 'POST', 'PUT']) {
+      const res = await fetch(`http://127.0.0.1:${port}/metrics`, { method });
+      expect(res.status).toBe(405);
+      expect(res.headers.get('allow')).toBe('GET, HEAD');
+    }
+    const head = await fetch(`http://127.0.0.1:${port}/metrics`, { method: 'HEAD' });
+    expect(head.status).toBe(200);
+    expect(await head.text()).toBe('');
+  });
+
+  it('needs the bearer token when PARLEY_METRICS_TOKEN is set', async () => {
+    const token = 'metrics-token-0123456789';
+    const guarded = await createTestApp(pglite, { PARLEY_METRICS_TOKEN: token }, { shared: t.database });
+    try {
+      const url = `http://127.0.0.1:${(await guarded.app.start(0, '127.0.0.1')).port}/metrics`;
+      const none = await fetch(url);
+      expect(none.status).toBe(401);
+      expect(none.headers.get('www-authenticate')).toMatch(/^Bearer/);
+      expect(await none.text()).not.toContain('parley_');
+      expect((await fetch(url, { headers: { authorization: 'Bearer wrong-token-0123456789' } })).status).toBe(401);
+      expect((await fetch(url, { headers: { authorization: `Basic ${token}` } })).status).toBe(401);
+      const right = await fetch(url, { headers: { authorization: `Bearer ${token}` } });
+      expect(right.status).toBe(200);
+      expect(await right.text()).toContain('parley_graphql_operation_duration_seconds');
+    } finally {
+      await guarded.dispose();
+    }
+  });
+
   it('is not served with PARLEY_METRICS=false', async () => {
     const off = await createTestApp(pglite, { PARLEY_METRICS: 'false' }, { shared: t.database });
     try {
