@@ -29,6 +29,7 @@ import { useCompression } from './plugins/compression.js';
 import { useCsrfPrevention } from './plugins/csrf.js';
 import { useQueryLimits } from './plugins/query-limits.js';
 import { useRequestId } from './plugins/request-id.js';
+import { useRequestParamsCheck } from './plugins/request-params.js';
 import { slowOperationLog } from './plugins/slow-operations.js';
 import { usePageSizeLimit } from './plugins/page-size.js';
 import { createPersistedOperations, loadAllowList, usePersistedOperations } from './plugins/persisted.js';
@@ -168,6 +169,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
       useHttpCache({ maxAgeS: config.http.getMaxAgeS }),
       useCompression({ minBytes: config.http.compressionMinBytes }),
       useCsrfPrevention(),
+      useRequestParamsCheck(),
       ...(config.limits.introspection ? [] : [useDisableIntrospection()]),
       ...useQueryLimits({ ...config.limits, hideSuggestions: !config.limits.introspection }, (limit) => metrics?.rejected(`query_${limit}`)),
       usePageSizeLimit({ max: MAX_PAGE_SIZE }),

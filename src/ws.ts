@@ -9,6 +9,7 @@ import type { Config } from './config.js';
 import type { Context } from './context.js';
 import type { Drain } from './drain.js';
 import { ParleyError } from './errors.js';
+import { paramsProblem } from './plugins/request-params.js';
 import type { Metrics } from './infra/metrics.js';
 import { runWithReadRouting } from './infra/read-routing.js';
 import { newSqlScope, runInSqlScope } from './infra/sql-stats.js';
@@ -72,6 +73,8 @@ export function serveGraphqlWs(options: GraphqlWsOptions): GraphqlWs {
         return true;
       },
       onSubscribe: async (ctx, _id, payload) => {
+        const problem = paramsProblem(payload);
+        if (problem) return [new GraphQLError(problem, { extensions: { code: 'BAD_REQUEST' } })];
         // Persisted operations apply to sockets too: a hash for a document, the allow-list in persisted-only mode.
         let resolved;
         try {

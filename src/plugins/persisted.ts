@@ -79,6 +79,10 @@ export function createPersistedOperations(options: PersistedOptions): PersistedO
 
   return {
     async resolve(params) {
+      // Yoga checks the parameters' types after this runs: a query that is not text must not reach sha256.
+      if (params.query !== undefined && params.query !== null && typeof params.query !== 'string') {
+        throw persistedError(`Expected "query" param to be a string, but given ${typeof params.query}.`, 'BAD_REQUEST', 400);
+      }
       const persisted = persistedQueryOf(params.extensions);
       if (!persisted) {
         if (params.query === undefined || params.query === null) return { query: undefined };
