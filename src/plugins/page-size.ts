@@ -48,7 +48,10 @@ export function usePageSizeLimit({ max = 100 }: { max?: number } = {}): Plugin {
               if (typeof value !== 'number') continue;
               if (!(value >= 0 && value <= max)) {
                 const where = `${field.alias?.value ?? field.name.value}.${arg.name.value}`;
-                throw new BadUserInputError(`${where} must be between 0 and ${max}, got ${value}`, where);
+                const error = new BadUserInputError(`${where} must be between 0 and ${max}, got ${value}`, where);
+                // Refused before execution: 400 under application/graphql-response+json (200 under application/json).
+                error.extensions.http = { status: 400, spec: true };
+                throw error;
               }
             }
           },

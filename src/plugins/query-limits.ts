@@ -31,8 +31,10 @@ export interface QueryLimits {
  */
 export function useQueryLimits(limits: QueryLimits, onReject?: (limit: string) => void): Plugin[] {
   const reject = (limit: string) => (_context: unknown, error: GraphQLError) => {
-    // Armor's errors are plain GraphQLErrors; the code is what clients switch on.
-    Object.assign(error.extensions, { code: 'QUERY_TOO_COMPLEX', limit });
+    // Armor's errors are plain GraphQLErrors; the code is what clients switch on. A refusal is a
+    // request error: 400 under application/graphql-response+json, 200 under application/json (as
+    // Yoga's validation errors: `spec` keeps application/json clients on 200, as the spec allows).
+    Object.assign(error.extensions, { code: 'QUERY_TOO_COMPLEX', limit, http: { status: 400, spec: true } });
     onReject?.(limit);
   };
   const armor = new EnvelopArmor({

@@ -78,6 +78,31 @@ describe('query safety', () => {
     refused(await t.gql(`{ viewer { name ${'@include(if: true) '.repeat(51)} } }`, { key }), 'directives');
   });
 
+  it('answers a refused operation with 400 under application/graphql-response+json, 200 under application/json', async () => {
+    const aliases = `{ viewer { ${Array.from({ length: 16 }, (_, i) => `a${i}: name`).join(' ')} } }`;
+    const costly = '{ conversations(first: 100) { edges { node { messages(first: 100) { edges { node { conversation { messages(first: 100) { edges { node { id } } } } } } } } } } }';
+    const cases: Array<[string, string]> = [
+      [deep(11), 'QUERY_TOO_COMPLEX'],
+      [aliases, 'QUERY_TOO_COMPLEX'],
+      [costly, 'QUERY_TOO_COMPLEX'],
+      [`{ viewer { ${'name '.repeat(1_000)} } }`, 'QUERY_TOO_COMPLEX'],
+      ['{ conversations(first: 1000) { edges { node { id } } } }', 'BAD_USER_INPUT'],
+    ];
+    for (const [query, code] of cases) {
+      for (const [accept, status] of [['application/graphql-response+json', 400], ['application/json', 200]] as const) {
+        const response = await t.app.yoga.fetch('http://parley.test/graphql', {
+          method: 'POST',
+          headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', accept },
+          body: JSON.stringify({ query }),
+        });
+        const body = (await response.json()) as { data?: unknown; errors: Array<{ extensions: { code: string } }> };
+        expect([query.slice(0, 40), accept, response.status]).toEqual([query.slice(0, 40), accept, status]);
+        expect(body.data).toBeUndefined();
+        expect(body.errors[0]!.extensions.code).toBe(code);
+      }
+    }
+  });
+
   it('counts refusals in the metrics', async () => {
     refused(await t.gql(deep(11), { key }), 'depth');
     const text = await t.app.deps.metrics!.text();
