@@ -11,8 +11,9 @@ import type { Plugin } from 'graphql-yoga';
 import { BadUserInputError } from '../errors.js';
 
 /**
- * Rejects `first`/`last` outside 0..max before anything executes, naming the
- * field, instead of silently clamping: a client asking for 500 rows should learn
+ * Rejects `first`/`last` outside 0..max, and list arguments of more than max
+ * items (`nodes(ids:)`), before anything executes, naming the field, instead of
+ * silently clamping: a client asking for 500 rows should learn
  * that it gets at most 100. Literals, variables and variables' default values
  * are all checked, in the operation that runs and the fragments it spreads.
  * @default max 100
@@ -43,15 +44,18 @@ export function usePageSizeLimit({ max = 100 }: { max?: number } = {}): Plugin {
           },
           Field(field) {
             for (const arg of field.arguments ?? []) {
+              // A list argument (`nodes(ids:)`) holds at most `max` items too: 10,000 ids stalled a node for seconds.
+              const items = listLength(arg.value, variables);
+              if (items !== undefined && items > max) {
+                const where = `${field.alias?.value ?? field.name.value}.${arg.name.value}`;
+                throw refusal(`${where} takes at most ${max} items, got ${items}`, where);
+              }
               if (arg.name.value !== 'first' && arg.name.value !== 'last') continue;
               const value = valueOf(arg.value, variables);
               if (typeof value !== 'number') continue;
               if (!(value >= 0 && value <= max)) {
                 const where = `${field.alias?.value ?? field.name.value}.${arg.name.value}`;
-                const error = new BadUserInputError(`${where} must be between 0 and ${max}, got ${value}`, where);
-                // Refused before execution: 400 under application/graphql-response+json (200 under application/json).
-                error.extensions.http = { status: 400, spec: true };
-                throw error;
+                throw refusal(`${where} must be between 0 and ${max}, got ${value}`, where);
               }
             }
           },
@@ -62,6 +66,23 @@ export function usePageSizeLimit({ max = 100 }: { max?: number } = {}): Plugin {
   // Subscriptions too: their events are executed outside onExecute.
   plugin.onSubscribe = ({ args }) => void plugin.onExecute!({ args } as Parameters<NonNullable<Plugin['onExecute']>>[0]);
   return plugin;
+}
+
+/** Refused before execution: 400 under application/graphql-response+json (200 under application/json). */
+function refusal(message: string, where: string): BadUserInputError {
+  const error = new BadUserInputError(message, where);
+  error.extensions.http = { status: 400, spec: true };
+  return error;
+}
+
+/** Items of a list argument, literal or from a variable; undefined when it is not a list. */
+function listLength(node: ValueNode, variables: Record<string, unknown>): number | undefined {
+  if (node.kind === Kind.LIST) return node.values.length;
+  if (node.kind === Kind.VARIABLE) {
+    const value = variables[node.name.value];
+    return Array.isArray(value) ? value.length : undefined;
+  }
+  return undefined;
 }
 
 /** The value each variable will have: the one sent, else its declared default. */

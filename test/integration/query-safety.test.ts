@@ -103,6 +103,22 @@ describe('query safety', () => {
     }
   });
 
+  it('caps list arguments at 100 items, like pages: nodes(ids:) with 10,000 ids is refused at once', async () => {
+    const ids = (n: number) => Array.from({ length: n }, (_, i) => Buffer.from(`Conversation:00000000-0000-4000-8000-${String(i).padStart(12, '0')}`).toString('base64'));
+    const byVariable = `query($ids: [ID!]!) { nodes(ids: $ids) { id } }`;
+    const hundred = await t.gql(byVariable, { key, variables: { ids: ids(100) } });
+    expect(hundred.errors).toBeUndefined();
+    expect(hundred.data.nodes).toHaveLength(100);
+    const started = performance.now();
+    const many = await t.gql(byVariable, { key, variables: { ids: ids(10_000) } });
+    expect(performance.now() - started).toBeLessThan(1_000);
+    expect(many.errors?.[0]?.extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'nodes.ids' });
+    expect(many.errors?.[0]?.message).toBe('nodes.ids takes at most 100 items, got 10000');
+    expect(many.sql).toEqual([]);
+    const literal = await t.gql(`{ nodes(ids: ${JSON.stringify(ids(101))}) { id } }`, { key });
+    expect(literal.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
+  });
+
   it('counts refusals in the metrics', async () => {
     refused(await t.gql(deep(11), { key }), 'depth');
     const text = await t.app.deps.metrics!.text();
