@@ -1,5 +1,6 @@
 import { EnvelopArmor } from '@escape.tech/graphql-armor';
-import type { GraphQLError } from 'graphql';
+import { costLimitRule } from '@escape.tech/graphql-armor-cost-limit';
+import { getOperationAST, Kind, validate, visit, type DocumentNode, type GraphQLError, type GraphQLSchema } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
 
 export interface QueryLimits {
@@ -37,20 +38,58 @@ export function useQueryLimits(limits: QueryLimits, onReject?: (limit: string) =
     Object.assign(error.extensions, { code: 'QUERY_TOO_COMPLEX', limit, http: { status: 400, spec: true } });
     onReject?.(limit);
   };
+  const cost = {
+    maxCost: limits.maxCost,
+    objectCost: 1,
+    scalarCost: 1,
+    // Linear: the cost reads as "values in the response", not an exponential score.
+    depthCostFactor: 1,
+    onReject: [reject('cost')],
+  };
   const armor = new EnvelopArmor({
     maxDepth: { n: limits.maxDepth, onReject: [reject('depth')] },
-    costLimit: {
-      maxCost: limits.maxCost,
-      objectCost: 1,
-      scalarCost: 1,
-      // Linear: the cost reads as "values in the response", not an exponential score.
-      depthCostFactor: 1,
-      onReject: [reject('cost')],
-    },
+    costLimit: cost,
     maxAliases: { n: limits.maxAliases, onReject: [reject('aliases')] },
     maxTokens: { n: limits.maxTokens, onReject: [reject('tokens')] },
     maxDirectives: { n: limits.maxDirectives, onReject: [reject('directives')] },
     blockFieldSuggestion: { enabled: limits.hideSuggestions },
   });
-  return armor.protect().plugins as Plugin[];
+  return [...(armor.protect().plugins as Plugin[]), useCostOfVariables((schema, document) => validate(schema, document, [costLimitRule(cost)]))];
+}
+
+/**
+ * Armor's cost rule sees the document only: `first: $n` counts 1, so
+ * `conversations(first: $n) { messages(first: $n) { … } }` with n = 100 passed
+ * and answered 23 MB. Before an operation whose page sizes come from variables
+ * executes, the rule runs again on the document with those variables' values
+ * written in (a refusal throws, as in validation). Subscriptions too.
+ */
+function useCostOfVariables(check: (schema: GraphQLSchema, document: DocumentNode) => void): Plugin {
+  const plugin: Plugin = {
+    onExecute({ args }) {
+      const operation = getOperationAST(args.document, args.operationName ?? undefined);
+      if (!operation?.variableDefinitions?.length) return;
+      const sent = (args.variableValues ?? {}) as Record<string, unknown>;
+      const values = new Map<string, unknown>();
+      for (const definition of operation.variableDefinitions) {
+        const name = definition.variable.name.value;
+        const fallback = definition.defaultValue?.kind === Kind.INT ? Number(definition.defaultValue.value) : undefined;
+        values.set(name, Object.prototype.hasOwnProperty.call(sent, name) ? sent[name] : fallback);
+      }
+      let written = false;
+      const document = visit(args.document, {
+        Argument(node) {
+          if (node.name.value !== 'first' && node.name.value !== 'last') return;
+          if (node.value.kind !== Kind.VARIABLE) return;
+          const value = values.get(node.value.name.value);
+          if (typeof value !== 'number' || !Number.isInteger(value)) return;
+          written = true;
+          return { ...node, value: { kind: Kind.INT, value: String(value) } };
+        },
+      });
+      if (written) check(args.schema as GraphQLSchema, document);
+    },
+  };
+  plugin.onSubscribe = ({ args }) => void plugin.onExecute!({ args } as Parameters<NonNullable<Plugin['onExecute']>>[0]);
+  return plugin;
 }

@@ -70,6 +70,20 @@ describe('query safety', () => {
     refused(await t.gql(nested, { key }), 'cost');
   });
 
+  it('computes the cost with the variables: page sizes passed as $n count as their values (issue 13 point 4)', async () => {
+    const query = 'query($n: Int) { conversations(first: $n) { nodes { messages(first: $n) { nodes { conversation { messages(first: $n) { nodes { id content } } } } } } } }';
+    const started = performance.now();
+    const hundred = await t.gql(query, { key, variables: { n: 100 } });
+    refused(hundred, 'cost');
+    expect(hundred.sql).toEqual([]);
+    expect(performance.now() - started).toBeLessThan(1_000);
+    expect((await t.gql(query, { key, variables: { n: 5 } })).errors).toBeUndefined();
+    // A default value counts as well.
+    refused(await t.gql(query.replace('$n: Int', '$n: Int = 100'), { key }), 'cost');
+    // The same query with literals was refused before; still is.
+    refused(await t.gql(query.replaceAll('$n', '100').replace('(100: Int)', ''), { key }), 'cost');
+  });
+
   it('refuses more than 15 aliases, 1,000 tokens or 50 directives', async () => {
     const aliases = (n: number) => `{ viewer { ${Array.from({ length: n }, (_, i) => `a${i}: name`).join(' ')} } }`;
     expect((await t.gql(aliases(15), { key })).errors).toBeUndefined();
