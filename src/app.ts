@@ -20,7 +20,7 @@ import { migrate, migrationsApplied } from './infra/migrate.js';
 import { createPubSub } from './infra/pubsub/index.js';
 import { runInSqlScope, newSqlScope } from './infra/sql-stats.js';
 import { pinToPrimary, RecentWrites, runWithReadRouting } from './infra/read-routing.js';
-import { createMaskError } from './plugins/errors.js';
+import { createMaskError, useUnavailableStatus } from './plugins/errors.js';
 import { useRequestDedup } from './plugins/dedup.js';
 import { useEventContext } from './plugins/event-context.js';
 import { useOperationMetrics } from './plugins/metrics.js';
@@ -170,6 +170,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
       useCompression({ minBytes: config.http.compressionMinBytes }),
       useCsrfPrevention(),
       useRequestParamsCheck(),
+      useUnavailableStatus(),
       ...(config.limits.introspection ? [] : [useDisableIntrospection()]),
       ...useQueryLimits({ ...config.limits, hideSuggestions: !config.limits.introspection }, (limit) => metrics?.rejected(`query_${limit}`)),
       usePageSizeLimit({ max: MAX_PAGE_SIZE }),

@@ -210,10 +210,57 @@ function poolTimeout(error: unknown, pool: string, timeoutMs: number): unknown {
  * used — pool exhausted, server unreachable, connection lost — rather than a
  * statement that failed: the client may retry later.
  */
+/**
+ * Every way a database can be unreachable, shutting down, starting up or out of
+ * connections, however it reaches us: Prisma's own codes, a driver adapter
+ * error wrapped in P2010 (raw statements) with its `kind` or SQLSTATE, pg's
+ * errors and Node's socket errors — walked through `cause`, `meta` and
+ * `originalError`. Found under load with PostgreSQL stopped and restarted:
+ * raw statements came back as P2010 { driverAdapterError: DatabaseNotReachable }.
+ */
 export function isDatabaseUnavailable(error: unknown): boolean {
-  const code = (error as { code?: unknown } | null)?.code;
-  // P1001 can't reach the server, P1008 timed out, P1017 connection closed, P2037 too many connections.
-  return typeof code === 'string' && (code === DATABASE_UNAVAILABLE || UNAVAILABLE_PRISMA_CODES.has(code));
+  const seen = new Set<unknown>();
+  const pending: unknown[] = [error];
+  // A socket error counts only on the way to the database (a provider's ECONNREFUSED is not ours to call so).
+  let database = false;
+  while (pending.length) {
+    const current = pending.pop();
+    if (typeof current !== 'object' || current === null || seen.has(current)) continue;
+    seen.add(current);
+    const node = current as {
+      name?: unknown;
+      code?: unknown;
+      severity?: unknown;
+      originalCode?: unknown;
+      kind?: unknown;
+      message?: unknown;
+      cause?: unknown;
+      meta?: { driverAdapterError?: unknown };
+      originalError?: unknown;
+    };
+    database ||= (typeof node.name === 'string' && /^(Prisma|DriverAdapter|DatabaseUnavailable)/.test(node.name)) || typeof node.severity === 'string';
+    if (typeof node.code === 'string') {
+      if (node.code === DATABASE_UNAVAILABLE || UNAVAILABLE_PRISMA_CODES.has(node.code)) return true;
+      if (typeof node.severity === 'string' && isUnavailableSqlState(node.code)) return true;
+      if (database && UNAVAILABLE_SOCKET_CODES.has(node.code)) return true;
+    }
+    if (typeof node.originalCode === 'string' && isUnavailableSqlState(node.originalCode)) return true;
+    if (typeof node.kind === 'string' && UNAVAILABLE_ADAPTER_KINDS.has(node.kind)) return true;
+    if (typeof node.message === 'string' && UNAVAILABLE_MESSAGE.test(node.message)) return true;
+    pending.push(node.cause, node.meta?.driverAdapterError, node.originalError);
+  }
+  return false;
 }
 
-const UNAVAILABLE_PRISMA_CODES = new Set(['P1001', 'P1008', 'P1017', 'P2037']);
+/** P1001 can't reach the server, P1002 timed out reaching it, P1008 timed out, P1017 connection closed, P2024 no pool connection in time, P2037 too many connections. */
+const UNAVAILABLE_PRISMA_CODES = new Set(['P1001', 'P1002', 'P1008', 'P1017', 'P2024', 'P2037']);
+/** @prisma/adapter-pg's names for socket failures and a full server. */
+const UNAVAILABLE_ADAPTER_KINDS = new Set(['DatabaseNotReachable', 'ConnectionClosed', 'SocketTimeout', 'TooManyConnections']);
+const UNAVAILABLE_SOCKET_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ENOTFOUND', 'EHOSTUNREACH', 'ECONNABORTED', 'EAI_AGAIN']);
+const UNAVAILABLE_MESSAGE =
+  /Can't reach database server|Server has closed the connection|Connection terminated|terminating connection due to|the database system is (starting up|shutting down|in recovery mode|not yet accepting connections)|Unable to start a transaction in the given time|Timed out fetching a new connection/i;
+
+/** SQLSTATE class 08 (connection exception), 57P01-57P03 (shutdown, crash, cannot connect now), 53300 (too many connections). */
+function isUnavailableSqlState(code: string): boolean {
+  return /^08[0-9A-Z]{3}$/.test(code) || code === '57P01' || code === '57P02' || code === '57P03' || code === '53300';
+}

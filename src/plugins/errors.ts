@@ -1,5 +1,6 @@
 import { PothosValidationError } from '@pothos/core';
-import { GraphQLError } from 'graphql';
+import { GraphQLError, type ExecutionResult } from 'graphql';
+import type { Plugin } from 'graphql-yoga';
 import type { Logger } from '../infra/log.js';
 import { ParleyError } from '../errors.js';
 
@@ -42,5 +43,26 @@ export function createMaskError(log: Logger) {
     }
     log.error('unexpected error', { error: original instanceof Error ? original : String(original), path: graphqlError?.path });
     return new GraphQLError(message, { ...location, extensions: { code: 'INTERNAL_SERVER_ERROR' } });
+  };
+}
+
+/**
+ * A request that failed as a whole because the database is unavailable (no
+ * `data`, or `data: null`, and every error DATABASE_UNAVAILABLE) is HTTP 503
+ * with `Retry-After`, so load balancers and clients retry it; a partial result
+ * (some fields answered) stays 200 with its errors.
+ */
+export function useUnavailableStatus({ retryAfterS = 1 }: { retryAfterS?: number } = {}): Plugin {
+  return {
+    onExecutionResult({ result, setResult }) {
+      if (Array.isArray(result) || !result || typeof result !== 'object' || Symbol.asyncIterator in result) return;
+      const single = result as ExecutionResult;
+      if (single.data != null || !single.errors?.length) return;
+      if (!single.errors.every((error) => error.extensions?.code === 'DATABASE_UNAVAILABLE')) return;
+      setResult({
+        ...single,
+        extensions: { ...single.extensions, http: { status: 503, headers: { 'retry-after': String(retryAfterS) } } },
+      });
+    },
   };
 }
