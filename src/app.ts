@@ -21,6 +21,7 @@ import { createPubSub } from './infra/pubsub/index.js';
 import { runInSqlScope, newSqlScope } from './infra/sql-stats.js';
 import { pinToPrimary, RecentWrites, runWithReadRouting } from './infra/read-routing.js';
 import { createMaskError, useUnavailableStatus } from './plugins/errors.js';
+import { KeyRevocations, useKeyRevocation } from './plugins/key-revocation.js';
 import { useRequestDedup } from './plugins/dedup.js';
 import { useEventContext } from './plugins/event-context.js';
 import { useOperationMetrics } from './plugins/metrics.js';
@@ -91,6 +92,9 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   const pinIfWrittenRecently = (context: { product: { id: string } | null }) => {
     if (replicas && context.product && recentWrites.has(context.product.id)) pinToPrimary();
   };
+  // A rotated key's open sockets and subscription streams end on every node (the rotation's cache bump reaches all).
+  const revocations = new KeyRevocations();
+  cache.onBump((tags) => revocations.revokeTags(tags));
   const limiterStore = await createLimiterStore({ redisUrl: config.redis.url, prefix: config.redis.prefix, timeoutMs: config.cache.redisTimeoutMs, log });
   const rateLimits = createRateLimits(
     limiterStore,
@@ -178,6 +182,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
       useRequestDedup({ onJoin: () => cache.countDedupJoin() }),
       // A subscription event's result depends on the event, the operation and who asks: nothing else.
       useEventContext<Context>(eventContext, (ctx) => `${ctx.product?.id ?? '-'}|${ctx.isAdmin}`),
+      useKeyRevocation(revocations),
       useOperationMetrics(metrics, slowOperationLog(log, config.observability.slowOperationMs)),
     ],
     context: async (initial) => {
@@ -236,6 +241,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     persisted,
     metrics,
     authenticate: authenticateLimited,
+    revocations,
     beforeExecute: pinIfWrittenRecently,
     maskError,
   });

@@ -10,6 +10,8 @@ import type { Context } from './context.js';
 import type { Drain } from './drain.js';
 import { ParleyError } from './errors.js';
 import { paramsProblem } from './plugins/request-params.js';
+import type { KeyRevocations } from './plugins/key-revocation.js';
+import { sha256 } from './services/products.js';
 import type { Metrics } from './infra/metrics.js';
 import { runWithReadRouting } from './infra/read-routing.js';
 import { newSqlScope, runInSqlScope } from './infra/sql-stats.js';
@@ -25,6 +27,8 @@ export interface GraphqlWsOptions {
   drain: Drain;
   persisted: PersistedOperations;
   metrics: Metrics | undefined;
+  /** A socket opened with a product key closes with 4403 when that key is rotated (on any node). */
+  revocations: KeyRevocations;
   /** The app's authentication with its wrong-credentials limit; throws a ParleyError. */
   authenticate(credentials: Credentials, ip: string | undefined): Promise<unknown>;
   /** Called in each operation's read-routing scope before it executes (pins recently written products). */
@@ -70,6 +74,11 @@ export function serveGraphqlWs(options: GraphqlWsOptions): GraphqlWs {
         }
         ctx.extra.credentials = credentials;
         ctx.extra.clientIp = ip;
+        if (credentials.productKey) {
+          const socket = ctx.extra.socket;
+          const unwatch = options.revocations.watch(sha256(credentials.productKey), () => socket.close(CloseCode.Forbidden, 'Forbidden: the product key was rotated'));
+          socket.once('close', unwatch);
+        }
         return true;
       },
       onSubscribe: async (ctx, _id, payload) => {

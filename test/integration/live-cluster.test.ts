@@ -9,7 +9,7 @@ import { appendMessage } from '../../src/services/messages.js';
 import { createTestApp, recordingLogger, TEST_ADMIN_TOKEN, type TestApp } from '../helpers/app.js';
 import { databaseVariants } from '../helpers/db.js';
 import { gid } from '../helpers/fixtures.js';
-import { CONVERSATION_EVENTS, PRODUCT_FEEDBACK, disposeClients, eventually, liveClient, subscribe, uniquePrefix } from '../helpers/live.js';
+import { CONVERSATION_EVENTS, PRODUCT_FEEDBACK, disposeClients, eventually, liveClient, openSse, subscribe, uniquePrefix } from '../helpers/live.js';
 
 /**
  * Two Parley nodes sharing one PostgreSQL and one Redis, each with its own
@@ -74,6 +74,46 @@ describe.skipIf(!postgres.available || !redisUrl)('several nodes on one Redis an
     await bDatabase?.close();
     if (bDataDir) rmSync(bDataDir, { recursive: true, force: true });
     await a?.dispose();
+  });
+
+  it('a rotated key closes its sockets (4403) and ends its SSE streams at once, on every node (issue 13 point 2)', async () => {
+    const rotated = await a.product('Rotated');
+    const call = async (app: App, query: string, variables: Record<string, unknown>, headers: Record<string, string>) => {
+      const response = await app.yoga.fetch('http://parley.test/graphql', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...headers },
+        body: JSON.stringify({ query, variables }),
+      });
+      const body = (await response.json()) as { data: any; errors?: unknown[] };
+      expect(body.errors, JSON.stringify(body.errors)).toBeUndefined();
+      return body.data;
+    };
+    const old = { authorization: `Bearer ${rotated.key}` };
+    const c = (await call(a.app, `mutation { startConversation(input: { sessionId: "rotation" }) { id } }`, {}, old)).startConversation.id as string;
+    const onB = liveClient(wsB, { connectionParams: { productKey: rotated.key } });
+    const onA = liveClient(wsA, { connectionParams: { productKey: rotated.key } });
+    const subscriptions = [subscribe(onB.client, CONVERSATION_EVENTS, { id: c }), subscribe(onA.client, CONVERSATION_EVENTS, { id: c })];
+    const sse = await openSse(Number(new URL(wsA).port), old, { query: CONVERSATION_EVENTS, variables: { id: c } });
+    await listening(b);
+    await listening(a.app);
+    // A socket of another product on B stays open.
+    const bystander = liveClient(wsB, { connectionParams: { productKey: product.key } });
+    const other = subscribe(bystander.client, CONVERSATION_EVENTS, { id: await start(a.app) });
+
+    const fresh = (await call(a.app, `mutation($id: ID!) { rotateProductKey(id: $id) { key } }`, { id: gid('Product', rotated.id) }, { 'x-admin-token': TEST_ADMIN_TOKEN }))
+      .rotateProductKey.key as string;
+    await eventually(() => onA.closed.length > 0 && onB.closed.length > 0, 'both sockets closed');
+    expect(onB.closed[0]).toMatchObject({ code: 4403 });
+    expect(onA.closed[0]).toMatchObject({ code: 4403 });
+    const last = await sse.next();
+    expect(last.errors?.[0]?.extensions?.code).toBe('UNAUTHENTICATED');
+
+    await call(a.app, `mutation($c: ID!) { sendMessage(input: { conversationId: $c, content: "after rotation" }) { message { id } } }`, { c }, { authorization: `Bearer ${fresh}` });
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    for (const s of subscriptions) expect(s.results).toEqual([]);
+    expect(bystander.closed).toEqual([]);
+    expect(other.errors).toEqual([]);
+    sse.close();
   });
 
   it('both nodes use Redis for events', () => {
