@@ -32,6 +32,8 @@ export class RedisGuard {
   latencyMs = 0;
   calls = 0;
   failuresTotal = 0;
+  /** Timeouts that found this process stalled rather than Redis slow (the call got its time again). */
+  stalls = 0;
 
   constructor(
     readonly redis: Redis,
@@ -55,7 +57,18 @@ export class RedisGuard {
       const result = await Promise.race([
         call(this.redis),
         new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new RedisUnavailable(`redis call over ${this.timeoutMs} ms`)), this.timeoutMs);
+          const expire = () => reject(new RedisUnavailable(`redis call over ${this.timeoutMs} ms`));
+          timer = setTimeout(() => {
+            // The timer itself fired late: this process was busy (a stalled event loop — thousands of
+            // sockets connecting, a long GC), not Redis slow; the reply may well be read and waiting.
+            // Give the call its time again from now, after the pending I/O, instead of failing it and
+            // opening the circuit (which drops this node's L1 when it closes).
+            const late = performance.now() - started - this.timeoutMs;
+            if (late > this.timeoutMs) {
+              this.stalls += 1;
+              timer = setTimeout(expire, this.timeoutMs);
+            } else expire();
+          }, this.timeoutMs);
         }),
       ]);
       this.succeeded(performance.now() - started);
