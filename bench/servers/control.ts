@@ -10,13 +10,15 @@ export type ControlCommand =
   | { type: 'sql-reset' }
   | { type: 'sql-read' }
   /** Ceiling only: the size of the fixed body to answer with from now on. */
-  | { type: 'body'; bytes: number };
+  | { type: 'body'; bytes: number }
+  /** process.memoryUsage() after a full GC (the server runs with --expose-gc), for the soak. */
+  | { type: 'memory' };
 
 export type ControlRequest = ControlCommand & { id: number };
 
 export type ControlMessage =
   | { type: 'ready'; port: number; description: string }
-  | { type: 'reply'; id: number; value: SqlCounts | null };
+  | { type: 'reply'; id: number; value: SqlCounts | NodeJS.MemoryUsage | null };
 
 export interface ControlHandlers {
   sqlReset?(): void;
@@ -49,6 +51,9 @@ export function serveControl(ready: { port: number; description: string }, handl
       send({ type: 'reply', id: request.id, value: null });
     } else if (request.type === 'sql-read') {
       send({ type: 'reply', id: request.id, value: handlers.sqlRead?.() ?? null });
+    } else if (request.type === 'memory') {
+      (globalThis as { gc?: () => void }).gc?.();
+      send({ type: 'reply', id: request.id, value: process.memoryUsage() });
     } else if (request.type === 'body') {
       handlers.body?.(request.bytes);
       send({ type: 'reply', id: request.id, value: null });

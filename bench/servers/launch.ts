@@ -23,6 +23,8 @@ export interface RunningServer {
   /** null for the ceiling, which sends no SQL. */
   readSql(): Promise<SqlCounts | null>;
   setBody(bytes: number): Promise<void>;
+  /** Memory after a full GC (heapUsed is the live heap when started with --expose-gc). */
+  memory(): Promise<NodeJS.MemoryUsage>;
   stop(): Promise<void>;
 }
 
@@ -53,7 +55,7 @@ export async function launchServer(kind: ServerKind, env: NodeJS.ProcessEnv, nod
   child.stderr!.setEncoding('utf8').on('data', keep);
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
 
-  const pending = new Map<number, (value: SqlCounts | null) => void>();
+  const pending = new Map<number, (value: SqlCounts | NodeJS.MemoryUsage | null) => void>();
   let ready: ((message: Extract<ControlMessage, { type: 'ready' }>) => void) | undefined;
   child.on('message', (raw) => {
     const message = raw as ControlMessage;
@@ -79,7 +81,7 @@ export async function launchServer(kind: ServerKind, env: NodeJS.ProcessEnv, nod
   let nextId = 1;
   const ask = (command: ControlCommand) => {
     const id = nextId++;
-    const answer = new Promise<SqlCounts | null>((resolve) => pending.set(id, resolve));
+    const answer = new Promise<SqlCounts | NodeJS.MemoryUsage | null>((resolve) => pending.set(id, resolve));
     const request: ControlRequest = { ...command, id };
     child.send(request);
     return within(answer, ANSWER_WITHIN_MS, `${kind} server: ${command.type}`);
@@ -91,7 +93,8 @@ export async function launchServer(kind: ServerKind, env: NodeJS.ProcessEnv, nod
     pid: child.pid!,
     description: started.description,
     resetSql: async () => void (await ask({ type: 'sql-reset' })),
-    readSql: () => ask({ type: 'sql-read' }),
+    readSql: async () => (await ask({ type: 'sql-read' })) as SqlCounts | null,
+    memory: async () => (await ask({ type: 'memory' })) as NodeJS.MemoryUsage,
     setBody: async (bytes) => void (await ask({ type: 'body', bytes })),
     stop: () => kill(child, exited),
   };

@@ -1,0 +1,86 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { SIZES, type SizeName } from './dataset.js';
+import { prepareDatabase } from './harness.js';
+import { provisionInfra } from './infra.js';
+import { runLoad } from './load.js';
+import { buildScenarios } from './scenarios.js';
+import { launchServer } from './servers/launch.js';
+
+/**
+ * `npm run soak [-- --minutes 30] [--connections 10] [--size small] [--embedded]`
+ *
+ * Memory under sustained load: one Parley server process (started with
+ * --expose-gc) under the bench's mixed scenario (90 % reads of the products
+ * being written to, 10 % sendMessage with replies) for N minutes; after each
+ * minute the server runs a full GC and reports its heap and RSS. Growth is
+ * measured from minute 5 (caches, pools and JIT filled by then) to the end.
+ * Bounded: it stops by itself after --minutes, and targets only 127.0.0.1.
+ * A run of 30 minutes or more writes bench/results/soak-<time>.json.
+ */
+
+const { values } = parseArgs({
+  options: {
+    minutes: { type: 'string', default: '30' },
+    connections: { type: 'string', default: '10' },
+    size: { type: 'string', default: 'small' },
+    embedded: { type: 'boolean', default: false },
+  },
+});
+const minutes = Number(values.minutes);
+if (!Number.isInteger(minutes) || minutes < 1 || minutes > 24 * 60) throw new Error('--minutes must be a whole number from 1 to 1440');
+if (!(values.size! in SIZES)) throw new Error(`--size must be one of ${Object.keys(SIZES).join(', ')}`);
+const connections = Number(values.connections);
+const BASELINE_MINUTE = Math.min(5, minutes);
+const mb = (bytes: number) => bytes / 1024 / 1024;
+const log = (line: string) => process.stdout.write(line + '\n');
+
+const infra = await provisionInfra({
+  databaseUrl: values.embedded ? undefined : process.env.DATABASE_URL,
+  redisUrl: values.embedded ? undefined : process.env.REDIS_URL,
+  startLocalServers: !values.embedded,
+});
+const rows: { minute: number; requests: number; errors: number; requestsPerSecond: number; heapMb: number; rssMb: number }[] = [];
+try {
+  const { dataset } = await prepareDatabase(infra, values.size as SizeName, log);
+  const scenario = buildScenarios(dataset).mixed;
+  const server = await launchServer('parley', infra.serverEnv(), ['--expose-gc']);
+  try {
+    const start = await server.memory();
+    log(`minute  req/s   errors  heap after GC (MB)  RSS (MB)`);
+    log(`     0  ${''.padStart(6)}  ${''.padStart(6)}  ${mb(start.heapUsed).toFixed(1).padStart(18)}  ${mb(start.rss).toFixed(1).padStart(8)}`);
+    for (let minute = 1; minute <= minutes; minute++) {
+      const load = await runLoad({ url: server.url, scenario, seconds: 60, connections, seed: minute });
+      const memory = await server.memory();
+      rows.push({ minute, requests: load.requests, errors: load.errors, requestsPerSecond: load.requestsPerSecond, heapMb: mb(memory.heapUsed), rssMb: mb(memory.rss) });
+      log(
+        `${String(minute).padStart(6)}  ${load.requestsPerSecond.toFixed(0).padStart(6)}  ${String(load.errors).padStart(6)}  ${mb(memory.heapUsed).toFixed(1).padStart(18)}  ${mb(memory.rss).toFixed(1).padStart(8)}`,
+      );
+    }
+  } finally {
+    await server.stop();
+  }
+} finally {
+  await infra.dispose();
+}
+
+const base = rows[BASELINE_MINUTE - 1]!;
+const last = rows.at(-1)!;
+const growth = (from: number, to: number) => ((to - from) / from) * 100;
+const heapGrowth = growth(base.heapMb, last.heapMb);
+const rssGrowth = growth(base.rssMb, last.rssMb);
+const errors = rows.reduce((sum, row) => sum + row.errors, 0);
+log(
+  `\nfrom minute ${BASELINE_MINUTE} to ${last.minute}: heap after GC ${base.heapMb.toFixed(1)} → ${last.heapMb.toFixed(1)} MB (${heapGrowth.toFixed(1)} %), ` +
+    `RSS ${base.rssMb.toFixed(1)} → ${last.rssMb.toFixed(1)} MB (${rssGrowth.toFixed(1)} %); ${errors} errors in ${rows.reduce((s, r) => s + r.requests, 0)} requests`,
+);
+if (minutes >= 30) {
+  const dir = join(fileURLToPath(new URL('.', import.meta.url)), 'results');
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, `soak-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
+  writeFileSync(file, JSON.stringify({ minutes, connections, size: values.size, baselineMinute: BASELINE_MINUTE, heapGrowthPct: heapGrowth, rssGrowthPct: rssGrowth, errors, rows }, null, 2) + '\n');
+  log(`Wrote ${file}`);
+}
+if (errors > 0) process.exitCode = 1;
