@@ -6,7 +6,7 @@ import { BadUserInputError } from './errors.js';
 import type { Context } from './context.js';
 import type PrismaTypes from './generated/pothos-prisma-types.js';
 import { getDatamodel } from './generated/pothos-prisma-types.js';
-import { MAX_PAGE_SIZE } from './services/validation.js';
+import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from './services/validation.js';
 
 const NODE_TYPES = new Set(['Product', 'KnowledgeEntry', 'Conversation', 'Message', 'Feedback']);
 
@@ -42,7 +42,7 @@ export const builder = new SchemaBuilder<{
     dmmf: getDatamodel(),
     exposeDescriptions: false,
     filterConnectionTotalCount: true,
-    defaultConnectionSize: 20,
+    defaultConnectionSize: DEFAULT_PAGE_SIZE,
     maxConnectionSize: MAX_PAGE_SIZE,
     onUnusedQuery: null,
   },

@@ -1,8 +1,12 @@
 import { builder } from '../builder.js';
+import type { Conversation as ConversationRow } from '../generated/prisma/client.js';
 import { requireProduct } from '../services/auth.js';
 import { listConversations, startConversation } from '../services/conversations.js';
 import { messageOrder } from '../services/messages.js';
-import { cursorUuid, nodeUuid, parseGlobalId } from './ids.js';
+import { queryFromInfo } from '@pothos/plugin-prisma';
+import { resolveCursorConnection } from '@pothos/plugin-relay';
+import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from '../services/validation.js';
+import { conversationCursor, conversationCursorPlace, cursorUuid, nodeUuid, parseGlobalId, refuseMixedDirections } from './ids.js';
 
 export const Conversation = builder.prismaNode('Conversation', {
   id: { field: 'id' },
@@ -43,13 +47,34 @@ builder.queryFields((t) => ({
       return ctx.prisma.conversation.findFirst({ ...query, relationLoadStrategy: 'join', where: { id, productId: product.id } });
     },
   }),
-  conversations: t.prismaConnection({
-    type: 'Conversation',
-    cursor: 'id',
+  // A connection of its own rather than t.prismaConnection: plugin-prisma pages with Prisma's `cursor`, which
+  // reads the messages, feedback and lastMessage of a cursor page in separate statements (see listConversations).
+  conversations: t.connection({
+    type: Conversation,
     description: "The calling product's conversations, most recent activity first.",
     args: { sessionId: t.arg.string() },
-    resolve: (query, _root, args, ctx) => {
-      return listConversations(ctx, requireProduct(ctx).id, { sessionId: args.sessionId, cursorId: cursorUuid(args) }, query);
+    resolve: async (_root, args, ctx, info) => {
+      const productId = requireProduct(ctx).id;
+      refuseMixedDirections(args);
+      const from = conversationCursorPlace(args, productId);
+      const query = await queryFromInfo({
+        context: ctx,
+        info,
+        typeName: 'Conversation',
+        select: { id: true, lastMessageAt: true },
+        paths: [['nodes'], ['edges', 'node']],
+        awaitSelections: true,
+      });
+      const connection = await resolveCursorConnection<Promise<ConversationRow[]>>(
+        { args, defaultSize: DEFAULT_PAGE_SIZE, maxSize: MAX_PAGE_SIZE, toCursor: (row) => conversationCursor(row, productId) },
+        async ({ limit, inverted }): Promise<ConversationRow[]> =>
+          from === 'elsewhere'
+            ? []
+            : await listConversations(ctx, productId, { sessionId: args.sessionId, page: { take: limit, towardsNewer: inverted, from } }, query),
+      );
+      // An empty page has no cursors (resolveCursorConnection would echo the argument's).
+      if (connection.edges.length === 0) Object.assign(connection.pageInfo, { startCursor: null, endCursor: null });
+      return connection;
     },
   }),
 }));
