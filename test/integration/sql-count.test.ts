@@ -110,6 +110,42 @@ describeEachDatabase('SQL statements per nested query', (variant) => {
     expect(backwards.sql.length).toBeLessThanOrEqual(3);
   });
 
+  it("reads a cursor page of a conversation's messages in the conversation's statement, forwards and backwards", async () => {
+    const MESSAGES = `query M($id: ID!, $first: Int, $after: String, $last: Int, $before: String) {
+      conversation(id: $id) { id messages(first: $first, after: $after, last: $last, before: $before) {
+        edges { cursor node { id role content createdAt feedback { rating } } } pageInfo { hasNextPage hasPreviousPage }
+      } }
+    }`;
+    const list = await cold(NESTED_PAGE, { key, variables: { first: 1 } });
+    const id = list.data.conversations.edges[0].node.id;
+    const all = await cold(MESSAGES, { key, variables: { id, first: 25 } });
+    expect(all.errors).toBeUndefined();
+    const edges = all.data.conversation.messages.edges;
+    expect(edges).toHaveLength(25);
+
+    const widget = await cold(MESSAGES, { key, variables: { id, last: 20 } });
+    expect(widget.data.conversation.messages.edges).toEqual(edges.slice(5));
+    expect(widget.sql).toHaveLength(2);
+
+    const forwards = await cold(MESSAGES, { key, variables: { id, first: 5, after: edges[5].cursor } });
+    expect(forwards.errors).toBeUndefined();
+    expect(forwards.data.conversation.messages.edges).toEqual(edges.slice(6, 11));
+    expect(forwards.data.conversation.messages.pageInfo).toEqual({ hasNextPage: true, hasPreviousPage: true });
+    expect(forwards.sql).toHaveLength(2);
+
+    const backwards = await cold(MESSAGES, { key, variables: { id, last: 5, before: edges[15].cursor } });
+    expect(backwards.data.conversation.messages.edges).toEqual(edges.slice(10, 15));
+    expect(backwards.data.conversation.messages.pageInfo).toEqual({ hasNextPage: true, hasPreviousPage: true });
+    expect(backwards.sql).toHaveLength(2);
+
+    // A cursor of the earlier format (the row id alone) still pages, in a statement of its own.
+    const idCursor = formatPrismaCursor({ id: decodeGlobalID(edges[15].node.id).id }, 'id');
+    const old = await cold(MESSAGES, { key, variables: { id, last: 5, before: idCursor } });
+    expect(old.errors).toBeUndefined();
+    expect(old.data.conversation.messages.edges.map((e: any) => e.node)).toEqual(edges.slice(10, 15).map((e: any) => e.node));
+    expect(old.sql.length).toBeLessThanOrEqual(4);
+  });
+
   it('answers a repeated nested read from the cache without any statement', async () => {
     const first = await cold(NESTED, { key, variables: { n: 20 } });
     const again = await t.gql(NESTED, { key, variables: { n: 20 } });
