@@ -1,3 +1,4 @@
+import { decodeGlobalID } from '@pothos/plugin-relay';
 import { openDatabase } from '../src/infra/db.js';
 import { migrate } from '../src/infra/migrate.js';
 import { cacheDelta, readCacheCounters, type CacheCounts } from './cache-stats.js';
@@ -15,6 +16,7 @@ import {
   SCENARIO_NAMES,
   seededRandom,
   type Dialect,
+  type ParleyCursors,
   type PeerCursors,
   type Scenario,
   type ScenarioName,
@@ -134,7 +136,8 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
   try {
     const { dataset, version } = await prepareDatabase(infra, options.size, log);
     const peerCursors: PeerCursors = new Map();
-    const scenarios = buildScenarios(dataset, peerCursors);
+    const parleyCursors: ParleyCursors = new Map();
+    const scenarios = buildScenarios(dataset, peerCursors, parleyCursors);
     const interleaved = infra.database.kind === 'postgres';
     const kinds = interleaved ? SERVERS : SERVERS.filter((k) => k !== 'postgraphile');
     if (!interleaved) log('  embedded PGlite opens in one process at a time: servers run one after the other, without PostGraphile');
@@ -151,6 +154,10 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       log(`starting ${kind}...`);
       const server = await launchServer(kind, infra.serverEnv());
       servers[kind] = server.description;
+      if (kind === 'parley' && names.includes('nestedCursor') && !parleyCursors.size) {
+        await fetchParleyCursors(server, dataset, parleyCursors);
+        log(`  fetched Parley's cursors of ${parleyCursors.size} conversations`);
+      }
       if (kind === 'postgraphile' && names.includes('nestedCursor')) {
         await fetchPeerCursors(server, dataset, peerCursors);
         log(`  fetched PostGraphile's cursors of ${peerCursors.size} conversations`);
@@ -373,6 +380,22 @@ async function post(server: RunningServer, key: string, body: string): Promise<u
     throw new Error(`${server.kind} answered HTTP ${response.status}: ${text.slice(0, 500)}\nto ${body.slice(0, 300)}`);
   }
   return json;
+}
+
+/** Parley's cursor of every read conversation, asked of Parley, page by page (clients page with the cursors they were given). */
+async function fetchParleyCursors(server: RunningServer, dataset: Dataset, into: ParleyCursors): Promise<void> {
+  type Page = { data: { conversations: { edges: { cursor: string; node: { id: string } }[]; pageInfo: { hasNextPage: boolean; endCursor: string | null } } } };
+  for (const product of dataset.readProducts) {
+    let after: string | null = null;
+    for (;;) {
+      const body: string = JSON.stringify({ query: DOCUMENTS.cursors, variables: { after } });
+      const page = (await post(server, product.key, body)) as Page;
+      const { conversations } = page.data;
+      for (const edge of conversations.edges) into.set(decodeGlobalID(edge.node.id).id, edge.cursor);
+      if (!conversations.pageInfo.hasNextPage || !conversations.pageInfo.endCursor) break;
+      after = conversations.pageInfo.endCursor;
+    }
+  }
 }
 
 /** PostGraphile's cursor of every read conversation, asked of PostGraphile (its cursors encode the order's values). */

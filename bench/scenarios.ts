@@ -52,6 +52,10 @@ export const DOCUMENTS = {
   sendMessage: /* GraphQL */ `mutation Send($input: SendMessageInput!) {
   sendMessage(input: $input) { message { id role content createdAt } reply { id role content } }
 }`,
+  /** A product's conversations with their cursors, page by page (fetched once before the cursor scenario). */
+  cursors: /* GraphQL */ `query Cursors($after: String) {
+  conversations(first: 100, after: $after) { edges { cursor node { id } } pageInfo { hasNextPage endCursor } }
+}`,
 } as const;
 
 const PG_NESTED_SELECTION = /* GraphQL */ `edges { node {
@@ -140,6 +144,8 @@ export interface Scenario {
 
 /** Cursors of PostGraphile's connections, by conversation uuid: filled by the harness once PostGraphile runs. */
 export type PeerCursors = Map<string, string>;
+/** Parley's own cursors of `conversations`, by conversation uuid: filled by the harness once Parley runs. */
+export type ParleyCursors = Map<string, string>;
 
 /** mulberry32: small, fast and good enough to pick products and questions reproducibly. */
 export function seededRandom(seed: number): () => number {
@@ -167,7 +173,11 @@ export function searchQuestions(count = 50): string[] {
 
 const body = (query: string, variables?: Record<string, unknown>) => JSON.stringify(variables ? { query, variables } : { query });
 
-/** Parley's cursor of a conversation: plugin-prisma's for `cursor: 'id'` connections. */
+/**
+ * A cursor of a conversation that Parley did not issue: the row id alone, the
+ * format of its earlier releases, which it still reads (with one more statement
+ * to find the row's place), as the "before" server does.
+ */
 export const parleyCursor = (uuid: string) => formatPrismaCursor({ id: uuid }, 'id');
 
 type Json = Record<string, any>;
@@ -255,9 +265,15 @@ export function firstDifference(expected: unknown, actual: unknown, path = '$'):
 /**
  * `peerCursors`: PostGraphile's cursor of each read conversation, which the
  * harness fills from PostGraphile itself before the cursor scenario runs
- * (its cursors are its own encoding of the order's values).
+ * (its cursors are its own encoding of the order's values). `parleyCursors`:
+ * the same from Parley, whose cursors also carry the row's place; a
+ * conversation missing there is sent the id-only cursor (see parleyCursor).
  */
-export function buildScenarios(dataset: Dataset, peerCursors: PeerCursors = new Map()): Record<ScenarioName, Scenario> {
+export function buildScenarios(
+  dataset: Dataset,
+  peerCursors: PeerCursors = new Map(),
+  parleyCursors: ParleyCursors = new Map(),
+): Record<ScenarioName, Scenario> {
   const questions = searchQuestions();
   const readers = dataset.readProducts.filter((p) => p.conversations.length > 0);
   const readKeys = dataset.readProducts.map((p) => p.key);
@@ -318,7 +334,7 @@ export function buildScenarios(dataset: Dataset, peerCursors: PeerCursors = new 
         return {
           key: product.key,
           kind: 'read',
-          body: body(forwards ? DOCUMENTS.nestedAfter : DOCUMENTS.nestedBefore, { cursor: parleyCursor(uuid) }),
+          body: body(forwards ? DOCUMENTS.nestedAfter : DOCUMENTS.nestedBefore, { cursor: parleyCursors.get(uuid) ?? parleyCursor(uuid) }),
           postgraphile: () =>
             body(forwards ? POSTGRAPHILE_DOCUMENTS.nestedAfter : POSTGRAPHILE_DOCUMENTS.nestedBefore, { productId: product.id, cursor: peerCursor(uuid) }),
         };

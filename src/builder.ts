@@ -3,10 +3,11 @@ import DataloaderPlugin from '@pothos/plugin-dataloader';
 import PrismaPlugin from '@pothos/plugin-prisma';
 import RelayPlugin, { decodeGlobalID } from '@pothos/plugin-relay';
 import { BadUserInputError } from './errors.js';
+import ExposedColumnsPlugin from './schema/exposed-columns.js';
 import type { Context } from './context.js';
 import type PrismaTypes from './generated/pothos-prisma-types.js';
 import { getDatamodel } from './generated/pothos-prisma-types.js';
-import { MAX_PAGE_SIZE } from './services/validation.js';
+import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from './services/validation.js';
 
 const NODE_TYPES = new Set(['Product', 'KnowledgeEntry', 'Conversation', 'Message', 'Feedback']);
 
@@ -20,7 +21,8 @@ export const builder = new SchemaBuilder<{
   };
 }>({
   defaultFieldNullability: false,
-  plugins: [PrismaPlugin, RelayPlugin, DataloaderPlugin],
+  // ExposedColumnsPlugin wraps plugin-prisma's resolvers, so it comes first (see its file).
+  plugins: [ExposedColumnsPlugin, PrismaPlugin, RelayPlugin, DataloaderPlugin],
   relay: {
     clientMutationId: 'omit',
     cursorType: 'String',
@@ -42,7 +44,7 @@ export const builder = new SchemaBuilder<{
     dmmf: getDatamodel(),
     exposeDescriptions: false,
     filterConnectionTotalCount: true,
-    defaultConnectionSize: 20,
+    defaultConnectionSize: DEFAULT_PAGE_SIZE,
     maxConnectionSize: MAX_PAGE_SIZE,
     onUnusedQuery: null,
   },

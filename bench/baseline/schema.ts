@@ -53,6 +53,11 @@ interface PageArgs {
   before?: string | null;
 }
 
+/** The row id of a cursor: the id alone, or the id inside a Parley conversations cursor ([lastMessageAt, id, productId]). */
+function cursorRowId(value: unknown): string {
+  return String(Array.isArray(value) ? value[1] : value);
+}
+
 /**
  * Relay connection over `take: ±(size + 1)` rows from the cursor's row, forwards
  * with first/after, backwards with last/before. Cursors are plugin-prisma's
@@ -62,7 +67,7 @@ async function connection<T extends { id: string }>(args: PageArgs, load: (page:
   const backwards = args.last != null || args.before != null;
   const size = Math.min((backwards ? args.last : args.first) ?? 20, 100);
   const raw = backwards ? args.before : args.after;
-  const cursor = raw ? String(parsePrismaCursor(raw)) : undefined;
+  const cursor = raw ? cursorRowId(parsePrismaCursor(raw)) : undefined;
   // A negative take reads backwards from the cursor; Prisma still returns the rows in the order asked for.
   const rows = await load({ take: backwards ? -(size + 1) : size + 1, ...(cursor ? { cursor: { id: cursor }, skip: 1 } : {}) });
   const more = rows.length > size;

@@ -1,8 +1,39 @@
+import { queryFromInfo } from '@pothos/plugin-prisma';
 import { builder } from '../builder.js';
+import type { Conversation as ConversationRow, Message as MessageRow, Prisma } from '../generated/prisma/client.js';
 import { requireProduct } from '../services/auth.js';
 import { listConversations, startConversation } from '../services/conversations.js';
 import { messageOrder } from '../services/messages.js';
-import { cursorUuid, nodeUuid, parseGlobalId } from './ids.js';
+import { nodeUuid, parseGlobalId } from './ids.js';
+import { Message } from './message.js';
+import { cursorPlace, keysetConnection, pageSize, placeCursor, refuseMixedDirections, type PageArgs } from './pages.js';
+
+/** Where a connection's node rows are in its selection, for plugin-prisma's planner (as its relatedConnection says it). */
+const MESSAGE_NODES = { getType: () => 'Message', paths: [[{ name: 'nodes' }], [{ name: 'edges' }, { name: 'node' }]] };
+
+const newestMessageFirst: Prisma.MessageOrderByWithRelationInput[] = [{ createdAt: 'desc' }, { id: 'desc' }];
+
+/**
+ * The query of a page of a conversation's messages: from the cursor's place
+ * (createdAt, id) by keyset, nearest the cursor first. A cursor of the earlier
+ * format (the row id alone) still pages with Prisma's cursor, which reads the
+ * page in a statement of its own, and must be a message of this conversation:
+ * another's would position the page.
+ */
+function messagePageQuery(args: PageArgs) {
+  const place = cursorPlace(args);
+  const { take, backwards } = pageSize(args);
+  const orderBy = backwards ? newestMessageFirst : messageOrder;
+  if (place === undefined) return { take, orderBy };
+  if (!('at' in place)) {
+    return { take, orderBy, cursor: { id: place.id }, skip: 1, where: { conversation: { messages: { some: { id: place.id } } } } };
+  }
+  const { at, id } = place;
+  const where: Prisma.MessageWhereInput = backwards
+    ? { createdAt: { lte: at }, OR: [{ createdAt: { lt: at } }, { id: { lt: id } }] }
+    : { createdAt: { gte: at }, OR: [{ createdAt: { gt: at } }, { id: { gt: id } }] };
+  return { take, orderBy, where };
+}
 
 export const Conversation = builder.prismaNode('Conversation', {
   id: { field: 'id' },
@@ -16,13 +47,26 @@ export const Conversation = builder.prismaNode('Conversation', {
     lastMessageAt: t.expose('lastMessageAt', { type: 'DateTime' }),
     createdAt: t.expose('createdAt', { type: 'DateTime' }),
     lastMessage: t.relation('lastMessage', { nullable: true }),
-    messages: t.relatedConnection('messages', {
-      cursor: 'id',
+    // A connection of its own rather than t.relatedConnection, which pages with Prisma's `cursor` and so
+    // reads a cursor page apart from its conversation (see listConversations). `select` hands the page's
+    // query to plugin-prisma, which reads it in the statement of the conversation(s) it belongs to.
+    messages: t.connection({
+      type: Message,
       description: 'Oldest to newest; page forwards with first/after, backwards with last/before.',
-      // A cursor must be a message of this conversation: another's would position the page.
-      query: (args) => {
-        const id = cursorUuid(args);
-        return { where: id === undefined ? {} : { conversation: { messages: { some: { id } } } }, orderBy: messageOrder };
+      select: (args, _ctx, nestedSelection) => {
+        refuseMixedDirections(args);
+        // plugin-prisma's nestedSelection takes where the nodes are (its relatedConnection passes the same) though
+        // its type names only a plain path.
+        const nested = nestedSelection(messagePageQuery(args), MESSAGE_NODES as never) as { select?: object };
+        // Each row's place makes its cursor.
+        return { messages: nested.select ? { ...nested, select: { ...nested.select, id: true, createdAt: true } } : nested };
+      },
+      resolve: (conversation, args) => {
+        const place = cursorPlace(args);
+        // A cursor issued for another conversation's messages gives an empty page, as a missing row's does.
+        const elsewhere = place !== undefined && 'at' in place && place.owner !== conversation.id;
+        const rows = elsewhere ? [] : (conversation.messages as MessageRow[]);
+        return keysetConnection(args, (m: MessageRow) => placeCursor(m.createdAt, m.id, conversation.id), rows);
       },
     }),
   }),
@@ -43,13 +87,29 @@ builder.queryFields((t) => ({
       return ctx.prisma.conversation.findFirst({ ...query, relationLoadStrategy: 'join', where: { id, productId: product.id } });
     },
   }),
-  conversations: t.prismaConnection({
-    type: 'Conversation',
-    cursor: 'id',
+  // A connection of its own rather than t.prismaConnection: plugin-prisma pages with Prisma's `cursor`, which
+  // reads the messages, feedback and lastMessage of a cursor page in separate statements (see listConversations).
+  conversations: t.connection({
+    type: Conversation,
     description: "The calling product's conversations, most recent activity first.",
     args: { sessionId: t.arg.string() },
-    resolve: (query, _root, args, ctx) => {
-      return listConversations(ctx, requireProduct(ctx).id, { sessionId: args.sessionId, cursorId: cursorUuid(args) }, query);
+    resolve: async (_root, args, ctx, info) => {
+      const productId = requireProduct(ctx).id;
+      refuseMixedDirections(args);
+      const place = cursorPlace(args);
+      const from = place && 'at' in place ? (place.owner === productId ? { lastMessageAt: place.at, id: place.id } : 'elsewhere') : place;
+      const query = await queryFromInfo({
+        context: ctx,
+        info,
+        typeName: 'Conversation',
+        select: { id: true, lastMessageAt: true },
+        paths: [['nodes'], ['edges', 'node']],
+        awaitSelections: true,
+      });
+      const { take, backwards } = pageSize(args);
+      const rows =
+        from === 'elsewhere' ? [] : listConversations(ctx, productId, { sessionId: args.sessionId, page: { take, towardsNewer: backwards, from } }, query);
+      return keysetConnection(args, (row: ConversationRow) => placeCursor(row.lastMessageAt, row.id, productId), rows);
     },
   }),
 }));

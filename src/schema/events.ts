@@ -11,7 +11,8 @@ import {
   type TypingChangedEvent,
 } from '../services/events.js';
 import { setUserTyping } from '../services/typing.js';
-import { cursorUuid, parseGlobalId } from './ids.js';
+import { parseGlobalId } from './ids.js';
+import { cursorPlace } from './pages.js';
 import { MessageRole } from './message.js';
 
 // Events carry ids; each delivery reads the rows through that event's own loaders.
@@ -70,7 +71,8 @@ builder.subscriptionFields((t) => ({
       const product = requireProduct(ctx);
       const conversationId = parseGlobalId(String(args.conversationId), 'Conversation', 'conversationId');
       const sources = { prisma: ctx.prisma, pubsub: ctx.deps.pubsub };
-      return conversationEvents(sources, product.id, conversationId, cursorUuid({ after: args.after }));
+      // The replay looks the cursor's row up among this conversation's messages, whichever format the cursor has.
+      return conversationEvents(sources, product.id, conversationId, cursorPlace({ after: args.after })?.id);
     },
     resolve: (event) => event,
   }),

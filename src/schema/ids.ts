@@ -1,7 +1,7 @@
-import { parsePrismaCursor } from '@pothos/plugin-prisma';
 import { decodeGlobalID } from '@pothos/plugin-relay';
 import { BadUserInputError } from '../errors.js';
 import { isUuid } from '../services/ids.js';
+import { cursorPlace, type PageArgs } from './pages.js';
 
 /**
  * Decodes a Relay global id of the expected type to its database id. A
@@ -30,23 +30,14 @@ export function nodeUuid(id: string, typename: string): string {
 
 /**
  * The row id inside a connection's `after`/`before` cursor, or undefined when
- * neither is given. Anything but a uuid is BAD_USER_INPUT naming the argument
- * (Prisma would fail on it). Prisma finds a cursor's row by id alone, whoever
- * owns it, so callers must also filter on the cursor row being their own: a
- * foreign row would position the page where a missing one gives an empty page.
+ * neither is given; a keyset cursor (see placeCursor) gives its row's id, so a
+ * cursor of Query.conversations also pages Product.conversations. Anything
+ * else is BAD_USER_INPUT naming the argument (Prisma would fail on it).
+ * Prisma finds a cursor's row by id alone, whoever owns it, so callers must
+ * also filter on the cursor row being their own: a foreign row would position
+ * the page where a missing one gives an empty page.
  */
 export function cursorUuid(fieldArgs: object): string | undefined {
   // The connection arguments are there at run time even where a field's type names only its own.
-  const args = fieldArgs as { after?: string | null; before?: string | null };
-  const cursor = args.after ?? args.before;
-  if (cursor == null) return undefined;
-  const field = args.after != null ? 'after' : 'before';
-  let id: unknown;
-  try {
-    id = parsePrismaCursor(cursor);
-  } catch {
-    id = undefined;
-  }
-  if (typeof id !== 'string' || !isUuid(id)) throw new BadUserInputError(`${field} is not a valid cursor`, field);
-  return id;
+  return cursorPlace(fieldArgs as PageArgs)?.id;
 }

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { cachePolicy } from '../infra/cache/index.js';
 import { selectionTags } from './products.js';
 import { tags, type Store } from './store.js';
-import type { Prisma } from '../generated/prisma/client.js';
+import type { Conversation, Prisma } from '../generated/prisma/client.js';
 import { BadUserInputError } from '../errors.js';
 import { limits, NO_NUL_MESSAGE, noNul, optionalText, parseInput, text } from './validation.js';
 
@@ -21,36 +21,75 @@ export async function startConversation({ prisma, cache }: Store, productId: str
 }
 
 /** The first page (no cursor) of a conversation list, per selection, until the product's conversations change. */
-const firstPagePolicy = cachePolicy<{ productId: string; sessionId: string | null; query: object }>({
+const firstPagePolicy = cachePolicy<{ productId: string; sessionId: string | null; query: object; take: number; towardsNewer: boolean }>({
   name: 'conversationsFirstPage',
   ttlMs: 30_000,
   scope: (a) => a.productId,
-  key: (a) => [a.sessionId, a.query],
+  key: (a) => [a.sessionId, a.query, a.take, a.towardsNewer],
   tags: (a) => selectionTags(a.productId, { conversations: a.query }),
 });
 
+/** A row's place in `conversationOrder`. */
+export interface ConversationPosition {
+  lastMessageAt: Date;
+  id: string;
+}
+
+export interface ConversationPage {
+  /** Rows to read: the page and one more, to tell whether there is another page. */
+  take: number;
+  /** Read towards newer activity (a `last`/`before` page), nearest the cursor first; else towards older. */
+  towardsNewer: boolean;
+  /** The row the page starts next to: its place, or only its id (a cursor issued before cursors carried the place). */
+  from?: ConversationPosition | { id: string };
+}
+
 /**
- * Conversations of a product, newest activity first. A cursor must be one of
- * this product's conversations: another's would position the page (Prisma finds
- * a cursor row by id alone), where a missing one gives an empty page.
+ * A page of a product's conversations, newest activity first (nearest the
+ * cursor first when reading towards newer activity). A page starts from the
+ * cursor's place in the order (keyset), not from Prisma's `cursor`: Prisma
+ * reads relations with separate statements whenever `cursor` is given, so a
+ * cursor page with its messages, feedback and lastMessage was five statements
+ * where this is one. A cursor holding only an id costs one more statement to
+ * find the row's place, among this product's rows only: another product's row
+ * gives an empty page, as a missing one does.
  */
-export function listConversations(
+export async function listConversations(
   { prisma, cache }: Store,
   productId: string,
-  { sessionId, cursorId }: { sessionId?: string | null; cursorId?: string | undefined },
-  query: Prisma.ConversationFindManyArgs,
-) {
+  { sessionId, page }: { sessionId?: string | null | undefined; page: ConversationPage },
+  query: Query,
+): Promise<Conversation[]> {
   const filter = conversationFilter(productId, sessionId);
-  const read = () =>
+  const read = (where: Prisma.ConversationWhereInput): Promise<Conversation[]> =>
     prisma.conversation.findMany({
       ...query,
       relationLoadStrategy: 'join',
-      where: cursorId === undefined ? filter : { AND: [filter, { product: { conversations: { some: { id: cursorId } } } }] },
-      orderBy: conversationOrder,
+      where,
+      orderBy: page.towardsNewer ? oldestActivityFirst : conversationOrder,
+      take: page.take,
     });
-  if (cursorId !== undefined) return read();
-  return cache.get(firstPagePolicy, { productId, sessionId: sessionId ?? null, query }, read);
+  if (!page.from) {
+    const key = { productId, sessionId: sessionId ?? null, query, take: page.take, towardsNewer: page.towardsNewer };
+    return cache.get(firstPagePolicy, key, () => read(filter));
+  }
+  const from =
+    'lastMessageAt' in page.from
+      ? page.from
+      : await prisma.conversation.findFirst({ where: { id: page.from.id, productId }, select: { id: true, lastMessageAt: true } });
+  if (!from) return [];
+  return read({ AND: [filter, beyond(from, page.towardsNewer)] });
 }
+
+/** The rows after `from` in the order read: strictly older activity, or strictly newer; the id breaks ties. */
+function beyond({ lastMessageAt, id }: ConversationPosition, towardsNewer: boolean): Prisma.ConversationWhereInput {
+  // The inclusive bound alone can use the (productId, lastMessageAt) index; the OR drops the ties already read.
+  return towardsNewer
+    ? { lastMessageAt: { gte: lastMessageAt }, OR: [{ lastMessageAt: { gt: lastMessageAt } }, { id: { gt: id } }] }
+    : { lastMessageAt: { lte: lastMessageAt }, OR: [{ lastMessageAt: { lt: lastMessageAt } }, { id: { lt: id } }] };
+}
+
+const oldestActivityFirst: Prisma.ConversationOrderByWithRelationInput[] = [{ lastMessageAt: 'asc' }, { id: 'asc' }];
 
 /** Newest activity first; the id breaks ties so cursors are stable. */
 export const conversationOrder: Prisma.ConversationOrderByWithRelationInput[] = [{ lastMessageAt: 'desc' }, { id: 'desc' }];

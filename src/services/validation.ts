@@ -2,6 +2,8 @@ import { z } from 'zod';
 import { BadUserInputError } from '../errors.js';
 
 export const MAX_PAGE_SIZE = 100;
+/** A connection's page size when neither `first` nor `last` is given. */
+export const DEFAULT_PAGE_SIZE = 20;
 export const MAX_BATCH = 100;
 
 export const limits = {

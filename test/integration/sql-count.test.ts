@@ -1,6 +1,8 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createTestApp, type TestApp } from '../helpers/app.js';
 import { describeEachDatabase } from '../helpers/db.js';
+import { formatPrismaCursor } from '@pothos/plugin-prisma';
+import { decodeGlobalID } from '@pothos/plugin-relay';
 import { seedConversations } from '../helpers/fixtures.js';
 
 const NESTED = /* GraphQL */ `
@@ -13,6 +15,23 @@ const NESTED = /* GraphQL */ `
           lastMessage { content }
         }
       }
+    }
+  }
+`;
+
+/** The nested read as a cursor page: `first`/`after` or `last`/`before`. */
+const NESTED_PAGE = /* GraphQL */ `
+  query NestedPage($first: Int, $after: String, $last: Int, $before: String) {
+    conversations(first: $first, after: $after, last: $last, before: $before) {
+      edges {
+        cursor
+        node {
+          id title messageCount
+          messages(first: 20) { edges { node { id role content feedback { rating } } } }
+          lastMessage { content }
+        }
+      }
+      pageInfo { hasNextPage hasPreviousPage }
     }
   }
 `;
@@ -48,6 +67,83 @@ describeEachDatabase('SQL statements per nested query', (variant) => {
     expect(big.sql.length).toBeLessThanOrEqual(4);
     expect(small.sql.length).toBe(big.sql.length);
     expect(big.sql.length).toBe(2);
+  });
+
+  it('reads a cursor page forwards and backwards in one statement after the key, with the same rows as the whole list', async () => {
+    const all = await cold(NESTED_PAGE, { key, variables: { first: 25 } });
+    expect(all.errors).toBeUndefined();
+    const edges = all.data.conversations.edges;
+    expect(edges).toHaveLength(25);
+    const nodes = (from: number, to: number) => edges.slice(from, to).map((e: any) => e.node);
+
+    const forwards = await cold(NESTED_PAGE, { key, variables: { first: 5, after: edges[5].cursor } });
+    expect(forwards.errors).toBeUndefined();
+    expect(forwards.data.conversations.edges.map((e: any) => e.node)).toEqual(nodes(6, 11));
+    expect(forwards.data.conversations.edges.map((e: any) => e.cursor)).toEqual(edges.slice(6, 11).map((e: any) => e.cursor));
+    expect(forwards.data.conversations.pageInfo).toEqual({ hasNextPage: true, hasPreviousPage: true });
+    expect(forwards.sql).toHaveLength(2);
+
+    const backwards = await cold(NESTED_PAGE, { key, variables: { last: 5, before: edges[15].cursor } });
+    expect(backwards.errors).toBeUndefined();
+    expect(backwards.data.conversations.edges.map((e: any) => e.node)).toEqual(nodes(10, 15));
+    expect(backwards.data.conversations.pageInfo).toEqual({ hasNextPage: true, hasPreviousPage: true });
+    expect(backwards.sql).toHaveLength(2);
+
+    const end = await cold(NESTED_PAGE, { key, variables: { first: 5, after: edges[21].cursor } });
+    expect(end.data.conversations.edges.map((e: any) => e.node)).toEqual(nodes(22, 25));
+    expect(end.data.conversations.pageInfo).toEqual({ hasNextPage: false, hasPreviousPage: true });
+    const start = await cold(NESTED_PAGE, { key, variables: { last: 5, before: edges[3].cursor } });
+    expect(start.data.conversations.edges.map((e: any) => e.node)).toEqual(nodes(0, 3));
+    expect(start.data.conversations.pageInfo).toEqual({ hasNextPage: true, hasPreviousPage: false });
+  });
+
+  it('still reads a cursor of the earlier format (the row id alone), with one more statement to find its row', async () => {
+    const all = await cold(NESTED_PAGE, { key, variables: { first: 25 } });
+    const edges = all.data.conversations.edges;
+    const idCursor = (i: number) => formatPrismaCursor({ id: decodeGlobalID(edges[i].node.id).id }, 'id');
+    const forwards = await cold(NESTED_PAGE, { key, variables: { first: 5, after: idCursor(5) } });
+    expect(forwards.errors).toBeUndefined();
+    expect(forwards.data.conversations.edges).toEqual(edges.slice(6, 11));
+    expect(forwards.sql.length).toBeLessThanOrEqual(3);
+    const backwards = await cold(NESTED_PAGE, { key, variables: { last: 5, before: idCursor(15) } });
+    expect(backwards.data.conversations.edges).toEqual(edges.slice(10, 15));
+    expect(backwards.sql.length).toBeLessThanOrEqual(3);
+  });
+
+  it("reads a cursor page of a conversation's messages in the conversation's statement, forwards and backwards", async () => {
+    const MESSAGES = `query M($id: ID!, $first: Int, $after: String, $last: Int, $before: String) {
+      conversation(id: $id) { id messages(first: $first, after: $after, last: $last, before: $before) {
+        edges { cursor node { id role content createdAt feedback { rating } } } pageInfo { hasNextPage hasPreviousPage }
+      } }
+    }`;
+    const list = await cold(NESTED_PAGE, { key, variables: { first: 1 } });
+    const id = list.data.conversations.edges[0].node.id;
+    const all = await cold(MESSAGES, { key, variables: { id, first: 25 } });
+    expect(all.errors).toBeUndefined();
+    const edges = all.data.conversation.messages.edges;
+    expect(edges).toHaveLength(25);
+
+    const widget = await cold(MESSAGES, { key, variables: { id, last: 20 } });
+    expect(widget.data.conversation.messages.edges).toEqual(edges.slice(5));
+    expect(widget.sql).toHaveLength(2);
+
+    const forwards = await cold(MESSAGES, { key, variables: { id, first: 5, after: edges[5].cursor } });
+    expect(forwards.errors).toBeUndefined();
+    expect(forwards.data.conversation.messages.edges).toEqual(edges.slice(6, 11));
+    expect(forwards.data.conversation.messages.pageInfo).toEqual({ hasNextPage: true, hasPreviousPage: true });
+    expect(forwards.sql).toHaveLength(2);
+
+    const backwards = await cold(MESSAGES, { key, variables: { id, last: 5, before: edges[15].cursor } });
+    expect(backwards.data.conversation.messages.edges).toEqual(edges.slice(10, 15));
+    expect(backwards.data.conversation.messages.pageInfo).toEqual({ hasNextPage: true, hasPreviousPage: true });
+    expect(backwards.sql).toHaveLength(2);
+
+    // A cursor of the earlier format (the row id alone) still pages, in a statement of its own.
+    const idCursor = formatPrismaCursor({ id: decodeGlobalID(edges[15].node.id).id }, 'id');
+    const old = await cold(MESSAGES, { key, variables: { id, last: 5, before: idCursor } });
+    expect(old.errors).toBeUndefined();
+    expect(old.data.conversation.messages.edges.map((e: any) => e.node)).toEqual(edges.slice(10, 15).map((e: any) => e.node));
+    expect(old.sql.length).toBeLessThanOrEqual(4);
   });
 
   it('answers a repeated nested read from the cache without any statement', async () => {

@@ -455,6 +455,39 @@ describeEachDatabase('tenant isolation', (variant) => {
         expect(r.errors?.[0]?.extensions?.code, c).toBe('BAD_USER_INPUT');
       }
     });
+
+    it("Query.conversations with the cursors B was issued (they carry B's place in B's list): empty pages, like a missing row's", async () => {
+      const issuedToB = await t.gql(A_CONVERSATIONS, { key: B.key, variables: { c: null } });
+      const cursors: string[] = issuedToB.data.conversations.edges.map((e: any) => e.cursor);
+      expect(cursors.length).toBeGreaterThanOrEqual(B.conversations.length);
+      for (const c of cursors) {
+        for (const q of [A_CONVERSATIONS, A_CONVERSATIONS_BEFORE]) {
+          const r = await t.gql(q, { key: A.key, variables: { c } });
+          expectEmptyEverywhere(r);
+          expect(r.sql.length, 'no statement beyond the key').toBeLessThanOrEqual(1);
+        }
+      }
+    });
+
+    it("Query.conversations with a cursor A forges from B's place but A's product: A's own rows only", async () => {
+      const issuedToA = await t.gql(A_CONVERSATIONS, { key: A.key, variables: { c: null } });
+      const own = issuedToA.data.conversations.edges[0].cursor as string;
+      const [, , productId] = JSON.parse(Buffer.from(own, 'base64').toString('utf8').slice('GPC:T:'.length)) as string[];
+      const row = await t.prisma.conversation.findUniqueOrThrow({ where: { id: B.conversations[0]!.id } });
+      const forged = formatPrismaCursor({ at: row.lastMessageAt, id: row.id, productId: productId!.slice(2) }, ['at', 'id', 'productId']);
+      for (const q of [A_CONVERSATIONS, A_CONVERSATIONS_BEFORE]) {
+        const r = await t.gql(q, { key: A.key, variables: { c: forged } });
+        expect(r.errors).toBeUndefined();
+        expectNothingOfB(r);
+        for (const e of r.data.conversations.edges) expect(A.conversations.map((c) => c.id)).toContain(fromGid(e.node.id));
+      }
+      // A place that is not one (a date that is not a date, an id that is not a uuid) is the caller's mistake.
+      for (const place of [{ at: 'yesterday', id: row.id }, { at: row.lastMessageAt, id: 'not-a-uuid' }, { at: row.lastMessageAt, id: 5 }]) {
+        const c = formatPrismaCursor({ ...place, productId: productId!.slice(2) }, ['at', 'id', 'productId']);
+        const r = await t.gql(A_CONVERSATIONS, { key: A.key, variables: { c } });
+        expect(r.errors?.[0]?.extensions?.code, JSON.stringify(place)).toBe('BAD_USER_INPUT');
+      }
+    });
   });
 
   describe('lists and aggregates never include B', () => {

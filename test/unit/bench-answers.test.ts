@@ -84,4 +84,10 @@ describe('bench answer check', () => {
     expect(parley.query.includes('after:')).toBe(peer.query.includes('after:'));
     expect(request.key).toBe('pk_live_read');
   });
+
+  it("sends Parley the cursor Parley issued for the conversation once the harness has it", () => {
+    const withOwn = buildScenarios(dataset, new Map([[conversation, 'pg-cursor']]), new Map([[conversation, 'parley-cursor']]));
+    const parley = JSON.parse(requestBody(withOwn.nestedCursor.next(seededRandom(1)), 'parley'));
+    expect(parley.variables).toEqual({ cursor: 'parley-cursor' });
+  });
 });
