@@ -41,24 +41,28 @@ export interface SqlCapture {
 }
 
 /**
- * Ties each HTTP request to what its handler does (see the header) and keeps,
- * for every request answered since the last reset, the count `countOf` gives
- * it when read (statements a request causes after its response, such as a
- * streamed reply's, still count); requests cut off by the end of a run are
- * counted apart.
+ * Ties each HTTP request to what its handler does (see the header) through a
+ * small record of its own, and keeps, for every request answered since the
+ * last reset, the count `countOf` gives that record when read (statements a
+ * request causes after its response, such as a streamed reply's, still
+ * count); requests cut off by the end of a run are counted apart. Only the
+ * records are kept, never the requests: holding every IncomingMessage of a run
+ * (its socket, parser and buffers) grew a long run's heap by ~100 MB a minute
+ * and weighed on the measured server's GC.
  */
-function answeredRequests(countOf: (request: IncomingMessage) => number) {
-  const currentRequest = new AsyncLocalStorage<IncomingMessage>();
-  let answered: IncomingMessage[] = [];
+function answeredRequests<R>(create: () => R, countOf: (record: R) => number) {
+  const currentRequest = new AsyncLocalStorage<R>();
+  let answered: R[] = [];
   let cutOff = 0;
   let inFlight = 0;
   subscribe('http.server.request.start', (message) => {
-    const { request, response } = message as { request: IncomingMessage; response: ServerResponse };
-    currentRequest.enterWith(request);
+    const { response } = message as { request: IncomingMessage; response: ServerResponse };
+    const record = create();
+    currentRequest.enterWith(record);
     inFlight += 1;
     response.once('close', () => {
       inFlight -= 1;
-      if (response.writableFinished) answered.push(request);
+      if (response.writableFinished) answered.push(record);
       else cutOff += 1;
     });
   });
@@ -71,10 +75,10 @@ function answeredRequests(countOf: (request: IncomingMessage) => number) {
     read: (): SqlCounts => {
       let statements = 0;
       let maxPerRequest = 0;
-      for (const request of answered) {
-        const n = countOf(request);
+      for (const record of answered) {
+        const n = countOf(record);
         statements += n;
-        maxPerRequest = Math.max(maxPerRequest, n);
+        if (n > maxPerRequest) maxPerRequest = n;
       }
       return { requests: answered.length, cutOff, inFlight, statements, maxPerRequest };
     },
@@ -82,13 +86,15 @@ function answeredRequests(countOf: (request: IncomingMessage) => number) {
 }
 
 export function captureRequestSql(db: Database): SqlCapture {
-  const scopeOf = new WeakMap<IncomingMessage, SqlScope>();
-  const requests = answeredRequests((request) => scopeOf.get(request)?.statements ?? 0);
+  const requests = answeredRequests<{ scope?: SqlScope }>(
+    () => ({}),
+    (record) => record.scope?.statements ?? 0,
+  );
   const prisma = new Proxy(db.prisma, {
     get(target, prop) {
-      const request = requests.current();
+      const record = requests.current();
       const scope = currentSqlScope();
-      if (request && scope && !scopeOf.has(request)) scopeOf.set(request, scope);
+      if (record && scope && !record.scope) record.scope = scope;
       const value = Reflect.get(target, prop, target);
       return typeof value === 'function' ? value.bind(target) : value;
     },
@@ -108,12 +114,14 @@ export function captureRequestSql(db: Database): SqlCapture {
  * a client taken from the pool still charges the request that awaits it).
  */
 export function countRequestStatements(): { charge(): void; reset(): void; read(): SqlCounts } {
-  const statementsOf = new WeakMap<IncomingMessage, number>();
-  const requests = answeredRequests((request) => statementsOf.get(request) ?? 0);
+  const requests = answeredRequests<{ statements: number }>(
+    () => ({ statements: 0 }),
+    (record) => record.statements,
+  );
   return {
     charge: () => {
-      const request = requests.current();
-      if (request) statementsOf.set(request, (statementsOf.get(request) ?? 0) + 1);
+      const record = requests.current();
+      if (record) record.statements += 1;
     },
     reset: requests.reset,
     read: requests.read,
