@@ -3,6 +3,7 @@ import { deserialize, serialize } from 'node:v8';
 import type { Redis } from 'ioredis';
 import { LRUCache } from 'lru-cache';
 import type { Logger } from '../log.js';
+import type { WireEvent } from '../pubsub/index.js';
 import { readFromPrimary } from '../read-routing.js';
 import { EPOCH_TAG, Generations } from './generations.js';
 import { RedisGuard } from './redis-guard.js';
@@ -229,20 +230,24 @@ export class Cache {
     this.bumpListeners.push(listener);
   }
 
-  /** Makes every entry depending on `tags` unreachable, on every node. */
-  async invalidate(tags: readonly string[]): Promise<void> {
+  /**
+   * Makes every entry depending on `tags` unreachable, on every node. `alongside`:
+   * the write's events, published in the same Redis MULTI as the bump; resolves
+   * true when they were, false when the caller must publish them (see Generations.bump).
+   */
+  async invalidate(tags: readonly string[], alongside?: readonly WireEvent[]): Promise<boolean> {
     const unique = [...new Set(tags)];
     this.announceBump(unique);
     for (const tag of unique) {
       const kind = tagKind(tag);
       this.invalidationsByKind.set(kind, (this.invalidationsByKind.get(kind) ?? 0) + 1);
     }
-    await this.generations.bump(unique);
+    return this.generations.bump(unique, alongside);
   }
 
   /** Makes every entry unreachable, on every node (bumps the epoch every key embeds). */
-  flush(): Promise<void> {
-    return this.generations.bump([EPOCH_TAG]);
+  async flush(): Promise<void> {
+    await this.generations.bump([EPOCH_TAG]);
   }
 
   private announceBump(tags: readonly string[]): void {
