@@ -1,4 +1,5 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -9,7 +10,7 @@ import { migrate } from '../src/infra/migrate.js';
 import { newSqlScope, runInSqlScope } from '../src/infra/sql-stats.js';
 import { insertMessage } from '../src/services/messages.js';
 import { createProduct } from '../src/services/products.js';
-import { startRedis } from '../scripts/servers.js';
+import { startPostgres, startRedis } from '../scripts/servers.js';
 import { countRedisCommands, type RedisTally } from './redis-commands.js';
 import { DOCUMENTS } from './scenarios.js';
 
@@ -18,15 +19,21 @@ import { DOCUMENTS } from './scenarios.js';
  * round trips (counted through ioredis' diagnostics channel), SQL statements,
  * and CPU time, over sequential requests through `yoga.fetch` from one client
  * address (so the per-address checks run as they do behind a socket).
- * Embedded database, a throwaway redis-server (or REDIS_URL).
+ * Embedded database (`--postgres`: a throwaway PostgreSQL server, whose CPU
+ * is then not in the figure), a throwaway redis-server (or REDIS_URL).
  *
- *   npx tsx bench/request-cost.ts [--requests 200] [--env NAME=VALUE …]
+ *   npm run bench:cost -- [--requests 200] [--postgres] [--only sendMessage] [--profile dir] [--env NAME=VALUE …]
  */
 
 const { values } = parseArgs({
   options: {
     requests: { type: 'string', default: '200' },
     env: { type: 'string', multiple: true },
+    postgres: { type: 'boolean', default: false },
+    /** Only the kinds whose name contains this. */
+    only: { type: 'string' },
+    /** Writes a V8 CPU profile of the measured requests of each kind into this directory. */
+    profile: { type: 'string' },
   },
 });
 const requests = Number(values.requests);
@@ -34,7 +41,8 @@ const env = Object.fromEntries((values.env ?? []).map((pair) => pair.split('=', 
 
 const redis = process.env.REDIS_URL ? undefined : await startRedis();
 const redisUrl = process.env.REDIS_URL ?? redis!.url;
-const db = await openDatabase({ dataDir: 'memory://' });
+const postgres = values.postgres ? await startPostgres() : undefined;
+const db = await openDatabase(postgres ? { url: postgres.url, poolSize: 10 } : { dataDir: 'memory://' });
 await migrate(db.prisma);
 const { product, key } = await createProduct(db.prisma, { name: 'Request cost' });
 const conversationIds: string[] = [];
@@ -91,15 +99,28 @@ const one = async (request: { query: string; variables?: Record<string, unknown>
 
 const counter = countRedisCommands();
 const rows: { kind: string; commands: number; roundTrips: number; sql: number; cpuUs: number; byCommand: RedisTally['byCommand'] }[] = [];
-for (const [kind, make] of Object.entries(kinds)) {
+for (const [kind, make] of Object.entries(kinds).filter(([kind]) => !values.only || kind.includes(values.only))) {
   // Warm: caches filled, scripts loaded, leases taken.
   for (let i = 0; i < 20; i++) await one(make());
   await new Promise((resolve) => setTimeout(resolve, 50));
   counter.reset();
   let sql = 0;
+  // Only the measured requests are profiled (not start-up, seeding or warming).
+  const profiler = values.profile ? new Session() : undefined;
+  if (profiler) {
+    profiler.connect();
+    await profiler.post('Profiler.enable');
+    await profiler.post('Profiler.start');
+  }
   const cpu = process.cpuUsage();
   for (let i = 0; i < requests; i++) sql += await one(make());
   const used = process.cpuUsage(cpu);
+  if (profiler) {
+    const { profile } = await profiler.post('Profiler.stop');
+    mkdirSync(values.profile!, { recursive: true });
+    writeFileSync(join(values.profile!, `${kind.replace(/\W+/g, '-')}.cpuprofile`), JSON.stringify(profile));
+    profiler.disconnect();
+  }
   // Commands answered after the response (a background release) belong to this kind too.
   await new Promise((resolve) => setTimeout(resolve, 50));
   const tally = counter.take();
@@ -127,4 +148,5 @@ for (const r of rows) {
 await app.stop();
 await db.close();
 await redis?.dispose();
+await postgres?.dispose();
 rmSync(dataDir, { recursive: true, force: true });
