@@ -238,6 +238,14 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
               published.inc({ topic, type: event.type ?? 'unknown' });
             };
           }
+          // Events published inside another MULTI or script count once that ran.
+          if (prop === 'wire') {
+            return (topic: string, id: string, event: { type?: string }) => {
+              const wire = target.wire(topic, id, event as never);
+              if (!wire) return undefined;
+              return { ...wire, sent: () => (wire.sent(), published.inc({ topic, type: event.type ?? 'unknown' })) };
+            };
+          }
           const value = Reflect.get(target, prop, receiver);
           return typeof value === 'function' ? value.bind(target) : value;
         },

@@ -1,4 +1,5 @@
 import { encodeGlobalID } from '@pothos/plugin-relay';
+import type { Message as MessageRow } from '../generated/prisma/client.js';
 import { MessageRole as MessageRoleValues } from '../generated/prisma/enums.js';
 import { builder } from '../builder.js';
 import { requireProduct } from '../services/auth.js';
@@ -50,8 +51,12 @@ const SendMessageInput = builder.inputType('SendMessageInput', {
   }),
 });
 
-/** `replyId` is set once the reply is announced; `stored` once it is written; `replyError` when producing it failed. */
-type Payload = { messageId: string; replyId: string | null; stored: boolean; replyError?: unknown };
+/**
+ * `replyId` is set once the reply is announced; `stored` once it is written; `replyError` when producing it failed.
+ * `rows`: the messages as their INSERT … RETURNING gave them, so the payload reads no row again (relations
+ * selected on them are loaded by plugin-prisma's fallback, as for any parent without them).
+ */
+type Payload = { messageId: string; replyId: string | null; stored: boolean; replyError?: unknown; rows?: { message: MessageRow; reply?: MessageRow } };
 
 const SendMessagePayload = builder
   .objectRef<Payload>('SendMessagePayload')
@@ -61,7 +66,7 @@ const SendMessagePayload = builder
         type: 'Message',
         description: 'The stored USER message.',
         resolve: (query, payload, _args, ctx) =>
-          ctx.prisma.message.findUniqueOrThrow({ ...query, relationLoadStrategy: 'join', where: { id: payload.messageId } }),
+          payload.rows?.message ?? ctx.prisma.message.findUniqueOrThrow({ ...query, relationLoadStrategy: 'join', where: { id: payload.messageId } }),
       }),
       reply: t.prismaField({
         type: 'Message',
@@ -69,9 +74,8 @@ const SendMessagePayload = builder
         description: 'The ASSISTANT reply; null with stream: true (it arrives on conversationEvents).',
         resolve: (query, payload, _args, ctx) => {
           if (payload.replyError) throw payload.replyError;
-          return payload.stored && payload.replyId
-            ? ctx.prisma.message.findUnique({ ...query, relationLoadStrategy: 'join', where: { id: payload.replyId } })
-            : null;
+          if (!payload.stored || !payload.replyId) return null;
+          return payload.rows?.reply ?? ctx.prisma.message.findUnique({ ...query, relationLoadStrategy: 'join', where: { id: payload.replyId } });
         },
       }),
       replyId: t.id({
@@ -94,11 +98,13 @@ builder.mutationField('sendMessage', (t) =>
       const conversationId = parseGlobalId(String(input.conversationId), 'Conversation', 'input.conversationId');
       const message = await sendUserMessage(ctx, product.id, conversationId, input);
       const answers = ctx.deps.answers;
-      if (input.stream) return { messageId: message.id, replyId: answers.replyInBackground(product, conversationId, message.content), stored: false };
+      if (input.stream) {
+        return { messageId: message.id, replyId: answers.replyInBackground(product, conversationId, message.content), stored: false, rows: { message } };
+      }
       // The USER message is stored whatever happens to the reply: a failed reply is an error on `reply` only.
       return answers.reply(product, conversationId, message.content).then(
-        (reply) => ({ messageId: message.id, replyId: reply.id, stored: true }),
-        (replyError: unknown) => ({ messageId: message.id, replyId: null, stored: false, replyError }),
+        (reply) => ({ messageId: message.id, replyId: reply.id, stored: true, rows: { message, reply } }),
+        (replyError: unknown) => ({ messageId: message.id, replyId: null, stored: false, replyError, rows: { message } }),
       );
     },
   }),

@@ -1,7 +1,7 @@
 import { BadUserInputError, NotFoundError } from '../errors.js';
 import type { PrismaClient } from '../infra/db.js';
 import type { Logger } from '../infra/log.js';
-import type { EventStream, PubSub } from '../infra/pubsub/index.js';
+import type { EventStream, PubSub, WireEvent } from '../infra/pubsub/index.js';
 import type { MessageRole } from '../generated/prisma/client.js';
 import { messageOrder } from './messages.js';
 
@@ -34,6 +34,15 @@ export interface LiveEvents {
   replyDelta(conversationId: string, messageId: string, delta: string, done: boolean): Promise<boolean>;
   typingChanged(conversationId: string, role: MessageRole, isTyping: boolean): Promise<boolean>;
   feedbackAdded(productId: string, conversationId: string, feedbackId: string): Promise<boolean>;
+  /**
+   * The same events as PUBLISHes a caller sends with its own Redis commands (the
+   * cache bump of the write, the typing script); undefined in-process. Whoever
+   * takes one publishes it, or falls back to the method above.
+   */
+  wire: {
+    messageAdded(conversationId: string, messageId: string): WireEvent | undefined;
+    typingChanged(conversationId: string, role: MessageRole, isTyping: boolean): WireEvent | undefined;
+  };
 }
 
 export function createLiveEvents(pubsub: ParleyPubSub, log: Logger): LiveEvents {
@@ -52,6 +61,11 @@ export function createLiveEvents(pubsub: ParleyPubSub, log: Logger): LiveEvents 
       send('conversation', conversationId, { type: 'replyDelta', messageId, delta, done }),
     typingChanged: (conversationId, role, isTyping) =>
       send('conversation', conversationId, { type: 'typingChanged', conversationId, role, isTyping }),
+    wire: {
+      messageAdded: (conversationId, messageId) => pubsub.wire('conversation', conversationId, { type: 'messageAdded', messageId }),
+      typingChanged: (conversationId, role, isTyping) =>
+        pubsub.wire('conversation', conversationId, { type: 'typingChanged', conversationId, role, isTyping }),
+    },
     feedbackAdded: async (productId, conversationId, feedbackId) => {
       const event = { type: 'feedbackAdded', feedbackId } as const;
       const [a, b] = await Promise.all([send('conversation', conversationId, event), send('product', productId, event)]);

@@ -1,6 +1,6 @@
-import { RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
+import { LRUCache } from 'lru-cache';
 import { RateLimitedError } from '../errors.js';
-import type { LimiterStore } from '../infra/rate-limiter.js';
+import type { Limiter, LimiterStore } from '../infra/rate-limiter.js';
 import type { Principal } from './auth.js';
 
 /**
@@ -10,6 +10,13 @@ import type { Principal } from './auth.js';
  * client IP. An IP that keeps sending wrong keys or tokens is refused for the
  * rest of the window, before its credentials cost a database lookup. The
  * admin token is not limited. Limits of 0 are off.
+ *
+ * Per-key limits spend budgets leased from Redis (no Redis call on most
+ * requests, see LeasedLimiter). The wrong-credentials count is read in Redis
+ * only for an address this node has not seen clean in the last
+ * `cleanAddressTrustMs`: an address with no failures on record is trusted that
+ * long, so a flood of wrong keys from it through another node is refused here
+ * at most that much later.
  */
 export interface RateLimitPolicy {
   /** Requests per minute per product key. */
@@ -19,6 +26,8 @@ export interface RateLimitPolicy {
   /** Wrong keys or tokens per IP per window before that IP's credentials are refused. */
   badCredentialsPerIp: number;
   badCredentialsWindowSeconds: number;
+  /** How long an address found with no wrong credentials on record is not looked up again. @default 1000 */
+  cleanAddressTrustMs?: number;
 }
 
 export interface RateLimits {
@@ -31,27 +40,31 @@ export interface RateLimits {
 }
 
 export function createRateLimits(store: LimiterStore, policy: RateLimitPolicy, onLimited?: (reason: string) => void): RateLimits {
-  const make = (name: string, points: number, durationSeconds: number) => (points > 0 ? store.limiter({ name, points, durationSeconds }) : undefined);
-  const product = make('product', policy.productPerMinute, 60);
-  const anonymous = make('ip', policy.anonymousPerMinute, 60);
-  const badKeys = make('badcred', policy.badCredentialsPerIp, policy.badCredentialsWindowSeconds);
+  const leased = (name: string, points: number) => (points > 0 ? store.leased({ name, points, durationSeconds: 60 }) : undefined);
+  const product = leased('product', policy.productPerMinute);
+  const anonymous = leased('ip', policy.anonymousPerMinute);
+  const badKeys =
+    policy.badCredentialsPerIp > 0
+      ? store.limiter({ name: 'badcred', points: policy.badCredentialsPerIp, durationSeconds: policy.badCredentialsWindowSeconds })
+      : undefined;
+  const trustMs = policy.cleanAddressTrustMs ?? 1_000;
+  // Addresses found with no wrong credentials on record, until when they are not looked up again.
+  const clean = trustMs > 0 ? new LRUCache<string, true>({ max: 100_000, ttl: trustMs, ttlAutopurge: false }) : undefined;
 
-  const consume = async (limiter: RateLimiterAbstract | undefined, key: string, reason: string, message: string) => {
+  const consume = async (limiter: Limiter | undefined, key: string, reason: string, message: string) => {
     if (!limiter) return;
-    try {
-      await limiter.consume(key);
-    } catch (error) {
-      // Not RateLimiterRes: the store failed even with its insurance; a request is never refused for that.
-      if (!(error instanceof RateLimiterRes)) return;
-      onLimited?.(reason);
-      throw new RateLimitedError(message, error.msBeforeNext);
-    }
+    const refusedForMs = await limiter.consume(key);
+    if (refusedForMs === null) return;
+    onLimited?.(reason);
+    throw new RateLimitedError(message, refusedForMs);
   };
 
   return {
     async checkCredentialsAllowed(ip) {
-      if (!badKeys || !ip) return;
-      const state = await badKeys.get(ip).catch(() => null);
+      if (!badKeys || !ip || clean?.has(ip)) return;
+      const state = await badKeys.get(ip).catch(() => undefined);
+      // null: nothing on record (undefined: the store failed, ask again next time).
+      if (state === null) clean?.set(ip, true);
       if (state && state.consumedPoints >= policy.badCredentialsPerIp) {
         onLimited?.('bad_credentials');
         throw new RateLimitedError('too many wrong keys or tokens from this address', state.msBeforeNext);
@@ -59,6 +72,7 @@ export function createRateLimits(store: LimiterStore, policy: RateLimitPolicy, o
     },
     async badCredentials(ip) {
       if (!badKeys || !ip) return;
+      clean?.delete(ip);
       // The refusal comes with the next request (checkCredentialsAllowed); this one fails as UNAUTHENTICATED.
       await badKeys.penalty(ip).catch(() => {});
     },

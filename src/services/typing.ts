@@ -2,6 +2,7 @@ import type { Redis } from 'ioredis';
 import { NotFoundError } from '../errors.js';
 import type { PrismaClient } from '../infra/db.js';
 import type { Logger } from '../infra/log.js';
+import type { WireEvent } from '../infra/pubsub/index.js';
 import type { MessageRole } from '../generated/prisma/client.js';
 import type { LiveEvents } from './events.js';
 
@@ -17,21 +18,26 @@ import type { LiveEvents } from './events.js';
  * that one caller to broadcast the false. The delete decides, so exactly one
  * node broadcasts, and any node that touched the state can (one node stopping
  * does not leave a conversation "typing" for ever while another node lives).
+ * The Redis store publishes the change in the same script that makes it (one
+ * round trip), when it is given the event.
  */
 
 export interface TypingStore {
-  /** Typing until now + ttlMs; true when it was not (a change to broadcast). */
-  start(key: string, ttlMs: number): Promise<boolean>;
+  /** Typing until now + ttlMs; true when it was not (a change to broadcast: `announce`, if given and the store publishes). */
+  start(key: string, ttlMs: number, announce?: WireEvent): Promise<boolean>;
   /** Not typing any more; true when it was. */
-  stop(key: string): Promise<boolean>;
+  stop(key: string, announce?: WireEvent): Promise<boolean>;
   /** 'expired' (to this caller only) once past the deadline, else the ms left, or 'gone' when not typing. */
-  expire(key: string): Promise<'expired' | 'gone' | number>;
+  expire(key: string, announce?: WireEvent): Promise<'expired' | 'gone' | number>;
+  /** Whether the store publishes the `announce` events it is given (else the caller publishes). @default false */
+  readonly publishes?: boolean;
 }
 
 export function memoryTypingStore(): TypingStore {
   // A key stays until its expiry is broadcast: subscribers think "typing" until then.
   const deadlines = new Map<string, number>();
   return {
+    publishes: false,
     start: async (key, ttlMs) => {
       const existed = deadlines.has(key);
       deadlines.set(key, Date.now() + ttlMs);
@@ -51,26 +57,44 @@ export function memoryTypingStore(): TypingStore {
 
 // Deadlines in Redis' clock (TIME), so nodes' clocks never have to agree.
 const NOW = `local t = redis.call('TIME') local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`;
+// ARGV[n] / ARGV[n+1]: the channel and payload to PUBLISH when the state changes ('' = publish nothing).
+const ANNOUNCE = (n: number) => `if ARGV[${n}] ~= '' then redis.call('PUBLISH', ARGV[${n}], ARGV[${n + 1}]) end`;
 const START = `${NOW}
 local existed = redis.call('EXISTS', KEYS[1])
 redis.call('SET', KEYS[1], now + tonumber(ARGV[1]), 'PX', tonumber(ARGV[1]) + tonumber(ARGV[2]))
+if existed == 0 then ${ANNOUNCE(3)} end
 return 1 - existed`;
+const STOP = `local existed = redis.call('DEL', KEYS[1])
+if existed == 1 then ${ANNOUNCE(1)} end
+return existed`;
 const EXPIRE = `local deadline = redis.call('GET', KEYS[1])
 if not deadline then return -1 end
 ${NOW}
 local left = tonumber(deadline) - now
 if left > 0 then return left end
 redis.call('DEL', KEYS[1])
+${ANNOUNCE(1)}
 return 0`;
 
 /** `graceMs`: how long a key outlives its deadline if every node that could expire it is gone. */
 export function redisTypingStore(redis: Redis, prefix: string, graceMs = 60_000): TypingStore {
   const name = (key: string) => `${prefix}typing:${key}`;
+  const wire = (event: WireEvent | undefined) => [event?.channel ?? '', event?.payload ?? ''];
   return {
-    start: async (key, ttlMs) => (await redis.eval(START, 1, name(key), ttlMs, graceMs)) === 1,
-    stop: async (key) => (await redis.del(name(key))) === 1,
-    expire: async (key) => {
-      const result = Number(await redis.eval(EXPIRE, 1, name(key)));
+    publishes: true,
+    start: async (key, ttlMs, announce) => {
+      const started = (await redis.eval(START, 1, name(key), ttlMs, graceMs, ...wire(announce))) === 1;
+      if (started) announce?.sent();
+      return started;
+    },
+    stop: async (key, announce) => {
+      const stopped = (await redis.eval(STOP, 1, name(key), ...wire(announce))) === 1;
+      if (stopped) announce?.sent();
+      return stopped;
+    },
+    expire: async (key, announce) => {
+      const result = Number(await redis.eval(EXPIRE, 1, name(key), ...wire(announce)));
+      if (result === 0) announce?.sent();
       return result < 0 ? 'gone' : result === 0 ? 'expired' : result;
     },
   };
@@ -81,6 +105,8 @@ export interface Typing {
   set(conversationId: string, role: MessageRole, isTyping: boolean): Promise<boolean>;
   /** ASSISTANT is typing (refreshed) while `produce` runs, and stops when it settles. */
   withAssistantTyping<T>(conversationId: string, produce: () => Promise<T>): Promise<T>;
+  /** ASSISTANT is typing, refreshed until `stop()` (for work that ends after another step, e.g. storing the reply). */
+  assistantTyping(conversationId: string): Promise<{ stop(): Promise<void> }>;
   /** Expiry timers pending or running on this node (0: every false this node owes is published). */
   stats(): { timers: number };
   dispose(): void;
@@ -100,6 +126,9 @@ export function createTyping({ events, store, ttlMs, log }: TypingOptions): Typi
   let disposed = false;
 
   let checking = 0;
+  // The event for the store to publish with the change, when it can (Redis); else undefined and published here.
+  const wire = (conversationId: string, role: MessageRole, isTyping: boolean) =>
+    store.publishes ? events.wire.typingChanged(conversationId, role, isTyping) : undefined;
 
   const schedule = (key: string, conversationId: string, role: MessageRole, ms: number) => {
     if (disposed) return;
@@ -114,9 +143,10 @@ export function createTyping({ events, store, ttlMs, log }: TypingOptions): Typi
     timers.delete(key);
     checking += 1;
     try {
-      const outcome = await store.expire(key);
+      const announce = wire(conversationId, role, false);
+      const outcome = await store.expire(key, announce);
       if (typeof outcome === 'number') schedule(key, conversationId, role, outcome);
-      else if (outcome === 'expired') await events.typingChanged(conversationId, role, false);
+      else if (outcome === 'expired' && !announce) await events.typingChanged(conversationId, role, false);
     } catch (error) {
       log.warn('typing: expiry check failed, retrying', { error: (error as Error).message });
       schedule(key, conversationId, role, retryMs);
@@ -128,15 +158,16 @@ export function createTyping({ events, store, ttlMs, log }: TypingOptions): Typi
   const set = async (conversationId: string, role: MessageRole, isTyping: boolean): Promise<boolean> => {
     const key = `${conversationId}:${role}`;
     try {
+      const announce = wire(conversationId, role, isTyping);
       if (isTyping) {
-        const started = await store.start(key, ttlMs);
+        const started = await store.start(key, ttlMs, announce);
         // An existing timer re-reads the deadline when it fires; one per state and node is enough.
         if (!timers.has(key)) schedule(key, conversationId, role, ttlMs);
-        if (started) await events.typingChanged(conversationId, role, true);
+        if (started && !announce) await events.typingChanged(conversationId, role, true);
       } else {
         clearTimeout(timers.get(key));
         timers.delete(key);
-        if (await store.stop(key)) await events.typingChanged(conversationId, role, false);
+        if ((await store.stop(key, announce)) && !announce) await events.typingChanged(conversationId, role, false);
       }
       return true;
     } catch (error) {
@@ -145,19 +176,31 @@ export function createTyping({ events, store, ttlMs, log }: TypingOptions): Typi
     }
   };
 
+  const assistantTyping = async (conversationId: string) => {
+    await set(conversationId, 'ASSISTANT', true);
+    const refresh = setInterval(() => void set(conversationId, 'ASSISTANT', true), Math.max(50, Math.floor(ttlMs / 2)));
+    refresh.unref();
+    let stopped: Promise<void> | undefined;
+    return {
+      stop: () =>
+        (stopped ??= (async () => {
+          clearInterval(refresh);
+          await set(conversationId, 'ASSISTANT', false);
+        })()),
+    };
+  };
+
   return {
     set,
     withAssistantTyping: async (conversationId, produce) => {
-      await set(conversationId, 'ASSISTANT', true);
-      const refresh = setInterval(() => void set(conversationId, 'ASSISTANT', true), Math.max(50, Math.floor(ttlMs / 2)));
-      refresh.unref();
+      const typing = await assistantTyping(conversationId);
       try {
         return await produce();
       } finally {
-        clearInterval(refresh);
-        await set(conversationId, 'ASSISTANT', false);
+        await typing.stop();
       }
     },
+    assistantTyping,
     stats: () => ({ timers: timers.size + checking }),
     dispose: () => {
       disposed = true;

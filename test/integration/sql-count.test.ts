@@ -206,3 +206,56 @@ describeEachDatabase('SQL statements per nested query', (variant) => {
     expect(first.messageCount).toBe(25 * 25);
   });
 });
+
+describeEachDatabase('SQL statements per sendMessage', (variant) => {
+  let t: TestApp;
+  let key: string;
+  let conversationId: string;
+  const send = (message: string, reply: string, content: string) =>
+    t.gql(`mutation($input: SendMessageInput!) { sendMessage(input: $input) { message { ${message} } reply { ${reply} } } }`, {
+      key,
+      variables: { input: { conversationId, content } },
+    });
+  const MESSAGE = 'id role content createdAt cached';
+  const REPLY = 'id role content createdAt model cached latencyMs sources { id }';
+  /** The same messages read back by id. */
+  const reread = (message: string, reply: string, ids: { message: string; reply: string }) =>
+    t.gql(`query($a: ID!, $b: ID!) { a: node(id: $a) { ... on Message { ${message} } } b: node(id: $b) { ... on Message { ${reply} } } }`, {
+      key,
+      variables: { a: ids.message, b: ids.reply },
+    });
+  const messageReads = (sql: string[]) => sql.filter((s) => /FROM "public"\."Message"/.test(s));
+
+  beforeAll(async () => {
+    t = await createTestApp(variant);
+    const product = await t.product();
+    key = product.key;
+    const added = await t.gql(`mutation { addKnowledge(input: { title: "Shipping", content: "Shipping takes three days." }) { id } }`, { key });
+    expect(added.errors).toBeUndefined();
+    const started = await t.gql(`mutation { startConversation(input: { sessionId: "sql" }) { id } }`, { key });
+    conversationId = started.data.startConversation.id;
+  });
+  afterAll(() => t?.dispose());
+
+  it('stores the question and the reply and ranks once: the payload reads no message again', async () => {
+    const sent = await send(MESSAGE, REPLY, 'How long does shipping take?');
+    expect(sent.errors).toBeUndefined();
+    // The USER message, the ranking, the reply (and the sources' entries, a loader of their own).
+    expect(sent.sql.filter((s) => /INSERT INTO "Message"/.test(s))).toHaveLength(2);
+    expect(messageReads(sent.sql)).toEqual([]);
+    expect(sent.sql.length).toBeLessThanOrEqual(4);
+    // What the payload shows is what a read of the stored rows shows.
+    const { message, reply } = sent.data.sendMessage;
+    expect(reply.sources).toHaveLength(1);
+    expect((await reread(MESSAGE, REPLY, { message: message.id, reply: reply.id })).data).toEqual({ a: message, b: reply });
+  });
+
+  it('a relation selected on the payload is loaded as for any message', async () => {
+    const withRelation = 'id content conversation { id sessionId }';
+    const sent = await send(withRelation, withRelation, 'Do you ship abroad?');
+    expect(sent.errors).toBeUndefined();
+    const { message, reply } = sent.data.sendMessage;
+    expect(message.conversation).toEqual({ id: conversationId, sessionId: 'sql' });
+    expect((await reread(withRelation, withRelation, { message: message.id, reply: reply.id })).data).toEqual({ a: message, b: reply });
+  });
+});

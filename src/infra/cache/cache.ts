@@ -3,6 +3,7 @@ import { deserialize, serialize } from 'node:v8';
 import type { Redis } from 'ioredis';
 import { LRUCache } from 'lru-cache';
 import type { Logger } from '../log.js';
+import type { WireEvent } from '../pubsub/index.js';
 import { readFromPrimary } from '../read-routing.js';
 import { EPOCH_TAG, Generations } from './generations.js';
 import { RedisGuard } from './redis-guard.js';
@@ -229,20 +230,24 @@ export class Cache {
     this.bumpListeners.push(listener);
   }
 
-  /** Makes every entry depending on `tags` unreachable, on every node. */
-  async invalidate(tags: readonly string[]): Promise<void> {
+  /**
+   * Makes every entry depending on `tags` unreachable, on every node. `alongside`:
+   * the write's events, published in the same Redis MULTI as the bump; resolves
+   * true when they were, false when the caller must publish them (see Generations.bump).
+   */
+  async invalidate(tags: readonly string[], alongside?: readonly WireEvent[]): Promise<boolean> {
     const unique = [...new Set(tags)];
     this.announceBump(unique);
     for (const tag of unique) {
       const kind = tagKind(tag);
       this.invalidationsByKind.set(kind, (this.invalidationsByKind.get(kind) ?? 0) + 1);
     }
-    await this.generations.bump(unique);
+    return this.generations.bump(unique, alongside);
   }
 
   /** Makes every entry unreachable, on every node (bumps the epoch every key embeds). */
-  flush(): Promise<void> {
-    return this.generations.bump([EPOCH_TAG]);
+  async flush(): Promise<void> {
+    await this.generations.bump([EPOCH_TAG]);
   }
 
   private announceBump(tags: readonly string[]): void {
@@ -348,7 +353,16 @@ export class Cache {
     const stat = this.counter(policy.name);
     const guard = this.guard;
     if (guard && !refresh) {
-      const fromL2 = await this.readL2(key);
+      // One round trip: the L2 entry, or on a miss the load lock (taken unless another node holds it).
+      const lockKey = `${key}:lock`;
+      const token = randomUUID();
+      const waitMs = policy.lockWaitMs ?? this.lockWaitMs;
+      const reply = await guard.tryRun(
+        (r) => r.callBuffer('eval', GET_OR_LOCK, 2, key, lockKey, token, Math.max(this.lockTtlMs, waitMs)) as Promise<Buffer | number>,
+        // Redis unreachable: load here, as if the lock were taken (nothing to release).
+        null,
+      );
+      const fromL2 = Buffer.isBuffer(reply) ? this.entryOf(reply) : null;
       if (fromL2) {
         stat.l2.hits += 1;
         this.setL1(policy, key, fromL2.entry, fromL2.size);
@@ -358,30 +372,33 @@ export class Cache {
         return fromL2.entry.value as V;
       }
       stat.l2.misses += 1;
-      // Another node is loading this key: wait briefly for its result instead of loading too.
-      const lockKey = `${key}:lock`;
-      const token = randomUUID();
-      const waitMs = policy.lockWaitMs ?? this.lockWaitMs;
-      const locked = await guard.tryRun((r) => r.set(lockKey, token, 'PX', Math.max(this.lockTtlMs, waitMs), 'NX'), 'OK');
-      if (locked !== 'OK') {
+      if (reply === 0) {
+        // Another node is loading this key: wait briefly for its result instead of loading too.
         const waited = await this.waitForOtherNode(key, lockKey, waitMs);
         if (waited) {
           stat.l2.hits += 1;
           this.setL1(policy, key, waited.entry, waited.size);
           return waited.entry.value as V;
         }
-      } else {
+      } else if (reply === 1) {
+        let stored = false;
         try {
-          return await this.loadAndStore(policy, key, load);
+          return await this.loadAndStore(policy, key, load, { lockKey, token, released: () => (stored = true) });
         } finally {
-          void guard.tryRun((r) => r.eval(RELEASE_LOCK, 1, lockKey, token), 0);
+          if (!stored) void guard.tryRun((r) => r.eval(RELEASE_LOCK, 1, lockKey, token), 0);
         }
       }
     }
     return this.loadAndStore(policy, key, load);
   }
 
-  private async loadAndStore<A, V>(policy: CachePolicy<A>, key: string, load: () => Promise<V>): Promise<V> {
+  /** `lock`: released in the MULTI that stores the value (`released()` is called when it was). */
+  private async loadAndStore<A, V>(
+    policy: CachePolicy<A>,
+    key: string,
+    load: () => Promise<V>,
+    lock?: { lockKey: string; token: string; released: () => void },
+  ): Promise<V> {
     const stat = this.counter(policy.name);
     stat.loads += 1;
     // From the primary: a lagging replica's answer would be cached under the new generations and stay stale.
@@ -393,7 +410,13 @@ export class Cache {
     const bytes = serialize(entry);
     this.setL1(policy, key, entry, bytes.length, lifetime);
     if (this.guard) {
-      const ok = await this.guard.tryRun((r) => r.set(key, bytes, 'PX', lifetime), null);
+      const ok = await this.guard.tryRun(async (r) => {
+        if (!lock) return r.set(key, bytes, 'PX', lifetime);
+        // The value and the lock's release in one round trip.
+        const results = await r.multi().set(key, bytes, 'PX', lifetime).eval(RELEASE_LOCK, 1, lock.lockKey, lock.token).exec();
+        lock.released();
+        return results?.[0]?.[0] ? null : 'OK';
+      }, null);
       if (ok) stat.l2.sets += 1;
     }
     return value;
@@ -407,7 +430,10 @@ export class Cache {
 
   private async readL2(key: string): Promise<{ entry: Entry; size: number } | null> {
     const raw = await this.guard!.tryRun((r) => r.getBuffer(key), null);
-    if (!raw) return null;
+    return raw ? this.entryOf(raw) : null;
+  }
+
+  private entryOf(raw: Buffer): { entry: Entry; size: number } | null {
     try {
       return { entry: deserialize(raw) as Entry, size: raw.length };
     } catch {
@@ -452,6 +478,12 @@ export class Cache {
     return key.split(':').at(-3) ?? 'unknown';
   }
 }
+
+/** The entry (KEYS[1]); on a miss 1 when the load lock (KEYS[2]) was taken for token ARGV[1], 0 when another holds it. */
+const GET_OR_LOCK = `local v = redis.call('GET', KEYS[1])
+if v then return v end
+if redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2], 'NX') then return 1 end
+return 0`;
 
 /** Deletes the lock only if this node still holds it. */
 const RELEASE_LOCK = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`;

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import DataLoader from 'dataloader';
 import type { Redis } from 'ioredis';
 import { LRUCache } from 'lru-cache';
+import type { WireEvent } from '../pubsub/index.js';
 import type { RedisGuard } from './redis-guard.js';
 
 /**
@@ -138,26 +139,35 @@ export class Generations {
     });
   }
 
-  /** Bumps `tags` and tells every node. Never throws: without Redis the bump is local. */
-  async bump(tags: readonly string[]): Promise<void> {
-    if (!tags.length) return;
+  /**
+   * Bumps `tags` and tells every node. Never throws: without Redis the bump is
+   * local. `alongside`: events the write announces, published in the same MULTI
+   * (one round trip for both, and no event about a write whose bump was lost).
+   * Resolves true when they were published, false when the caller must publish
+   * them itself (no Redis, or the MULTI failed).
+   */
+  async bump(tags: readonly string[], alongside: readonly WireEvent[] = []): Promise<boolean> {
+    if (!tags.length) return false;
     const guard = this.options.guard;
     if (guard) {
       const values = await guard.tryRun(async (r) => {
         const pipeline = r.multi();
         for (const tag of tags) pipeline.incr(this.key(tag));
         pipeline.publish(this.channel, JSON.stringify({ origin: this.nodeId, tags: [...tags] } satisfies InvalidationMessage));
+        for (const event of alongside) pipeline.publish(event.channel, event.payload);
         const results = await pipeline.exec();
         return results?.slice(0, tags.length).map(([error, value]) => (error ? null : Number(value))) ?? null;
       }, null);
       if (values && values.every((v) => v !== null)) {
         const now = Date.now();
         tags.forEach((tag, i) => this.local.set(tag, { gen: `r${values[i]}`, confirmedAt: now }));
-        return;
+        for (const event of alongside) event.sent();
+        return alongside.length > 0;
       }
       this.missedBumps = true;
     }
     for (const tag of tags) this.local.set(tag, { gen: this.fresh(), confirmedAt: 0 });
+    return false;
   }
 
   /**

@@ -24,6 +24,14 @@ export interface EventStream<T> extends AsyncIterableIterator<T> {
   return(): Promise<IteratorReturnResult<undefined>>;
 }
 
+/** A PUBLISH to make: what `publish` would send. */
+export interface WireEvent {
+  channel: string;
+  payload: string;
+  /** Counts the event as published (metrics). */
+  sent(): void;
+}
+
 export interface PubSubStats {
   /** Channels this process listens to. */
   channels: number;
@@ -43,6 +51,12 @@ export interface PubSub<E extends EventMap> {
   readonly redis: Redis | undefined;
   channel(topic: keyof E & string, id: string): string;
   publish<K extends keyof E & string>(topic: K, id: string, event: E[K]): Promise<void>;
+  /**
+   * The event as Redis pub/sub carries it, for a caller that publishes it inside
+   * its own MULTI or script (one round trip for a write and its event); undefined
+   * in-process. The caller calls `sent()` once Redis ran the PUBLISH.
+   */
+  wire<K extends keyof E & string>(topic: K, id: string, event: E[K]): WireEvent | undefined;
   subscribe<K extends keyof E & string>(topic: K, id: string): EventStream<E[K]>;
   stats(): PubSubStats;
   /**

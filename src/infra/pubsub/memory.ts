@@ -15,6 +15,10 @@ export class MemoryPubSub<E extends EventMap> extends BasePubSub<E> implements P
     for (const listener of [...listeners]) listener(shared);
   }
 
+  wire(): undefined {
+    return undefined;
+  }
+
   subscribe<K extends keyof E & string>(topic: K, id: string): EventStream<E[K]> {
     const channel = this.channel(topic, id);
     let listeners = this.listeners.get(channel);

@@ -1,7 +1,7 @@
 import { RedisPubSub } from 'graphql-redis-subscriptions';
 import { Redis } from 'ioredis';
 import type { Logger } from '../log.js';
-import type { EventMap, EventStream, PubSub, PubSubStats } from './index.js';
+import type { EventMap, EventStream, PubSub, PubSubStats, WireEvent } from './index.js';
 import { BasePubSub } from './stream.js';
 
 /** Several nodes: graphql-redis-subscriptions' RedisPubSub on a publisher and a subscriber connection. */
@@ -63,6 +63,12 @@ export class RedisEventPubSub<E extends EventMap> extends BasePubSub<E> implemen
   async publish<K extends keyof E & string>(topic: K, id: string, event: E[K]): Promise<void> {
     if (this.disposed) return;
     await this.engine.publish(this.channel(topic, id), event);
+  }
+
+  wire<K extends keyof E & string>(topic: K, id: string, event: E[K]): WireEvent | undefined {
+    if (this.disposed) return undefined;
+    // What RedisPubSub's publish sends (its default serializer).
+    return { channel: this.channel(topic, id), payload: JSON.stringify(event), sent: () => {} };
   }
 
   subscribe<K extends keyof E & string>(topic: K, id: string): EventStream<E[K]> {

@@ -143,11 +143,13 @@ export function createAnswers({ config, store, search, typing, log, metrics, ran
       return row;
     };
 
-    const hit = await store.cache.peek<typeof key, CachedAnswer>(policy, key);
-    if (hit) return finish(hit, undefined);
-    return typing.withAssistantTyping(conversationId, async () => {
-      let generated: EngineAnswer | undefined;
+    // One lookup: a hit is stored at once; only the request that produces the answer shows the
+    // assistant typing (one that joins another's production, here or on another node, does not).
+    let generated: EngineAnswer | undefined;
+    let typingNow: { stop(): Promise<void> } | undefined;
+    try {
       const answer = await store.cache.get<typeof key, CachedAnswer>(policy, key, async () => {
+        typingNow = await typing.assistantTyping(conversationId);
         const passages = await search.rank(product.id, question, PASSAGES);
         generated = await engine.answer({
           question,
@@ -164,8 +166,10 @@ export function createAnswers({ config, store, search, typing, log, metrics, ran
         const { content, sourceIds, engine: by, model, fallback } = generated;
         return { content, sourceIds, engine: by, model, fallback };
       });
-      return finish(answer, generated);
-    });
+      return await finish(answer, generated);
+    } finally {
+      await typingNow?.stop();
+    }
   }
 
   return {

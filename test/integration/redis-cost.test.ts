@@ -1,0 +1,81 @@
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { countRedisCommands, type RedisCommandCounter, type RedisTally } from '../../bench/redis-commands.js';
+import { DOCUMENTS } from '../../bench/scenarios.js';
+import { createTestApp, type TestApp } from '../helpers/app.js';
+import { databaseVariants } from '../helpers/db.js';
+import { gid } from '../helpers/fixtures.js';
+import { uniquePrefix } from '../helpers/live.js';
+
+/**
+ * What a request costs in Redis, counted through ioredis' diagnostics channel
+ * (a MULTI is one round trip). A cached read pays its generation checks and
+ * nothing else — no rate-limit call, no wrong-credentials lookup; a message
+ * and its reply announce themselves in the MULTIs that bump the cache.
+ */
+
+const redisUrl = inject('redisUrl');
+const pglite = databaseVariants().find((v) => v.name === 'pglite')!;
+
+describe.skipIf(!redisUrl)('Redis commands per request (one node)', () => {
+  let t: TestApp;
+  let key: string;
+  let conversationId: string;
+  let counter: RedisCommandCounter;
+  let sent = 0;
+  // A request from a client address, as node:http gives it to Yoga: the per-address checks run.
+  const request = async (query: string, variables?: Record<string, unknown>) => {
+    const response = await t.app.yoga.fetch(
+      'http://parley.test/graphql',
+      { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` }, body: JSON.stringify({ query, variables }) },
+      { req: { socket: { remoteAddress: '203.0.113.5' }, headers: {} } },
+    );
+    const body = (await response.json()) as { errors?: unknown[] };
+    expect(body.errors, JSON.stringify(body.errors)).toBeUndefined();
+  };
+  const send = (content = `Question ${sent++}: where is my parcel?`) =>
+    request(DOCUMENTS.sendMessage, { input: { conversationId, content } });
+  /** Redis traffic of `run`, including what it leaves running for a moment (a lock release). */
+  const cost = async (run: () => Promise<void>): Promise<RedisTally> => {
+    counter.reset();
+    await run();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    return counter.take();
+  };
+
+  beforeAll(async () => {
+    t = await createTestApp(pglite, { REDIS_URL: redisUrl, PARLEY_REDIS_PREFIX: uniquePrefix('cost') });
+    const product = await t.product('Costs');
+    key = product.key;
+    const conversation = await t.prisma.conversation.create({ data: { productId: product.id, sessionId: 's' } });
+    conversationId = gid('Conversation', conversation.id);
+    counter = countRedisCommands();
+    // Leases taken, the address seen clean, scripts and caches warm.
+    for (let i = 0; i < 3; i++) await send();
+    for (let i = 0; i < 3; i++) await request(DOCUMENTS.viewerName);
+  });
+  afterAll(async () => {
+    counter?.dispose();
+    await t?.dispose();
+  });
+
+  it('a cached read: its generation checks only, no rate-limit or wrong-credentials call', async () => {
+    const tally = await cost(() => request(DOCUMENTS.viewerName));
+    expect(tally.byCommand).toEqual({ mget: 2 });
+    expect(tally.roundTrips).toBe(2);
+  });
+
+  it('sendMessage, new question: 8 round trips; events published inside the bump MULTIs and typing scripts', async () => {
+    const tally = await cost(() => send());
+    // Key and answer generations (2), answer lookup-or-lock (1), typing on (1), question and reply
+    // bumps with their MessageAdded (2), the answer stored with the lock released (1), typing off (1).
+    expect(tally.roundTrips).toBe(8);
+    expect(tally.byCommand).toEqual({ mget: 2, eval: 4, multi: 3, exec: 3, incr: 4, publish: 4, set: 1 });
+  });
+
+  it('sendMessage, answer cached: 4 round trips', async () => {
+    await send('How long does shipping take?');
+    const tally = await cost(() => send('How long does shipping take?'));
+    expect(tally.roundTrips).toBe(4);
+    expect(tally.byCommand).toEqual({ mget: 2, multi: 2, incr: 4, publish: 4, exec: 2 });
+  });
+});
