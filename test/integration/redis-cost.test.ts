@@ -34,12 +34,24 @@ describe.skipIf(!redisUrl)('Redis commands per request (one node)', () => {
   };
   const send = (content = `Question ${sent++}: where is my parcel?`) =>
     request(DOCUMENTS.sendMessage, { input: { conversationId, content } });
-  /** Redis traffic of `run`, including what it leaves running for a moment (a lock release). */
-  const cost = async (run: () => Promise<void>): Promise<RedisTally> => {
+  /**
+   * Redis traffic of `run`, including what it leaves running for a moment (a lock release). A clean
+   * address is trusted for 1 s, then checked again (one MULTI of GET + PTTL): on a busy machine that
+   * renewal can fall in any measured request, so it is taken out here, and counted apart.
+   */
+  const cost = async (run: () => Promise<void>): Promise<RedisTally & { credentialChecks: number }> => {
     counter.reset();
     await run();
     await new Promise((resolve) => setTimeout(resolve, 50));
-    return counter.take();
+    const tally = counter.take();
+    const credentialChecks = Math.min(tally.byCommand.get ?? 0, tally.byCommand.pttl ?? 0);
+    if (!credentialChecks) return { ...tally, credentialChecks };
+    const byCommand = { ...tally.byCommand };
+    for (const name of ['get', 'pttl', 'multi', 'exec']) {
+      byCommand[name] = (byCommand[name] ?? 0) - credentialChecks;
+      if (!byCommand[name]) delete byCommand[name];
+    }
+    return { commands: tally.commands - 4 * credentialChecks, roundTrips: tally.roundTrips - credentialChecks, byCommand, credentialChecks };
   };
 
   beforeAll(async () => {
@@ -60,8 +72,11 @@ describe.skipIf(!redisUrl)('Redis commands per request (one node)', () => {
 
   it('a cached read: its generation checks only, no rate-limit or wrong-credentials call', async () => {
     const tally = await cost(() => request(DOCUMENTS.viewerName));
-    expect(tally.byCommand).toEqual({ mget: 2 });
-    expect(tally.roundTrips).toBe(2);
+    // The key's and the response's generations in one MGET: the response cache reads the entry of the
+    // product the key named last time while the key is checked.
+    expect(tally.byCommand).toEqual({ mget: 1 });
+    expect(tally.roundTrips).toBe(1);
+    expect(tally.credentialChecks).toBeLessThanOrEqual(1);
   });
 
   it('sendMessage, new question: 8 round trips; events published inside the bump MULTIs and typing scripts', async () => {
