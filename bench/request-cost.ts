@@ -23,6 +23,7 @@ import { DOCUMENTS } from './scenarios.js';
  * is then not in the figure), a throwaway redis-server (or REDIS_URL).
  *
  *   npm run bench:cost -- [--requests 200] [--postgres] [--only sendMessage] [--profile dir] [--env NAME=VALUE …]
+ *   npm run bench:cost -- --postgres --only cursor --env PARLEY_RESPONSE_CACHE=false --profile /tmp/p   (a miss)
  */
 
 const { values } = parseArgs({
@@ -96,6 +97,20 @@ const one = async (request: { query: string; variables?: Record<string, unknown>
   if (res.status !== 200 || text.includes('"errors"')) throw new Error(text.slice(0, 300));
   return scope.statements;
 };
+
+// Cursors as Parley issues them, for cursor pages (a response-cache miss with --env PARLEY_RESPONSE_CACHE=false).
+const cursorsResponse = await app.yoga.fetch(
+  'http://parley.local/graphql',
+  {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
+    body: JSON.stringify({ query: '{ conversations(first: 20) { edges { cursor } } }' }),
+  },
+  serverContext,
+);
+const cursors = ((await cursorsResponse.json()) as { data: { conversations: { edges: { cursor: string }[] } } }).data.conversations.edges.map((e) => e.cursor);
+let paged = 0;
+kinds['read: cursor page (nested, after)'] = () => ({ query: DOCUMENTS.nestedAfter, variables: { cursor: cursors[paged++ % 10]! } });
 
 const counter = countRedisCommands();
 const rows: { kind: string; commands: number; roundTrips: number; sql: number; cpuUs: number; byCommand: RedisTally['byCommand'] }[] = [];
