@@ -2,7 +2,8 @@ import DataLoader from 'dataloader';
 import type { Cache } from '../infra/cache/index.js';
 import type { PrismaClient } from '../infra/db.js';
 import type { Feedback, KnowledgeEntry, Message } from '../generated/prisma/client.js';
-import { productStats, statsPolicy, type ProductStats } from '../services/products.js';
+import type { AnswerStats } from '../services/answers/stats.js';
+import { answerStatsPolicy, productAnswerStats, productStats, statsPolicy, type ProductStats } from '../services/products.js';
 
 /**
  * Per-request DataLoaders, one per key shape, for what Prisma's query merging
@@ -11,6 +12,7 @@ import { productStats, statsPolicy, type ProductStats } from '../services/produc
  */
 export interface Loaders {
   productStats: DataLoader<string, ProductStats>;
+  productAnswerStats: DataLoader<string, AnswerStats>;
   /**
    * Live events carry ids: a row by id and Prisma selection (the `query` of a
    * prismaField), null when gone. A subscription event's loaders are shared by
@@ -29,9 +31,14 @@ export interface Loaders {
 export function createLoaders(prisma: PrismaClient, cache: Cache): Loaders {
   // Cache first; the misses of one tick are loaded together in one aggregate statement.
   const uncachedStats = new DataLoader((ids: readonly string[]) => productStats(prisma, ids), { maxBatchSize: 100 });
+  const uncachedAnswerStats = new DataLoader((ids: readonly string[]) => productAnswerStats(prisma, ids), { maxBatchSize: 100 });
   return {
     productStats: new DataLoader(
       (ids) => Promise.all(ids.map((productId) => cache.get(statsPolicy, productId, () => uncachedStats.load(productId)))),
+      { maxBatchSize: 100 },
+    ),
+    productAnswerStats: new DataLoader(
+      (ids) => Promise.all(ids.map((productId) => cache.get(answerStatsPolicy, productId, () => uncachedAnswerStats.load(productId)))),
       { maxBatchSize: 100 },
     ),
     message: oncePerSelection((query, id) => prisma.message.findUnique({ ...query, where: { id } }) as Promise<Message | null>),

@@ -25,7 +25,7 @@ ProductStats.implement({
     messageCount: t.exposeInt('messageCount'),
     feedbackUp: t.exposeInt('feedbackUp'),
     feedbackDown: t.exposeInt('feedbackDown'),
-    answers: t.field({ type: AnswerStats, resolve: (stats) => stats.answers }),
+    answers: t.field({ type: AnswerStats, resolve: (stats, _args, ctx) => ctx.loaders.productAnswerStats.load(stats.productId) }),
   }),
 });
 

@@ -174,7 +174,7 @@ describeEachDatabase('answers: the local engine', (variant) => {
     expect(result.sql.filter((s) => s.includes('"KnowledgeEntry"'))).toHaveLength(1);
   });
 
-  it('viewer.stats.answers: count, cache hit rate, mean latency per engine/model, in the one stats statement', async () => {
+  it('viewer.stats.answers: count, cache hit rate, mean latency per engine/model, in one statement of its own', async () => {
     const other = await t.product('Stats shop');
     await addKnowledgeBatch(t.store, other.id, { entries: FAQ });
     const as = (query: string, variables?: Record<string, unknown>) => t.gql(query, { key: other.key, variables });
@@ -193,9 +193,15 @@ describeEachDatabase('answers: the local engine', (variant) => {
     expect(answers.byModel).toEqual([
       expect.objectContaining({ engine: 'local', model: 'local-fts', count: 3, cached: 1, providerErrors: 0 }),
     ]);
-    // The key lookup, the viewer row, and one aggregate statement for every stat, answers included.
-    expect(result.sql).toHaveLength(3);
-    expect(result.sql.filter((s) => /count\(\*\)/i.test(s))).toHaveLength(1);
+    // The key lookup, the viewer row, the counters' aggregate, and the answers' own (read only when asked).
+    expect(result.sql).toHaveLength(4);
+    expect(result.sql.filter((s) => /count\(\*\)/i.test(s))).toHaveLength(2);
+    expect(result.sql.filter((s) => /json_agg/i.test(s))).toHaveLength(1);
+    // A dashboard that does not ask for answers never reads the replies for them.
+    await t.app.deps.cache.flush();
+    const counters = await as(`{ viewer { stats { conversationCount messageCount feedbackUp feedbackDown } } }`);
+    expect(ok(counters).viewer.stats.messageCount).toBe(6);
+    expect(counters.sql.filter((s) => /json_agg|"Message"/i.test(s))).toEqual([]);
   });
 
   it('a reply that fails is an error on `reply` only: the question is stored and returned', async () => {
