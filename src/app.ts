@@ -1,4 +1,3 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { GraphQLError } from 'graphql';
@@ -40,6 +39,7 @@ import { ResponseCache } from './infra/cache/response-cache.js';
 import { RESPONSE_TAGS } from './schema/response-tags.js';
 import type { Principal } from './services/auth.js';
 import { tags } from './services/store.js';
+import { secretsEqual } from './services/products.js';
 import { usePrimaryForMutations } from './plugins/primary-for-mutations.js';
 import { schema } from './schema/index.js';
 import { authenticate, credentialsFromHeaders, type Credentials } from './services/auth.js';
@@ -367,10 +367,7 @@ function maskDatabaseUnavailable(mask: (error: unknown, message: string) => Erro
 function metricsTokenMatches(header: string | undefined, token: string | undefined): boolean {
   if (token === undefined) return true;
   const sent = /^Bearer\s+(\S+)\s*$/i.exec(header ?? '')?.[1];
-  if (!sent) return false;
-  const a = createHash('sha256').update(sent).digest();
-  const b = createHash('sha256').update(token).digest();
-  return timingSafeEqual(a, b);
+  return sent !== undefined && secretsEqual(sent, token);
 }
 
 function json(res: ServerResponse, status: number, body: unknown): void {

@@ -1,5 +1,5 @@
 import DataLoader from 'dataloader';
-import type { Cache } from '../infra/cache/index.js';
+import type { Cache, CachePolicy } from '../infra/cache/index.js';
 import type { PrismaClient } from '../infra/db.js';
 import type { Feedback, KnowledgeEntry, Message } from '../generated/prisma/client.js';
 import type { AnswerStats } from '../services/answers/stats.js';
@@ -29,18 +29,9 @@ export interface Loaders {
 }
 
 export function createLoaders(prisma: PrismaClient, cache: Cache): Loaders {
-  // Cache first; the misses of one tick are loaded together in one aggregate statement.
-  const uncachedStats = new DataLoader((ids: readonly string[]) => productStats(prisma, ids), { maxBatchSize: 100 });
-  const uncachedAnswerStats = new DataLoader((ids: readonly string[]) => productAnswerStats(prisma, ids), { maxBatchSize: 100 });
   return {
-    productStats: new DataLoader(
-      (ids) => Promise.all(ids.map((productId) => cache.get(statsPolicy, productId, () => uncachedStats.load(productId)))),
-      { maxBatchSize: 100 },
-    ),
-    productAnswerStats: new DataLoader(
-      (ids) => Promise.all(ids.map((productId) => cache.get(answerStatsPolicy, productId, () => uncachedAnswerStats.load(productId)))),
-      { maxBatchSize: 100 },
-    ),
+    productStats: cacheFirst(cache, statsPolicy, (ids) => productStats(prisma, ids)),
+    productAnswerStats: cacheFirst(cache, answerStatsPolicy, (ids) => productAnswerStats(prisma, ids)),
     message: oncePerSelection((query, id) => prisma.message.findUnique({ ...query, where: { id } }) as Promise<Message | null>),
     feedback: oncePerSelection((query, id) => prisma.feedback.findUnique({ ...query, where: { id } }) as Promise<Feedback | null>),
     knowledgeEntries: batchedPerSelection(async (query, ids) => {
@@ -54,6 +45,14 @@ export function createLoaders(prisma: PrismaClient, cache: Cache): Loaders {
       return ids.map((id) => byId.get(id) ?? null);
     }),
   };
+}
+
+/** Per product: the cache first; the misses of one tick are loaded together in one aggregate statement. */
+function cacheFirst<V>(cache: Cache, policy: CachePolicy<string>, loadMany: (ids: readonly string[]) => Promise<V[]>): DataLoader<string, V> {
+  const uncached = new DataLoader(loadMany, { maxBatchSize: 100 });
+  return new DataLoader((ids) => Promise.all(ids.map((productId) => cache.get(policy, productId, () => uncached.load(productId)))), {
+    maxBatchSize: 100,
+  });
 }
 
 function oncePerSelection<T>(load: (query: object, id: string) => Promise<T>): (query: object, id: string) => Promise<T> {

@@ -15,7 +15,7 @@ import { LRUCache } from 'lru-cache';
 import type { Context } from '../context.js';
 import type { ResponseCache, StoredResponse } from '../infra/cache/response-cache.js';
 import { pinToPrimary } from '../infra/read-routing.js';
-import type { Principal } from '../services/auth.js';
+import { credentialsFromHeaders, type Principal } from '../services/auth.js';
 import type { TagOfProduct } from '../schema/response-tags.js';
 
 export interface ResponseCacheOptions {
@@ -83,8 +83,8 @@ export function useResponseCache(options: ResponseCacheOptions): Plugin<Context>
   const lookedUp = new WeakMap<Request, Pending>();
   // POST bodies the early lookup read: Yoga's own parser reads them again from here on a miss.
   const bodies = new WeakMap<Request, string>();
-  // The product each credential header last authenticated as (a guess: never served unchecked).
-  const productOfCredentials = new LRUCache<string, string>({ max: 10_000 });
+  // The product each key last authenticated as (a guess: never served unchecked).
+  const productOfKey = new LRUCache<string, string>({ max: 10_000 });
 
   const infoOf = (query: string, operationName: string | undefined): DocumentInfo => {
     const id = `${operationName ?? ''}\n${query}`;
@@ -106,14 +106,14 @@ export function useResponseCache(options: ResponseCacheOptions): Plugin<Context>
     // The product these credentials named last time: its entry is read while they are checked, so the
     // generations of both go out in one MGET (one Redis round trip of waiting, not two). Served only
     // if the check names the same product.
-    const credentials = credentialsOf(request);
-    const guess = credentials ? productOfCredentials.get(credentials) : undefined;
+    const productKey = credentialsFromHeaders(request.headers).productKey;
+    const guess = productKey !== undefined ? productOfKey.get(productKey) : undefined;
     const guessed = guess !== undefined ? entryOf(guess) : undefined;
     guessed?.read.catch(() => undefined);
     const principal = await principalOf(request, serverContext);
     if (!principal.product || principal.isAdmin) return undefined;
     const productId = principal.product.id;
-    if (credentials) productOfCredentials.set(credentials, productId);
+    if (productKey !== undefined) productOfKey.set(productKey, productId);
     const entry = guess === productId ? guessed! : entryOf(productId);
     const found = await entry.read;
     responses.count(found);
@@ -249,14 +249,6 @@ function mediaTypeMatches(asked: string, offered: string): boolean {
   const [askedType, askedSub] = asked.split('/');
   const [type, sub] = offered.split('/');
   return (askedType === '*' || askedType === type) && (askedSub === '*' || askedSub === sub);
-}
-
-/** The headers a product key can come in, as one string (undefined without any). */
-function credentialsOf(request: Request): string | undefined {
-  const authorization = request.headers.get('authorization');
-  const productKey = request.headers.get('x-product-key');
-  if (authorization === null && productKey === null) return undefined;
-  return `${authorization ?? ''}\n${productKey ?? ''}`;
 }
 
 function isJson(contentType: string | null): boolean {

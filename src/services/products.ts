@@ -137,21 +137,17 @@ export interface ProductStats {
   feedbackDown: number;
 }
 
-/** Dashboard counters until a conversation, message or rating of the product changes. */
-export const statsPolicy = cachePolicy<string>({
-  name: 'productStats',
-  ttlMs: 60_000,
-  scope: (productId) => productId,
-  tags: (productId) => [tags.conversations(productId), tags.feedback(productId)],
-});
+/** Statistics of a product (counters, answers: a new reply is a new message) until a conversation, message or rating of it changes. */
+const productStatsPolicy = (name: string) =>
+  cachePolicy<string>({
+    name,
+    ttlMs: 60_000,
+    scope: (productId) => productId,
+    tags: (productId) => [tags.conversations(productId), tags.feedback(productId)],
+  });
 
-/** Answer statistics, under the same tags: a new reply is a new message. */
-export const answerStatsPolicy = cachePolicy<string>({
-  name: 'productAnswerStats',
-  ttlMs: 60_000,
-  scope: (productId) => productId,
-  tags: (productId) => [tags.conversations(productId), tags.feedback(productId)],
-});
+export const statsPolicy = productStatsPolicy('productStats');
+export const answerStatsPolicy = productStatsPolicy('productAnswerStats');
 
 /** Counters of many products in one aggregate statement (batched by a loader). */
 export async function productStats(prisma: PrismaClient, productIds: readonly string[]): Promise<ProductStats[]> {
