@@ -21,6 +21,9 @@ import { DOCUMENTS } from './scenarios.js';
  * address (so the per-address checks run as they do behind a socket).
  * Embedded database (`--postgres`: a throwaway PostgreSQL server, whose CPU
  * is then not in the figure), a throwaway redis-server (or REDIS_URL).
+ * The npm script sets NODE_ENV=production in the process, as `npm run bench`
+ * does for its servers: graphql-js reads it once at load, and outside
+ * production its type checks take a slower path.
  *
  *   npm run bench:cost -- [--requests 200] [--postgres] [--only sendMessage] [--profile dir] [--env NAME=VALUE …]
  *   npm run bench:cost -- --postgres --only cursor --env PARLEY_RESPONSE_CACHE=false --profile /tmp/p   (a miss)

@@ -1,5 +1,6 @@
 import { queryFromInfo } from '@pothos/plugin-prisma';
 import { builder } from '../builder.js';
+import { nodeId } from './exposed-columns.js';
 import type { Conversation as ConversationRow, Message as MessageRow, Prisma } from '../generated/prisma/client.js';
 import { requireProduct } from '../services/auth.js';
 import { listConversations, startConversation } from '../services/conversations.js';
@@ -36,7 +37,7 @@ function messagePageQuery(args: PageArgs) {
 }
 
 export const Conversation = builder.prismaNode('Conversation', {
-  id: { field: 'id' },
+  id: nodeId('id'),
   select: { id: true },
   nullable: true,
   findUnique: (id, ctx) => ({ id: nodeUuid(id, 'Conversation'), productId: requireProduct(ctx).id }),

@@ -1,4 +1,5 @@
 import SchemaBuilder, { BasePlugin, type PothosOutputFieldConfig, type SchemaTypes } from '@pothos/core';
+import { encodeGlobalID } from '@pothos/plugin-relay';
 import type { GraphQLFieldResolver } from 'graphql';
 
 /**
@@ -14,13 +15,29 @@ import type { GraphQLFieldResolver } from 'graphql';
  * through plugin-prisma. The column is still selected: plugin-prisma plans the
  * query from the field's `pothosPrismaSelect`, which this plugin leaves alone.
  *
+ * The same for the `id` of a Prisma node declared with `id: nodeId('id')`: plugin-relay
+ * answers it from an async resolver, so every row of a list became a promise, and
+ * the executor completed each of its objects asynchronously (a microtask hop and
+ * async-hook work per row: 9 % of the CPU of a nested cursor page). Here it is
+ * the same global id, returned at once.
+ *
  * Listed before PrismaPlugin, so it wraps plugin-prisma's resolver.
  */
+const ID_COLUMN = 'parleyGlobalIdColumn';
+
 export class ExposedColumnsPlugin<Types extends SchemaTypes> extends BasePlugin<Types> {
   override wrapResolve(
     resolver: GraphQLFieldResolver<unknown, Types['Context'], object>,
     fieldConfig: PothosOutputFieldConfig<Types>,
   ): GraphQLFieldResolver<unknown, Types['Context'], object> {
+    const idColumn = fieldConfig.extensions?.[ID_COLUMN];
+    if (typeof idColumn === 'string') {
+      const typename = fieldConfig.parentType;
+      return (parent, args, context, info) => {
+        const id = (parent as Record<string, unknown>)[idColumn];
+        return typeof id === 'string' ? encodeGlobalID(typename, id) : resolver(parent, args, context, info);
+      };
+    }
     const column = exposedColumn(fieldConfig);
     if (column === undefined) return resolver;
     return (parent, args, context, info) => {
@@ -41,6 +58,14 @@ function exposedColumn<Types extends SchemaTypes>(fieldConfig: PothosOutputField
   if (!select || typeof select !== 'object') return undefined;
   const keys = Object.keys(select);
   return keys.length === 1 && keys[0] === column && (select as Record<string, unknown>)[column] === true ? column : undefined;
+}
+
+/**
+ * The `id` option of a `prismaNode` whose global id is the default encoding of a
+ * text column (the builder has no custom `encodeGlobalID`), answered at once.
+ */
+export function nodeId<const Column extends string>(column: Column) {
+  return { field: column, extensions: { [ID_COLUMN]: column } };
 }
 
 const pluginName = 'exposedColumns';

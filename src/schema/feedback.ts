@@ -1,5 +1,6 @@
 import { Rating as RatingValues } from '../generated/prisma/enums.js';
 import { builder } from '../builder.js';
+import { nodeId } from './exposed-columns.js';
 import { requireProduct } from '../services/auth.js';
 import { submitFeedback } from '../services/feedback.js';
 import { nodeUuid, parseGlobalId } from './ids.js';
@@ -7,7 +8,7 @@ import { nodeUuid, parseGlobalId } from './ids.js';
 export const Rating = builder.enumType(RatingValues, { name: 'Rating' });
 
 export const Feedback = builder.prismaNode('Feedback', {
-  id: { field: 'id' },
+  id: nodeId('id'),
   select: { id: true },
   nullable: true,
   findUnique: (id, ctx) => ({ id: nodeUuid(id, 'Feedback'), productId: requireProduct(ctx).id }),

@@ -1,4 +1,5 @@
 import { builder } from '../builder.js';
+import { nodeId } from './exposed-columns.js';
 import { requireProduct } from '../services/auth.js';
 import {
   addKnowledge,
@@ -11,7 +12,7 @@ import {
 import { nodeUuid, parseGlobalId } from './ids.js';
 
 export const KnowledgeEntry = builder.prismaNode('KnowledgeEntry', {
-  id: { field: 'id' },
+  id: nodeId('id'),
   select: { id: true },
   nullable: true,
   findUnique: (id, ctx) => ({ id: nodeUuid(id, 'KnowledgeEntry'), productId: requireProduct(ctx).id }),

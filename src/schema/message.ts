@@ -2,6 +2,7 @@ import { encodeGlobalID } from '@pothos/plugin-relay';
 import type { Message as MessageRow } from '../generated/prisma/client.js';
 import { MessageRole as MessageRoleValues } from '../generated/prisma/enums.js';
 import { builder } from '../builder.js';
+import { nodeId } from './exposed-columns.js';
 import { requireProduct } from '../services/auth.js';
 import { sendUserMessage } from '../services/messages.js';
 import { nodeUuid, parseGlobalId } from './ids.js';
@@ -10,7 +11,7 @@ import './knowledge.js';
 export const MessageRole = builder.enumType(MessageRoleValues, { name: 'MessageRole' });
 
 export const Message = builder.prismaNode('Message', {
-  id: { field: 'id' },
+  id: nodeId('id'),
   // sourceIds (a few uuids, empty for most messages) rides along so `sources` can be a
   // selection-aware prismaField batched by a loader instead of a per-row fallback query.
   select: { id: true, sourceIds: true },

@@ -1,6 +1,5 @@
 import { parseCursorConnectionArgs } from '@pothos/core';
 import { formatPrismaCursor, parsePrismaCursor } from '@pothos/plugin-prisma';
-import { resolveCursorConnection } from '@pothos/plugin-relay';
 import { BadUserInputError } from '../errors.js';
 import { isUuid } from '../services/ids.js';
 import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from '../services/validation.js';
@@ -79,15 +78,49 @@ export function pageSize(args: PageArgs): { take: number; backwards: boolean } {
 
 /**
  * A Relay connection over rows read as pageSize says (backwards pages nearest
- * the cursor first), by Pothos' resolveCursorConnection. An empty page has no
- * cursors, as plugin-prisma's connections answer (resolveCursorConnection
- * would echo the argument's).
+ * the cursor first), with the page arithmetic of Pothos' resolveCursorConnection
+ * (parseCursorConnectionArgs). Built here rather than by resolveCursorConnection
+ * for what a profile of a nested page showed: that one is async, so each of the
+ * 20 nested pages of a list was a promise, and it encodes every edge's cursor
+ * though most queries select none (5 % of the CPU of a cursor page). Here a page
+ * whose rows are loaded is returned at once, and a cursor is encoded when read.
+ * An empty page has no cursors, as plugin-prisma's connections answer.
  */
-export async function keysetConnection<T>(args: PageArgs, toCursor: (row: T) => string, rows: T[] | Promise<T[]>) {
-  const connection = await resolveCursorConnection<Promise<T[]>>(
-    { args, defaultSize: DEFAULT_PAGE_SIZE, maxSize: MAX_PAGE_SIZE, toCursor: (row) => toCursor(row) },
-    async () => rows,
-  );
-  if (connection.edges.length === 0) Object.assign(connection.pageInfo, { startCursor: null, endCursor: null });
-  return connection;
+export function keysetConnection<T>(args: PageArgs, toCursor: (row: T) => string, rows: T[] | Promise<T[]>) {
+  return Array.isArray(rows) ? connectionOf(args, toCursor, rows) : rows.then((loaded) => connectionOf(args, toCursor, loaded));
+}
+
+class Edge<T> {
+  constructor(
+    readonly node: T,
+    private readonly toCursor: (row: T) => string,
+  ) {}
+
+  get cursor(): string {
+    return this.toCursor(this.node);
+  }
+}
+
+function connectionOf<T>(args: PageArgs, toCursor: (row: T) => string, rows: T[]) {
+  const { expectedSize, inverted, hasPreviousPage, hasNextPage } = parseCursorConnectionArgs({
+    args,
+    defaultSize: DEFAULT_PAGE_SIZE,
+    maxSize: MAX_PAGE_SIZE,
+  });
+  const page = rows.slice(0, expectedSize);
+  if (inverted) page.reverse();
+  const edges = page.map((row) => new Edge(row, toCursor));
+  return {
+    edges,
+    pageInfo: {
+      get startCursor() {
+        return edges[0]?.cursor ?? null;
+      },
+      get endCursor() {
+        return edges.at(-1)?.cursor ?? null;
+      },
+      hasPreviousPage: hasPreviousPage(rows.length),
+      hasNextPage: hasNextPage(rows.length),
+    },
+  };
 }

@@ -1,4 +1,5 @@
 import { builder } from '../builder.js';
+import { nodeId } from './exposed-columns.js';
 import { requireAdmin, requireProduct } from '../services/auth.js';
 import { conversationOrder, sessionFilter } from '../services/conversations.js';
 import { createProduct, readViewer, rotateProductKey, type ProductStats as Stats } from '../services/products.js';
@@ -30,7 +31,7 @@ ProductStats.implement({
 });
 
 export const Product = builder.prismaNode('Product', {
-  id: { field: 'id' },
+  id: nodeId('id'),
   select: { id: true },
   nullable: true,
   // A product sees only itself; the admin sees every product; no credentials at all is UNAUTHENTICATED,

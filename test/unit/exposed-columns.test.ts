@@ -1,4 +1,5 @@
 import { isObjectType, type GraphQLResolveInfo } from 'graphql';
+import { encodeGlobalID } from '@pothos/plugin-relay';
 import { describe, expect, it } from 'vitest';
 import { schema } from '../../src/schema/index.js';
 
@@ -26,5 +27,12 @@ describe('exposed columns', () => {
 
   it('leave relations to plugin-prisma', () => {
     expect(() => resolverOf('Message', 'feedback')({ id: 'm', feedback: null })).toThrow();
+  });
+
+  it('answer a node id at once, the global id plugin-relay gives, so a row is not a promise', () => {
+    for (const type of ['Product', 'KnowledgeEntry', 'Conversation', 'Message', 'Feedback']) {
+      const id = resolverOf(type, 'id')({ id: '0190a0b0-0000-7000-8000-000000000001' });
+      expect(id).toBe(encodeGlobalID(type, '0190a0b0-0000-7000-8000-000000000001'));
+    }
   });
 });
