@@ -35,6 +35,7 @@ const envObject = z.object({
   DATABASE_POOL_TIMEOUT_MS: wholeNumber(100, 600_000).default(5_000),
   DATABASE_IDLE_TIMEOUT_MS: wholeNumber(1_000, 3_600_000).default(30_000),
   DATABASE_STATEMENT_TIMEOUT_MS: wholeNumber(0, 3_600_000).default(30_000),
+  DATABASE_PREPARED_STATEMENTS: bool.default(true),
   DATABASE_REPLICA_URLS: z
     .string()
     .transform((v) => v.split(',').map((u) => u.trim()).filter(Boolean))
@@ -137,6 +138,8 @@ export type Config = Readonly<{
     idleTimeoutMs: number;
     /** PostgreSQL statement_timeout of every connection (0 = none). */
     statementTimeoutMs: number;
+    /** Statements prepared once per connection (off behind a pooler that cannot keep them, e.g. PgBouncer < 1.21 in transaction mode). */
+    preparedStatements: boolean;
     /** Streaming replicas that take reads (see src/infra/read-routing.ts); empty = all on the primary. */
     replicaUrls: readonly string[];
     /** A replica further behind than this takes no reads; a product written this recently reads from the primary. */
@@ -268,6 +271,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       poolTimeoutMs: e.DATABASE_POOL_TIMEOUT_MS,
       idleTimeoutMs: e.DATABASE_IDLE_TIMEOUT_MS,
       statementTimeoutMs: e.DATABASE_STATEMENT_TIMEOUT_MS,
+      preparedStatements: e.DATABASE_PREPARED_STATEMENTS,
       replicaUrls: e.DATABASE_REPLICA_URLS ?? [],
       replicaMaxLagMs: e.PARLEY_REPLICA_MAX_LAG_MS,
     },

@@ -10,7 +10,7 @@ import { sample } from '../helpers/metrics.js';
 
 /**
  * The PostgreSQL pool as configured by DATABASE_POOL_* and
- * DATABASE_STATEMENT_TIMEOUT_MS: connections opened before the app is ready,
+ * DATABASE_STATEMENT_TIMEOUT_MS and DATABASE_PREPARED_STATEMENTS: connections opened before the app is ready,
  * a bounded wait for a connection that fails clearly, the statement timeout
  * on every connection, and the pool in /metrics.
  */
@@ -132,4 +132,41 @@ describe.skipIf(!postgresUrl)('database pool [postgres]', () => {
     const { t: unlimited } = await app({ DATABASE_STATEMENT_TIMEOUT_MS: '0' });
     expect(await unlimited.prisma.$queryRawUnsafe('SHOW statement_timeout')).toEqual([{ statement_timeout: '0' }]);
   });
+
+  it('prepares each statement once per connection, and with DATABASE_PREPARED_STATEMENTS=false not at all', async () => {
+    const nested = `{ conversations(first: 5) { nodes { id messages(first: 5) { nodes { content feedback { rating } } } } } }`;
+    const prepared = async (t: TestApp) => {
+      const rows = await t.prisma.$queryRawUnsafe<{ n: number }[]>(`SELECT count(*)::int AS n FROM pg_prepared_statements WHERE name LIKE 'parley%'`);
+      return rows[0]!.n;
+    };
+    // One connection, so the statements and the count are on the same session.
+    const { t } = await app({ DATABASE_POOL_SIZE: '1', DATABASE_POOL_MIN: '1', PARLEY_RESPONSE_CACHE: 'false' });
+    const product = await t.product('Prepared');
+    await seedConversations(t.prisma, product.id, { conversations: 3, messages: 3 });
+    const first = await t.gql(nested, { key: product.key });
+    expect(first.errors).toBeUndefined();
+    const after = await prepared(t);
+    expect(after).toBeGreaterThan(0);
+    // The same statements for another product: bound and executed, not prepared again.
+    const second = await t.product('Prepared too');
+    await seedConversations(t.prisma, second.id, { conversations: 3, messages: 3 });
+    const again = await t.gql(nested, { key: second.key });
+    expect(again.errors).toBeUndefined();
+    expect(again.sql.length).toBeGreaterThan(0);
+    expect(await prepared(t)).toBe(after);
+
+    // A migration that adds a column leaves the statements prepared before it answering (another product:
+    // the conversations' cached rows are not what is asked).
+    await t.prisma.$executeRawUnsafe(`ALTER TABLE "Message" ADD COLUMN "addedLater" text`);
+    const later = await t.product('After the migration');
+    await seedConversations(t.prisma, later.id, { conversations: 1, messages: 1 });
+    expect((await t.gql(nested, { key: later.key })).errors).toBeUndefined();
+
+    const { t: unprepared } = await app({ DATABASE_POOL_SIZE: '1', DATABASE_POOL_MIN: '1', DATABASE_PREPARED_STATEMENTS: 'false' });
+    const other = await unprepared.product('Unprepared');
+    await seedConversations(unprepared.prisma, other.id, { conversations: 1, messages: 1 });
+    expect((await unprepared.gql(nested, { key: other.key })).errors).toBeUndefined();
+    expect(await prepared(unprepared)).toBe(0);
+  });
 });
+
