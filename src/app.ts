@@ -356,10 +356,12 @@ function maskDatabaseUnavailable(mask: (error: unknown, message: string) => Erro
   return (error, message) => {
     const graphqlError = error instanceof GraphQLError ? error : undefined;
     const original = graphqlError?.originalError ?? error;
-    if (!isDatabaseUnavailable(original)) return mask(error, message);
-    log.warn('database unavailable', { error: original instanceof Error ? original.message : String(original), path: graphqlError?.path });
-    const unavailable = new DatabaseUnavailableError();
-    return mask(new GraphQLError(unavailable.message, { nodes: graphqlError?.nodes, path: graphqlError?.path, originalError: unavailable }), message);
+    const unavailable = isDatabaseUnavailable(original);
+    if (unavailable) log.warn('database unavailable', { error: original instanceof Error ? original.message : String(original), path: graphqlError?.path });
+    // An expected error already says what happened (e.g. a reply that failed after its message was stored).
+    if (original instanceof ParleyError || !unavailable) return mask(error, message);
+    const replaced = new DatabaseUnavailableError();
+    return mask(new GraphQLError(replaced.message, { nodes: graphqlError?.nodes, path: graphqlError?.path, originalError: replaced }), message);
   };
 }
 

@@ -61,7 +61,7 @@ export class RateLimitedError extends ParleyError {
 /** The database could not be used in time (pool exhausted, server unreachable): retry later. */
 export class DatabaseUnavailableError extends ParleyError {
   readonly code = 'DATABASE_UNAVAILABLE';
-  constructor() {
-    super('The database is unavailable right now; try again shortly.');
+  constructor(message = 'The database is unavailable right now; try again shortly.', extensions: Record<string, unknown> = {}) {
+    super(message, extensions);
   }
 }

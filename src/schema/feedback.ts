@@ -3,6 +3,7 @@ import { builder } from '../builder.js';
 import { requireProduct } from '../services/auth.js';
 import { submitFeedback } from '../services/feedback.js';
 import { nodeUuid, parseGlobalId } from './ids.js';
+import { IDEMPOTENCY_KEY } from './message.js';
 
 export const Rating = builder.enumType(RatingValues, { name: 'Rating' });
 
@@ -24,6 +25,7 @@ const SubmitFeedbackInput = builder.inputType('SubmitFeedbackInput', {
     messageId: t.id({ required: true }),
     rating: t.field({ type: Rating, required: true }),
     comment: t.string(),
+    idempotencyKey: t.string({ description: IDEMPOTENCY_KEY }),
   }),
 });
 
