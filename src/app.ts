@@ -22,6 +22,7 @@ import { pinToPrimary, RecentWrites, runWithReadRouting } from './infra/read-rou
 import { createMaskError, useUnavailableStatus } from './plugins/errors.js';
 import { KeyRevocations, useKeyRevocation } from './plugins/key-revocation.js';
 import { useRequestDedup } from './plugins/dedup.js';
+import { useAdmission } from './plugins/admission.js';
 import { useEventContext } from './plugins/event-context.js';
 import { useOperationMetrics } from './plugins/metrics.js';
 import { useBodyLimit } from './plugins/body-limit.js';
@@ -179,6 +180,8 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
       ...useQueryLimits({ ...config.limits, hideSuggestions: !config.limits.introspection }, (limit) => metrics?.rejected(`query_${limit}`)),
       usePageSizeLimit({ max: MAX_PAGE_SIZE }),
       ...(replicas ? [usePrimaryForMutations()] : []),
+      // Before dedup, whose execute function wraps this one's: identical queries joined there share one slot.
+      useAdmission({ maxConcurrent: config.limits.maxConcurrentOperations, onReject: () => metrics?.rejected('overloaded') }),
       useRequestDedup({ onJoin: () => cache.countDedupJoin() }),
       // A subscription event's result depends on the event, the operation and who asks: nothing else.
       useEventContext<Context>(eventContext, (ctx) => `${ctx.product?.id ?? '-'}|${ctx.isAdmin}`),

@@ -8,6 +8,7 @@ export type ErrorCode =
   | 'BAD_USER_INPUT'
   | 'CONFLICT'
   | 'RATE_LIMITED'
+  | 'OVERLOADED'
   | 'DATABASE_UNAVAILABLE';
 
 export abstract class ParleyError extends Error {
@@ -55,6 +56,19 @@ export class RateLimitedError extends ParleyError {
     const retryAfter = Math.max(1, Math.ceil(retryAfterMs / 1000));
     super(message, { retryAfter });
     this.retryAfter = retryAfter;
+  }
+}
+
+/**
+ * This node runs as many operations as it can serve in time and refused this
+ * one before it started (nothing was written): retry after `retryAfter` seconds, here or on another node.
+ */
+export class OverloadedError extends ParleyError {
+  readonly code = 'OVERLOADED';
+  readonly retryAfter: number;
+  constructor(retryAfterS: number) {
+    super('This server is busy and did not start your request; nothing was done. Retry after retryAfter seconds.', { retryAfter: retryAfterS });
+    this.retryAfter = retryAfterS;
   }
 }
 
