@@ -51,6 +51,7 @@ import { createAnswers } from './services/answers/index.js';
 import { createKnowledgeSearch } from './services/knowledge.js';
 import { findDemoConversation, seedDemo, type DemoSeed } from './services/seed.js';
 import { createRateLimits } from './services/rate-limits.js';
+import { sweepExpiredKeys } from './services/idempotency.js';
 import { serveGraphqlWs } from './ws.js';
 import { MAX_PAGE_SIZE } from './services/validation.js';
 
@@ -111,6 +112,14 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   const deps: AppDeps = { config, db, log, adminToken, cache, pubsub, events, typing, metrics, knowledgeSearch, answers };
   const warmed = await warmCache(deps, config.cache.warmProducts);
   if (warmed.products) log.info('cache warmed', { products: warmed.products, ms: warmed.ms, caches: 'productByKey, productStats, viewer knowledge first page' });
+
+  // Idempotency keys older than a day match nothing; reusing one overwrites it, the rest are deleted here.
+  // Every node sweeps (a DELETE by the createdAt index, harmless when two run at once): no leader to elect.
+  const sweep = setInterval(
+    () => void sweepExpiredKeys(db.prisma).catch((error: Error) => log.warn('idempotency keys: sweep failed', { error: error.message })),
+    KEY_SWEEP_MS,
+  );
+  sweep.unref();
 
   const maskError = maskDatabaseUnavailable(createMaskError(log), log);
   const persisted = createPersistedOperations({
@@ -293,6 +302,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
         const left = () => Math.max(0, deadline - Date.now());
         // Stop accepting: no new connection, /readyz 503, requests on kept-alive connections 503.
         drain.begin();
+        clearInterval(sweep);
         const closed = closeServer(server);
         // Sockets go away with 1001 (their clients reconnect elsewhere); subscriptions over SSE complete.
         await ws.dispose();
@@ -314,6 +324,9 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
       })()),
   };
 }
+
+/** How often a node deletes idempotency keys older than a day. */
+const KEY_SWEEP_MS = 3_600_000;
 
 /** Wrong credentials are counted per address over this window (PARLEY_RATE_LIMIT_BAD_CREDENTIALS of them). */
 const BAD_CREDENTIALS_WINDOW_S = 300;

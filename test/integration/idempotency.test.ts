@@ -1,7 +1,9 @@
 import { decodeGlobalID } from '@pothos/plugin-relay';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase } from '../../src/infra/db.js';
+import { sweepExpiredKeys } from '../../src/services/idempotency.js';
 import { createTestApp, type TestApp } from '../helpers/app.js';
+import { eventually } from '../helpers/live.js';
 import { databaseVariants, describeEachDatabase, type TestDatabase } from '../helpers/db.js';
 
 /**
@@ -86,6 +88,18 @@ describeEachDatabase('idempotency keys', (variant) => {
     expect(await stored('Reply lost?')).toBe(1);
   });
 
+  it('sendMessage with stream: true: a retry returns the same message and replyId and starts no second reply', async () => {
+    const STREAM = `mutation($input: SendMessageInput!) { sendMessage(input: $input) { message { id } reply { id } replyId } }`;
+    const input = { conversationId, content: 'Streamed once?', stream: true, idempotencyKey: 'stream-1' };
+    const first = await t.gql(STREAM, { key, variables: { input } });
+    const retry = await t.gql(STREAM, { key, variables: { input } });
+    expect(retry.errors).toBeUndefined();
+    expect(retry.data.sendMessage).toEqual({ ...first.data.sendMessage, reply: null });
+    const replyId = decodeId(first.data.sendMessage.replyId);
+    await eventually(async () => (await t.prisma.message.count({ where: { id: replyId } })) === 1, 'the streamed reply stored');
+    expect(await stored('Streamed once?')).toBe(1);
+  });
+
   it('the same key with other content is BAD_USER_INPUT and writes nothing', async () => {
     await send({ content: 'Original question', idempotencyKey: 'send-other' });
     const other = await send({ content: 'Another question', idempotencyKey: 'send-other' });
@@ -127,6 +141,15 @@ describeEachDatabase('idempotency keys', (variant) => {
     // …and the key is live again from now on.
     const retry = await send({ content: 'Yesterday', idempotencyKey: 'old-key' });
     expect(retry.data.sendMessage.message.id).toBe(again.data.sendMessage.message.id);
+  });
+
+  it('the sweep deletes keys older than a day, and only those', async () => {
+    await send({ content: 'Swept?', idempotencyKey: 'sweep-old' });
+    await send({ content: 'Kept?', idempotencyKey: 'sweep-new' });
+    await t.prisma.$executeRawUnsafe(`UPDATE "IdempotencyKey" SET "createdAt" = now() - interval '2 days' WHERE key = 'sweep-old'`);
+    expect(await sweepExpiredKeys(t.prisma)).toBeGreaterThanOrEqual(1);
+    const left = await t.prisma.$queryRawUnsafe<{ key: string }[]>(`SELECT key FROM "IdempotencyKey" WHERE key LIKE 'sweep-%'`);
+    expect(left.map((r) => r.key)).toEqual(['sweep-new']);
   });
 
   it('startConversation: the same key returns the same conversation', async () => {
