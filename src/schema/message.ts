@@ -10,7 +10,7 @@ import { nodeUuid, parseGlobalId } from './ids.js';
 import './knowledge.js';
 
 export const IDEMPOTENCY_KEY =
-  'Optional, 1-100 printable ASCII characters (e.g. a UUID made by the client per action). Sent again within 24 hours, ' +
+  'Optional, 1-100 printable ASCII characters without spaces (e.g. a UUID made by the client per action). Sent again within 24 hours, ' +
   "on any node, it returns the first request's result instead of writing again; with other content it is BAD_USER_INPUT. " +
   'Keys are per product.';
 
