@@ -22,6 +22,7 @@ import { pinToPrimary, RecentWrites, runWithReadRouting } from './infra/read-rou
 import { createMaskError, useUnavailableStatus } from './plugins/errors.js';
 import { KeyRevocations, useKeyRevocation } from './plugins/key-revocation.js';
 import { useRequestDedup } from './plugins/dedup.js';
+import { useAdmission } from './plugins/admission.js';
 import { useEventContext } from './plugins/event-context.js';
 import { useOperationMetrics } from './plugins/metrics.js';
 import { useBodyLimit } from './plugins/body-limit.js';
@@ -50,6 +51,7 @@ import { createAnswers } from './services/answers/index.js';
 import { createKnowledgeSearch } from './services/knowledge.js';
 import { findDemoConversation, seedDemo, type DemoSeed } from './services/seed.js';
 import { createRateLimits } from './services/rate-limits.js';
+import { sweepExpiredKeys } from './services/idempotency.js';
 import { serveGraphqlWs } from './ws.js';
 import { MAX_PAGE_SIZE } from './services/validation.js';
 
@@ -110,6 +112,14 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   const deps: AppDeps = { config, db, log, adminToken, cache, pubsub, events, typing, metrics, knowledgeSearch, answers };
   const warmed = await warmCache(deps, config.cache.warmProducts);
   if (warmed.products) log.info('cache warmed', { products: warmed.products, ms: warmed.ms, caches: 'productByKey, productStats, viewer knowledge first page' });
+
+  // Idempotency keys older than a day match nothing; reusing one overwrites it, the rest are deleted here.
+  // Every node sweeps (a DELETE by the createdAt index, harmless when two run at once): no leader to elect.
+  const sweep = setInterval(
+    () => void sweepExpiredKeys(db.prisma).catch((error: Error) => log.warn('idempotency keys: sweep failed', { error: error.message })),
+    KEY_SWEEP_MS,
+  );
+  sweep.unref();
 
   const maskError = maskDatabaseUnavailable(createMaskError(log), log);
   const persisted = createPersistedOperations({
@@ -179,6 +189,8 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
       ...useQueryLimits({ ...config.limits, hideSuggestions: !config.limits.introspection }, (limit) => metrics?.rejected(`query_${limit}`)),
       usePageSizeLimit({ max: MAX_PAGE_SIZE }),
       ...(replicas ? [usePrimaryForMutations()] : []),
+      // Before dedup, whose execute function wraps this one's: identical queries joined there share one slot.
+      useAdmission({ maxConcurrent: config.limits.maxConcurrentOperations, onReject: () => metrics?.rejected('overloaded') }),
       useRequestDedup({ onJoin: () => cache.countDedupJoin() }),
       // A subscription event's result depends on the event, the operation and who asks: nothing else.
       useEventContext<Context>(eventContext, (ctx) => `${ctx.product?.id ?? '-'}|${ctx.isAdmin}`),
@@ -290,6 +302,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
         const left = () => Math.max(0, deadline - Date.now());
         // Stop accepting: no new connection, /readyz 503, requests on kept-alive connections 503.
         drain.begin();
+        clearInterval(sweep);
         const closed = closeServer(server);
         // Sockets go away with 1001 (their clients reconnect elsewhere); subscriptions over SSE complete.
         await ws.dispose();
@@ -311,6 +324,9 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
       })()),
   };
 }
+
+/** How often a node deletes idempotency keys older than a day. */
+const KEY_SWEEP_MS = 3_600_000;
 
 /** Wrong credentials are counted per address over this window (PARLEY_RATE_LIMIT_BAD_CREDENTIALS of them). */
 const BAD_CREDENTIALS_WINDOW_S = 300;
@@ -356,10 +372,12 @@ function maskDatabaseUnavailable(mask: (error: unknown, message: string) => Erro
   return (error, message) => {
     const graphqlError = error instanceof GraphQLError ? error : undefined;
     const original = graphqlError?.originalError ?? error;
-    if (!isDatabaseUnavailable(original)) return mask(error, message);
-    log.warn('database unavailable', { error: original instanceof Error ? original.message : String(original), path: graphqlError?.path });
-    const unavailable = new DatabaseUnavailableError();
-    return mask(new GraphQLError(unavailable.message, { nodes: graphqlError?.nodes, path: graphqlError?.path, originalError: unavailable }), message);
+    const unavailable = isDatabaseUnavailable(original);
+    if (unavailable) log.warn('database unavailable', { error: original instanceof Error ? original.message : String(original), path: graphqlError?.path });
+    // An expected error already says what happened (e.g. a reply that failed after its message was stored).
+    if (original instanceof ParleyError || !unavailable) return mask(error, message);
+    const replaced = new DatabaseUnavailableError();
+    return mask(new GraphQLError(replaced.message, { nodes: graphqlError?.nodes, path: graphqlError?.path, originalError: replaced }), message);
   };
 }
 

@@ -92,6 +92,7 @@ const envObject = z.object({
   PARLEY_MAX_TOKENS: wholeNumber(10, 1_000_000).default(1_000),
   PARLEY_MAX_DIRECTIVES: wholeNumber(0, 10_000).default(50),
   PARLEY_MAX_BODY_KB: wholeNumber(1, 1_048_576).default(1_024),
+  PARLEY_MAX_CONCURRENT_OPERATIONS: wholeNumber(0, 1_000_000).optional(),
   PARLEY_INTROSPECTION: bool.optional(),
   PARLEY_RATE_LIMIT_PRODUCT_PER_MIN: wholeNumber(0, 100_000_000).default(60_000),
   PARLEY_RATE_LIMIT_ANONYMOUS_PER_MIN: wholeNumber(0, 100_000_000).default(300),
@@ -213,6 +214,12 @@ export type Config = Readonly<{
     maxTokens: number;
     maxDirectives: number;
     maxBodyBytes: number;
+    /**
+     * Queries and mutations executing at once per node; one more is refused before it starts
+     * (OVERLOADED, HTTP 503). 0 = no bound. Default: 4 per pool connection (25 with the openai
+     * engine, whose replies wait seconds on the provider without holding a connection).
+     */
+    maxConcurrentOperations: number;
     /** Schema introspection (and "Did you mean" hints); off in production unless asked for. */
     introspection: boolean;
   }>;
@@ -318,6 +325,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       maxTokens: e.PARLEY_MAX_TOKENS,
       maxDirectives: e.PARLEY_MAX_DIRECTIVES,
       maxBodyBytes: e.PARLEY_MAX_BODY_KB * 1024,
+      maxConcurrentOperations: e.PARLEY_MAX_CONCURRENT_OPERATIONS ?? e.DATABASE_POOL_SIZE * (e.PARLEY_ANSWER_ENGINE === 'openai' ? 25 : 4),
       introspection: e.PARLEY_INTROSPECTION ?? e.NODE_ENV !== 'production',
     },
     rateLimits: {

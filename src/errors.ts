@@ -8,6 +8,7 @@ export type ErrorCode =
   | 'BAD_USER_INPUT'
   | 'CONFLICT'
   | 'RATE_LIMITED'
+  | 'OVERLOADED'
   | 'DATABASE_UNAVAILABLE';
 
 export abstract class ParleyError extends Error {
@@ -58,10 +59,23 @@ export class RateLimitedError extends ParleyError {
   }
 }
 
+/**
+ * This node runs as many operations as it can serve in time and refused this
+ * one before it started (nothing was written): retry after `retryAfter` seconds, here or on another node.
+ */
+export class OverloadedError extends ParleyError {
+  readonly code = 'OVERLOADED';
+  readonly retryAfter: number;
+  constructor(retryAfterS: number) {
+    super('This server is busy and did not start your request; nothing was done. Retry after retryAfter seconds.', { retryAfter: retryAfterS });
+    this.retryAfter = retryAfterS;
+  }
+}
+
 /** The database could not be used in time (pool exhausted, server unreachable): retry later. */
 export class DatabaseUnavailableError extends ParleyError {
   readonly code = 'DATABASE_UNAVAILABLE';
-  constructor() {
-    super('The database is unavailable right now; try again shortly.');
+  constructor(message = 'The database is unavailable right now; try again shortly.', extensions: Record<string, unknown> = {}) {
+    super(message, extensions);
   }
 }

@@ -4,7 +4,7 @@ import type { Plugin } from 'graphql-yoga';
 import type { Logger } from '../infra/log.js';
 import { ParleyError } from '../errors.js';
 
-const httpStatus: Record<string, number> = { UNAUTHENTICATED: 401, FORBIDDEN: 403, RATE_LIMITED: 429 };
+const httpStatus: Record<string, number> = { UNAUTHENTICATED: 401, FORBIDDEN: 403, RATE_LIMITED: 429, OVERLOADED: 503 };
 
 /**
  * Expected errors keep their message and get `extensions.code`; anything else

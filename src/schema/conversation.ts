@@ -6,7 +6,7 @@ import { requireProduct } from '../services/auth.js';
 import { listConversations, startConversation } from '../services/conversations.js';
 import { messageOrder } from '../services/messages.js';
 import { nodeUuid, parseGlobalId } from './ids.js';
-import { Message } from './message.js';
+import { IDEMPOTENCY_KEY, Message } from './message.js';
 import { cursorPlace, keysetConnection, pageSize, placeCursor, refuseMixedDirections, type PageArgs } from './pages.js';
 
 /** Where a connection's node rows are in its selection, for plugin-prisma's planner (as its relatedConnection says it). */
@@ -74,7 +74,7 @@ export const Conversation = builder.prismaNode('Conversation', {
 });
 
 const StartConversationInput = builder.inputType('StartConversationInput', {
-  fields: (t) => ({ sessionId: t.string({ required: true }), title: t.string() }),
+  fields: (t) => ({ sessionId: t.string({ required: true }), title: t.string(), idempotencyKey: t.string({ description: IDEMPOTENCY_KEY }) }),
 });
 
 builder.queryFields((t) => ({

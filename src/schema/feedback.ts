@@ -4,6 +4,7 @@ import { nodeId } from './exposed-columns.js';
 import { requireProduct } from '../services/auth.js';
 import { submitFeedback } from '../services/feedback.js';
 import { nodeUuid, parseGlobalId } from './ids.js';
+import { IDEMPOTENCY_KEY } from './message.js';
 
 export const Rating = builder.enumType(RatingValues, { name: 'Rating' });
 
@@ -25,6 +26,7 @@ const SubmitFeedbackInput = builder.inputType('SubmitFeedbackInput', {
     messageId: t.id({ required: true }),
     rating: t.field({ type: Rating, required: true }),
     comment: t.string(),
+    idempotencyKey: t.string({ description: IDEMPOTENCY_KEY }),
   }),
 });
 

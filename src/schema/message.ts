@@ -3,10 +3,17 @@ import type { Message as MessageRow } from '../generated/prisma/client.js';
 import { MessageRole as MessageRoleValues } from '../generated/prisma/enums.js';
 import { builder } from '../builder.js';
 import { nodeId } from './exposed-columns.js';
+import { DatabaseUnavailableError } from '../errors.js';
+import { isDatabaseUnavailable } from '../infra/db.js';
 import { requireProduct } from '../services/auth.js';
 import { sendUserMessage } from '../services/messages.js';
 import { nodeUuid, parseGlobalId } from './ids.js';
 import './knowledge.js';
+
+export const IDEMPOTENCY_KEY =
+  'Optional, 1-100 printable ASCII characters without spaces (e.g. a UUID made by the client per action). Sent again within 24 hours, ' +
+  "on any node, it returns the first request's result instead of writing again; with other content it is BAD_USER_INPUT. " +
+  'Keys are per product.';
 
 export const MessageRole = builder.enumType(MessageRoleValues, { name: 'MessageRole' });
 
@@ -49,6 +56,7 @@ const SendMessageInput = builder.inputType('SendMessageInput', {
       defaultValue: false,
       description: 'Return at once (reply: null); the reply arrives on conversationEvents as ReplyDelta pieces under replyId, then MessageAdded.',
     }),
+    idempotencyKey: t.string({ description: IDEMPOTENCY_KEY }),
   }),
 });
 
@@ -74,7 +82,7 @@ const SendMessagePayload = builder
         nullable: true,
         description: 'The ASSISTANT reply; null with stream: true (it arrives on conversationEvents).',
         resolve: (query, payload, _args, ctx) => {
-          if (payload.replyError) throw payload.replyError;
+          if (payload.replyError) throw replyFailure(payload.replyError);
           if (!payload.stored || !payload.replyId) return null;
           return payload.rows?.reply ?? ctx.prisma.message.findUnique({ ...query, relationLoadStrategy: 'join', where: { id: payload.replyId } });
         },
@@ -97,16 +105,36 @@ builder.mutationField('sendMessage', (t) =>
     resolve: async (_root, { input }, ctx): Promise<Payload> => {
       const product = requireProduct(ctx);
       const conversationId = parseGlobalId(String(input.conversationId), 'Conversation', 'input.conversationId');
-      const message = await sendUserMessage(ctx, product.id, conversationId, input);
+      const { message, replyId, replayed } = await sendUserMessage(ctx, product.id, conversationId, input);
       const answers = ctx.deps.answers;
       if (input.stream) {
-        return { messageId: message.id, replyId: answers.replyInBackground(product, conversationId, message.content), stored: false, rows: { message } };
+        // A retry of a streamed send starts no second reply: the first request's is on its way (or stored).
+        if (replayed) return { messageId: message.id, replyId: replyId ?? null, stored: false, rows: { message } };
+        return { messageId: message.id, replyId: answers.replyInBackground(product, conversationId, message.content, replyId), stored: false, rows: { message } };
       }
       // The USER message is stored whatever happens to the reply: a failed reply is an error on `reply` only.
-      return answers.reply(product, conversationId, message.content).then(
+      const reply = replyId
+        ? answers.replyOnce(product, conversationId, message.content, replyId, replayed)
+        : answers.reply(product, conversationId, message.content);
+      return reply.then(
         (reply) => ({ messageId: message.id, replyId: reply.id, stored: true, rows: { message, reply } }),
         (replyError: unknown) => ({ messageId: message.id, replyId: null, stored: false, replyError, rows: { message } }),
       );
     },
   }),
 );
+
+/**
+ * The message is stored at this point, so a reply that failed because the
+ * database was unavailable (pool exhausted under load, server restarting) says
+ * so and how to get the reply without storing the message twice, instead of a
+ * bare error a client would answer by sending the message again.
+ */
+function replyFailure(error: unknown): unknown {
+  if (!isDatabaseUnavailable(error)) return error;
+  return new DatabaseUnavailableError(
+    'Your message was stored, but its reply could not be: the database is unavailable right now. ' +
+      'Send it again with the same idempotencyKey after retryAfter seconds to get the reply without storing the message twice.',
+    { retryAfter: 1, messageStored: true },
+  );
+}

@@ -4,20 +4,43 @@ import { selectionTags } from './products.js';
 import { tags, type Store } from './store.js';
 import type { Conversation, Prisma } from '../generated/prisma/client.js';
 import { BadUserInputError } from '../errors.js';
+import { uuidv7 } from './ids.js';
+import { claimedBy, claimKeyCte, idempotencyKey, requestHash, unclaimable } from './idempotency.js';
 import { limits, NO_NUL_MESSAGE, noNul, optionalText, parseInput, text } from './validation.js';
 
 const startInput = z.object({
   sessionId: text(limits.sessionId),
   title: optionalText(limits.title),
+  idempotencyKey,
 });
 
 type Query = { select?: Prisma.ConversationSelect; include?: Prisma.ConversationInclude };
 
 export async function startConversation({ prisma, cache }: Store, productId: string, input: unknown, query: Query = {}) {
-  const { sessionId, title } = parseInput(startInput, input);
-  const conversation = await prisma.conversation.create({ ...query, data: { productId, sessionId, title: title ?? null } });
-  await cache.invalidate([tags.conversations(productId)]);
-  return conversation;
+  const { sessionId, title, idempotencyKey: key } = parseInput(startInput, input);
+  if (!key) {
+    const conversation = await prisma.conversation.create({ ...query, data: { productId, sessionId, title: title ?? null } });
+    await cache.invalidate([tags.conversations(productId)]);
+    return conversation;
+  }
+  // With a key: the claim and the row in one statement, then the selection read by id (one statement more).
+  const request = { key, operation: 'startConversation' as const, requestHash: requestHash('startConversation', sessionId, title) };
+  const created = await prisma.$queryRawUnsafe<{ id: string }[]>(
+    `WITH ${claimKeyCte({ productId: 1, resultId: 2, key: 5, operation: 6, hash: 7 })}
+     INSERT INTO "Conversation" (id, "productId", "sessionId", title) SELECT $2::uuid, $1::uuid, $3, $4 FROM k
+     RETURNING id::text AS id`,
+    productId,
+    uuidv7(),
+    sessionId,
+    title ?? null,
+    request.key,
+    request.operation,
+    request.requestHash,
+  );
+  let id = created[0]?.id;
+  if (id) await cache.invalidate([tags.conversations(productId)]);
+  else id = (await claimedBy(prisma, productId, request))?.resultId ?? unclaimable();
+  return prisma.conversation.findFirstOrThrow({ ...query, where: { id, productId } });
 }
 
 /** The first page (no cursor) of a conversation list, per selection, until the product's conversations change. */

@@ -4,12 +4,13 @@ import type { PrismaClient } from '../infra/db.js';
 import type { Message, MessageRole, Prisma } from '../generated/prisma/client.js';
 import { tags, type Store } from './store.js';
 import { uuidv7 } from './ids.js';
+import { claimedBy, claimKeyCte, idempotencyKey, requestHash, type KeyRequest } from './idempotency.js';
 import { limits, parseInput, text } from './validation.js';
 
 /** Oldest to newest; the id breaks ties so cursors are stable. */
 export const messageOrder: Prisma.MessageOrderByWithRelationInput[] = [{ createdAt: 'asc' }, { id: 'asc' }];
 
-const sendInput = z.object({ content: text(limits.messageContent) });
+const sendInput = z.object({ content: text(limits.messageContent), idempotencyKey });
 
 export interface NewMessage {
   /** Set when the id was announced before the message was stored (ReplyDelta events of a streamed reply). */
@@ -24,18 +25,34 @@ export interface NewMessage {
   sourceIds?: string[];
 }
 
+/** A USER message's idempotency key, and the id its reply will be stored under. */
+export interface MessageClaim extends KeyRequest {
+  replyId: string;
+}
+
 /**
  * Appends a message and announces it: cached reads of the conversation (and the
  * product's list and stats) are invalidated and MessageAdded is published, both
- * after the write has committed.
+ * after the write has committed. With a claim, undefined when the key was
+ * taken: nothing was written.
  */
+export async function appendMessage(store: Store, productId: string, conversationId: string, message: NewMessage): Promise<Message>;
+export async function appendMessage(
+  store: Store,
+  productId: string,
+  conversationId: string,
+  message: NewMessage,
+  claim: MessageClaim,
+): Promise<Message | undefined>;
 export async function appendMessage(
   { prisma, cache, events }: Store,
   productId: string,
   conversationId: string,
   message: NewMessage,
-): Promise<Message> {
-  const row = await insertMessage(prisma, productId, conversationId, message);
+  claim?: MessageClaim,
+): Promise<Message | undefined> {
+  const row = claim ? await writeMessage(prisma, productId, conversationId, message, claim) : await insertMessage(prisma, productId, conversationId, message);
+  if (!row) return undefined;
   const event = events.wire.messageAdded(conversationId, row.id);
   // With Redis the event goes in the bump's MULTI: one round trip for both.
   const announced = await cache.invalidate([tags.conversations(productId), tags.conversation(conversationId)], event ? [event] : []);
@@ -56,14 +73,38 @@ export async function insertMessage(
   conversationId: string,
   message: NewMessage,
 ): Promise<Message> {
+  const row = await writeMessage(prisma, productId, conversationId, message);
+  if (!row) throw new NotFoundError('Conversation');
+  return row;
+}
+
+/**
+ * The statement of insertMessage. With a claim, the key is claimed in it too
+ * (only for a conversation of this product, so a refused write leaves no
+ * claim) and nothing is written when the key is taken: undefined then, as
+ * for a conversation that is not there.
+ */
+async function writeMessage(
+  prisma: PrismaClient,
+  productId: string,
+  conversationId: string,
+  message: NewMessage,
+  claim?: MessageClaim,
+): Promise<Message | undefined> {
   const id = message.id ?? uuidv7();
+  const claimed = claim
+    ? `${claimKeyCte(
+        { productId: 2, resultId: 3, key: 11, operation: 12, hash: 13, replyId: 14 },
+        `EXISTS (SELECT 1 FROM "Conversation" WHERE id = $1::uuid AND "productId" = $2::uuid)`,
+      )},`
+    : '';
   const rows = await prisma.$queryRawUnsafe<Message[]>(
-    `WITH c AS (
+    `WITH ${claimed} c AS (
        UPDATE "Conversation"
           SET "messageCount" = "messageCount" + 1,
               "lastMessageAt" = GREATEST(now(), "lastMessageAt" + interval '1 millisecond'),
               "lastMessageId" = $3::uuid
-        WHERE id = $1::uuid AND "productId" = $2::uuid
+        WHERE id = $1::uuid AND "productId" = $2::uuid${claim ? ' AND EXISTS (SELECT 1 FROM k)' : ''}
         RETURNING id, "lastMessageAt")
      INSERT INTO "Message" (id, "conversationId", role, content, "createdAt", engine, model, "latencyMs", cached, "sourceIds")
      SELECT $3::uuid, c.id, $4::"MessageRole", $5, c."lastMessageAt", $10, $6, $7, $8, $9::uuid[] FROM c
@@ -79,13 +120,38 @@ export async function insertMessage(
     message.cached ?? null,
     message.sourceIds ?? [],
     message.engine ?? null,
+    ...(claim ? [claim.key, claim.operation, claim.requestHash, claim.replyId] : []),
   );
-  const row = rows[0];
-  if (!row) throw new NotFoundError('Conversation');
-  return row;
+  return rows[0];
 }
 
-export function sendUserMessage(store: Store, productId: string, conversationId: string, input: unknown) {
-  const { content } = parseInput(sendInput, input);
-  return appendMessage(store, productId, conversationId, { role: 'USER', content });
+export interface SentMessage {
+  message: Message;
+  /** With an idempotency key: the id the reply is stored under, chosen when the key was first claimed. */
+  replyId?: string;
+  /** True when an earlier request with the same key stored the message: this one wrote nothing. */
+  replayed: boolean;
+}
+
+/**
+ * Stores a USER message. With `idempotencyKey`, a retry within a day (on any
+ * node, or at the same moment) returns the message the first request stored.
+ */
+export async function sendUserMessage(store: Store, productId: string, conversationId: string, input: unknown): Promise<SentMessage> {
+  const { content, idempotencyKey: key } = parseInput(sendInput, input);
+  const message = { role: 'USER' as const, content };
+  if (!key) return { message: await appendMessage(store, productId, conversationId, message), replayed: false };
+  const request = { key, operation: 'sendMessage' as const, requestHash: requestHash('sendMessage', conversationId, content) };
+  const replyId = uuidv7();
+  const row = await appendMessage(store, productId, conversationId, message, { ...request, replyId });
+  if (row) return { message: row, replyId, replayed: false };
+  const claim = await claimedBy(store.prisma, productId, request);
+  const first = claim && (await findMessage(store.prisma, productId, claim.resultId));
+  if (!first) throw new NotFoundError('Conversation');
+  return { message: first, replyId: claim.replyId ?? undefined, replayed: true };
+}
+
+/** A message of this product by id (the stored reply of an earlier request, for one). */
+export function findMessage(prisma: PrismaClient, productId: string, id: string): Promise<Message | null> {
+  return prisma.message.findFirst({ where: { id, conversation: { productId } } });
 }

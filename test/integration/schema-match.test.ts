@@ -213,7 +213,7 @@ describe('prisma schema reader', () => {
 
   it('reads every model and enum of prisma/schema.prisma', () => {
     const schema = readPrismaSchema();
-    expect(schema.models.map((m) => m.name)).toEqual(['Product', 'KnowledgeEntry', 'Conversation', 'Message', 'Feedback', 'ProviderStat']);
+    expect(schema.models.map((m) => m.name)).toEqual(['Product', 'KnowledgeEntry', 'Conversation', 'Message', 'Feedback', 'ProviderStat', 'IdempotencyKey']);
     expect(schema.enums.map((e) => e.name)).toEqual(['MessageRole', 'Rating']);
   });
 });

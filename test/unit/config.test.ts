@@ -56,7 +56,7 @@ describe('loadConfig', () => {
       demo: true,
       logLevel: 'info',
       observability: { metrics: true, slowOperationMs: 1_000 },
-      limits: { maxDepth: 10, maxCost: 100_000, maxAliases: 15, maxTokens: 1_000, maxDirectives: 50, maxBodyBytes: 1024 * 1024, introspection: true },
+      limits: { maxDepth: 10, maxCost: 100_000, maxAliases: 15, maxTokens: 1_000, maxDirectives: 50, maxBodyBytes: 1024 * 1024, maxConcurrentOperations: 40, introspection: true },
       rateLimits: { productPerMinute: 60_000, anonymousPerMinute: 300, badCredentialsPerIp: 20, wsMessagesPerSecond: 2_000 },
       http: { trustProxy: 0, compressionMinBytes: 1_024, shutdownMs: 10_000, getMaxAgeS: 0 },
       persisted: { apq: true, only: false, operationsFile: undefined },
@@ -116,6 +116,7 @@ describe('loadConfig', () => {
         PARLEY_MAX_TOKENS: '500',
         PARLEY_MAX_DIRECTIVES: '5',
         PARLEY_MAX_BODY_KB: '64',
+        PARLEY_MAX_CONCURRENT_OPERATIONS: '7',
         PARLEY_INTROSPECTION: 'false',
         PARLEY_RATE_LIMIT_PRODUCT_PER_MIN: '0',
         PARLEY_RATE_LIMIT_ANONYMOUS_PER_MIN: '30',
@@ -170,7 +171,7 @@ describe('loadConfig', () => {
       demo: false,
       logLevel: 'warn',
       observability: { metrics: false, slowOperationMs: 250 },
-      limits: { maxDepth: 12, maxCost: 5_000, maxAliases: 0, maxTokens: 500, maxDirectives: 5, maxBodyBytes: 64 * 1024, introspection: false },
+      limits: { maxDepth: 12, maxCost: 5_000, maxAliases: 0, maxTokens: 500, maxDirectives: 5, maxBodyBytes: 64 * 1024, maxConcurrentOperations: 7, introspection: false },
       rateLimits: { productPerMinute: 0, anonymousPerMinute: 30, badCredentialsPerIp: 5, wsMessagesPerSecond: 100 },
       http: { trustProxy: 1, compressionMinBytes: 0, shutdownMs: 2_500, getMaxAgeS: 30 },
       persisted: { apq: false, only: true, operationsFile: '/etc/parley/operations.json' },
@@ -184,6 +185,12 @@ describe('loadConfig', () => {
     expect(loadConfig({ NODE_ENV: 'production' }).limits.introspection).toBe(false);
     expect(loadConfig({ NODE_ENV: 'production', PARLEY_INTROSPECTION: 'true' }).limits.introspection).toBe(true);
     expect(loadConfig({ NODE_ENV: 'test' }).limits.introspection).toBe(true);
+  });
+
+  it('bounds concurrent operations by the pool size unless told (more with the openai engine, whose replies wait on the provider)', () => {
+    expect(loadConfig({ DATABASE_POOL_SIZE: '25' }).limits.maxConcurrentOperations).toBe(100);
+    expect(loadConfig({ DATABASE_POOL_SIZE: '4', PARLEY_ANSWER_ENGINE: 'openai' }).limits.maxConcurrentOperations).toBe(100);
+    expect(loadConfig({ PARLEY_MAX_CONCURRENT_OPERATIONS: '0' }).limits.maxConcurrentOperations).toBe(0);
   });
 
   it('turns the demo off in production unless asked for', () => {
@@ -258,6 +265,7 @@ describe('loadConfig', () => {
     ['PARLEY_MAX_COST', 'lots'],
     ['PARLEY_MAX_TOKENS', '5'],
     ['PARLEY_MAX_BODY_KB', '0'],
+    ['PARLEY_MAX_CONCURRENT_OPERATIONS', 'many'],
     ['PARLEY_INTROSPECTION', 'sometimes'],
     ['PARLEY_RATE_LIMIT_PRODUCT_PER_MIN', '-1'],
     ['PARLEY_WS_MESSAGES_PER_SEC', '1.5'],

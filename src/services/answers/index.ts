@@ -8,7 +8,7 @@ import { newSqlScope, runInSqlScope } from '../../infra/sql-stats.js';
 import type { Message } from '../../generated/prisma/client.js';
 import { uuidv7 } from '../ids.js';
 import type { KnowledgeSearch } from '../knowledge.js';
-import { appendMessage } from '../messages.js';
+import { appendMessage, findMessage } from '../messages.js';
 import { tags, type Store } from '../store.js';
 import type { Typing } from '../typing.js';
 import { localEngine, type AnswerEngine, type EngineAnswer } from './engine.js';
@@ -61,10 +61,20 @@ export interface Answers {
   /** Produces, stores and announces the ASSISTANT reply to `question`. */
   reply(product: { id: string; name: string }, conversationId: string, question: string, options?: ReplyOptions): Promise<Message>;
   /**
+   * The reply of an idempotent sendMessage, stored under `replyId` once: the
+   * stored one when an earlier request (or a copy running at the same moment,
+   * on any node) stored it, else produced here. Copies that both produce it
+   * race to insert the same id; the loser's insert fails on the primary key
+   * and it returns the winner's row, so there is never a second reply.
+   * `retry`: an earlier request with the key may have stored it — looked up
+   * first (a first request does not pay for that statement).
+   */
+  replyOnce(product: { id: string; name: string }, conversationId: string, question: string, replyId: string, retry: boolean): Promise<Message>;
+  /**
    * The same in the background: resolves the reply's id at once; its pieces
    * arrive as ReplyDelta events, then MessageAdded. Failures are logged.
    */
-  replyInBackground(product: { id: string; name: string }, conversationId: string, question: string): string;
+  replyInBackground(product: { id: string; name: string }, conversationId: string, question: string, replyId?: string): string;
   /** Waits for background replies (`graceMs` at most), then aborts what still runs. */
   dispose(graceMs?: number): Promise<void>;
 }
@@ -178,8 +188,18 @@ export function createAnswers({ config, store, search, typing, log, metrics, ran
       return breaker.state;
     },
     reply,
-    replyInBackground(product, conversationId, question) {
-      const replyId = uuidv7();
+    async replyOnce(product, conversationId, question, replyId, retry) {
+      const stored = retry ? await findMessage(store.prisma, product.id, replyId) : null;
+      if (stored) return stored;
+      try {
+        return await reply(product, conversationId, question, { stream: false, replyId });
+      } catch (error) {
+        const winner = await findMessage(store.prisma, product.id, replyId).catch(() => null);
+        if (winner) return winner;
+        throw error;
+      }
+    },
+    replyInBackground(product, conversationId, question, replyId = uuidv7()) {
       // Its own SQL scope: the request that started it has been answered already.
       const task = runInSqlScope(newSqlScope(), () => reply(product, conversationId, question, { stream: true, replyId })).catch(
         async (error: Error) => {
