@@ -36,10 +36,10 @@ export async function appendMessage(
   message: NewMessage,
 ): Promise<Message> {
   const row = await insertMessage(prisma, productId, conversationId, message);
-  const event = events.wire.messageAdded(conversationId, row.id);
+  const event = events.wire.messageAdded(conversationId, row);
   // With Redis the event goes in the bump's MULTI: one round trip for both.
   const announced = await cache.invalidate([tags.conversations(productId), tags.conversation(conversationId)], event ? [event] : []);
-  if (!announced) await events.messageAdded(conversationId, row.id);
+  if (!announced) await events.messageAdded(conversationId, row);
   return row;
 }
 
