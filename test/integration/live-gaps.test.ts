@@ -5,11 +5,12 @@ import { PRODUCT_FEEDBACK, disposeClients, eventually, liveClient, subscribe, un
 import { findRedisServer, startRedis, type Throwaway } from '../helpers/servers.js';
 import { within } from '../helpers/time.js';
 import { createPubSub } from '../../src/infra/pubsub/index.js';
+import type { Store } from '../../src/services/store.js';
 import { startConversation } from '../../src/services/conversations.js';
 import { Replays } from '../../src/services/event-replay.js';
-import { conversationEvents, createLiveEvents, type ConversationEvent, type ParleyEvents } from '../../src/services/events.js';
+import { conversationEvents, createLiveEvents, type ConversationEvent, type ParleyEvents, type ParleyPubSub } from '../../src/services/events.js';
 import { submitFeedback } from '../../src/services/feedback.js';
-import { appendMessage } from '../../src/services/messages.js';
+import { appendMessage, insertMessage } from '../../src/services/messages.js';
 
 /**
  * Stored events (messages, ratings) are never lost to an open subscription:
@@ -155,38 +156,67 @@ describe.skipIf(!available)('stored live events survive a Redis outage without c
   }, 60_000);
 });
 
-describe('a subscriber that falls behind catches up from the database [pglite, in-process events]', () => {
-  it('what it had not read gives way to a GAP, and the messages and ratings stored meanwhile come once, in order', async () => {
-    const t = await createTestApp(pglite!);
-    const { log } = recordingLogger();
-    const pubsub = await createPubSub<ParleyEvents>({ log, maxBuffered: 4 });
-    try {
-      const store = { prisma: t.prisma, cache: t.app.deps.cache, events: createLiveEvents(pubsub, log) };
-      const product = await t.product('Lagging');
-      const c = (await startConversation(store, product.id, { sessionId: 'slow' })).id;
-      const stream = await conversationEvents({ prisma: t.prisma, pubsub, replays: new Replays(1) }, product.id, c);
-      const read = async (n: number) => {
-        const out: string[] = [];
-        for (let i = 0; i < n; i++) {
-          const event = (await within(stream.next(), 10_000, 'next event')).value as ConversationEvent;
-          out.push(event.type === 'messageAdded' ? event.messageId : event.type === 'feedbackAdded' ? `rating ${event.feedbackId}` : event.type);
-        }
-        return out;
-      };
-      try {
-        // Nothing read while 11 events come for a buffer of 4.
-        const written: string[] = [];
-        for (let i = 0; i < 10; i++) written.push((await appendMessage(store, product.id, c, { role: i % 2 ? 'ASSISTANT' : 'USER', content: `m${i}` })).id);
-        const rating = await submitFeedback(store, product.id, written[9]!, { rating: 'UP' });
-        expect(await read(11)).toEqual([...written, `rating ${rating.id}`]);
-        const next = (await appendMessage(store, product.id, c, { role: 'USER', content: 'live again' })).id;
-        expect(await read(1)).toEqual([next]);
-      } finally {
-        await stream.return?.();
+describe('a subscription catches up from the database after a GAP [pglite, in-process events]', () => {
+  let t: TestApp;
+  let pubsub: ParleyPubSub;
+  let store: Store;
+  let product: { id: string; key: string };
+  const { log } = recordingLogger();
+
+  beforeAll(async () => {
+    t = await createTestApp(pglite!);
+    pubsub = await createPubSub<ParleyEvents>({ log, maxBuffered: 4 });
+    store = { prisma: t.prisma, cache: t.app.deps.cache, events: createLiveEvents(pubsub, log) };
+    product = await t.product('Lagging');
+  });
+  afterAll(async () => {
+    await pubsub?.dispose();
+    await t?.dispose();
+  });
+
+  /** A conversation's events through the service, and a reader naming each (`rating <id>` for ratings). */
+  const open = async () => {
+    const c = (await startConversation(store, product.id, { sessionId: 'slow' })).id;
+    const stream = await conversationEvents({ prisma: t.prisma, pubsub, replays: new Replays(1) }, product.id, c);
+    const read = async (n: number) => {
+      const out: string[] = [];
+      for (let i = 0; i < n; i++) {
+        const event = (await within(stream.next(), 10_000, 'next event')).value as ConversationEvent;
+        out.push(event.type === 'messageAdded' ? event.messageId : event.type === 'feedbackAdded' ? `rating ${event.feedbackId}` : event.type);
       }
+      return out;
+    };
+    return { c, stream, read };
+  };
+  const append = async (c: string, content: string, role: 'USER' | 'ASSISTANT' = 'USER') => (await appendMessage(store, product.id, c, { role, content })).id;
+
+  it('what it had not read gives way to a GAP, and the messages and ratings stored meanwhile come once, in order', async () => {
+    const { c, stream, read } = await open();
+    try {
+      // Nothing read while 11 events come for a buffer of 4.
+      const written: string[] = [];
+      for (let i = 0; i < 10; i++) written.push(await append(c, `m${i}`, i % 2 ? 'ASSISTANT' : 'USER'));
+      const rating = await submitFeedback(store, product.id, written[9]!, { rating: 'UP' });
+      expect(await read(11)).toEqual([...written, `rating ${rating.id}`]);
+      const next = await append(c, 'live again');
+      expect(await read(1)).toEqual([next]);
     } finally {
-      await pubsub.dispose();
-      await t.dispose();
+      await stream.return?.();
+    }
+  });
+
+  it('a message whose event was lost although a later one arrived is replayed after the GAP', async () => {
+    const { c, stream, read } = await open();
+    try {
+      // Stored first, its event never published (as if its PUBLISH failed while a later one's went through).
+      const unannounced = (await insertMessage(t.prisma, product.id, c, { role: 'USER', content: 'lost' })).id;
+      const later = await append(c, 'delivered live');
+      expect(await read(1)).toEqual([later]);
+      // Five typing events for a buffer of 4: a GAP (then the fifth), and the replay finds the lost message, not the later one again.
+      for (let i = 0; i < 5; i++) await store.events.typingChanged(c, 'USER', i % 2 === 0);
+      expect(await read(2)).toEqual([unannounced, 'typingChanged']);
+    } finally {
+      await stream.return?.();
     }
   });
 });
