@@ -144,7 +144,10 @@ export async function conversationEvents(
 }
 
 /** Every feedback of the product, for dashboards; after a GAP, what was rated meanwhile comes first. */
-export async function productFeedbackEvents({ prisma, pubsub, replays }: EventSources, productId: string): Promise<AsyncIterableIterator<FeedbackAddedEvent>> {
+export async function productFeedbackEvents(
+  { prisma, pubsub, replays }: EventSources,
+  productId: string,
+): Promise<AsyncIterableIterator<FeedbackAddedEvent>> {
   const live = await subscribed(pubsub.subscribe('product', productId));
   try {
     const [start] = await readFromPrimary(() => prisma.$queryRaw<{ now: Date }[]>`SELECT now() AS now`);
