@@ -46,6 +46,7 @@ import { schema } from './schema/index.js';
 import { authenticate, credentialsFromHeaders, type Credentials } from './services/auth.js';
 import { loadOrCreateAdminToken } from './services/admin-token.js';
 import { createLiveEvents, type ParleyEvents } from './services/events.js';
+import { Replays } from './services/event-replay.js';
 import { createTyping, memoryTypingStore, redisTypingStore } from './services/typing.js';
 import { createAnswers } from './services/answers/index.js';
 import { createKnowledgeSearch } from './services/knowledge.js';
@@ -109,7 +110,9 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   const store = { prisma: db.prisma, cache, events };
   const knowledgeSearch = createKnowledgeSearch(db.prisma, config.answers.searchBatchMs);
   const answers = createAnswers({ config: config.answers, store, search: knowledgeSearch, typing, log, metrics });
-  const deps: AppDeps = { config, db, log, adminToken, cache, pubsub, events, typing, metrics, knowledgeSearch, answers };
+  // A quarter of the pool: after an outage the node's subscriptions catch up while requests still get connections.
+  const replays = new Replays(Math.max(1, Math.floor(config.database.poolSize / 4)));
+  const deps: AppDeps = { config, db, log, adminToken, cache, pubsub, events, replays, typing, metrics, knowledgeSearch, answers };
   const warmed = await warmCache(deps, config.cache.warmProducts);
   if (warmed.products) log.info('cache warmed', { products: warmed.products, ms: warmed.ms, caches: 'productByKey, productStats, viewer knowledge first page' });
 

@@ -6,6 +6,7 @@ import type { Metrics } from './infra/metrics.js';
 import { createLoaders, type Loaders } from './loaders/index.js';
 import type { Answers } from './services/answers/index.js';
 import type { Principal } from './services/auth.js';
+import type { Replays } from './services/event-replay.js';
 import type { LiveEvents, ParleyPubSub } from './services/events.js';
 import type { KnowledgeSearch } from './services/knowledge.js';
 import type { Typing } from './services/typing.js';
@@ -21,6 +22,8 @@ export interface AppDeps {
   pubsub: ParleyPubSub;
   /** Publishes live events; services call it after their write commits. */
   events: LiveEvents;
+  /** Subscriptions catching up after a pub/sub outage: their database reads bounded, their events shared. */
+  replays: Replays;
   typing: Typing;
   /** Prometheus metrics; undefined when PARLEY_METRICS=false. The answers engine reports through `metrics?.answer()`. */
   metrics: Metrics | undefined;

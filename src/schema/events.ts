@@ -12,7 +12,7 @@ import {
 } from '../services/events.js';
 import { setUserTyping } from '../services/typing.js';
 import { parseGlobalId } from './ids.js';
-import { cursorPlace } from './pages.js';
+import { cursorPlace, placeCursor } from './pages.js';
 import { MessageRole } from './message.js';
 
 // Events carry ids; each delivery reads the rows through that event's own loaders.
@@ -23,9 +23,18 @@ async function found<T>(row: Promise<T | null>, what: string): Promise<T> {
 }
 
 const MessageAdded = builder.objectRef<MessageAddedEvent>('MessageAdded').implement({
-  description: 'A message was stored (or is replayed after the `after` cursor).',
+  description: 'A message was stored (or is replayed: after the `after` cursor, or after a pub/sub outage).',
   fields: (t) => ({
     message: t.prismaField({ type: 'Message', resolve: (query, e, _a, ctx) => found(ctx.loaders.message(query, e.messageId), 'Message') }),
+    cursor: t.string({
+      description: 'The message’s cursor in `Conversation.messages`: the `after` to resume from it.',
+      // From the event itself; an event of a node that did not send its place yet costs a look-up.
+      resolve: async (e, _a, ctx) => {
+        if (e.at) return placeCursor(e.at, e.messageId, e.conversationId);
+        const row = await found(ctx.loaders.message({ select: { createdAt: true, conversationId: true } }, e.messageId), 'Message');
+        return placeCursor(row.createdAt, e.messageId, row.conversationId);
+      },
+    }),
   }),
 });
 
@@ -64,13 +73,15 @@ builder.subscriptionFields((t) => ({
   conversationEvents: t.field({
     type: ConversationEvent,
     description:
-      'Live events of one conversation. With `after` (a cursor of `Conversation.messages`), every message ' +
-      'stored after it is delivered first, then live events: no gap, no duplicate.',
+      'Live events of one conversation. With `after` (a cursor of `Conversation.messages`, or `MessageAdded.cursor`), ' +
+      'every message stored after it is delivered first, then live events: no gap, no duplicate. After a pub/sub ' +
+      'outage the messages and ratings stored meanwhile come, in order and once, before further live events; ' +
+      'typing and reply pieces of that time are lost.',
     args: { conversationId: t.arg.id({ required: true }), after: t.arg.string() },
     subscribe: (_root, args, ctx) => {
       const product = requireProduct(ctx);
       const conversationId = parseGlobalId(String(args.conversationId), 'Conversation', 'conversationId');
-      const sources = { prisma: ctx.prisma, pubsub: ctx.deps.pubsub };
+      const sources = { prisma: ctx.prisma, pubsub: ctx.deps.pubsub, replays: ctx.deps.replays };
       // The replay looks the cursor's row up among this conversation's messages, whichever format the cursor has.
       return conversationEvents(sources, product.id, conversationId, cursorPlace({ after: args.after })?.id);
     },
@@ -78,8 +89,9 @@ builder.subscriptionFields((t) => ({
   }),
   productFeedback: t.prismaField({
     type: 'Feedback',
-    description: "Every feedback on the calling product's replies, for dashboards.",
-    subscribe: (_root, _args, ctx) => productFeedbackEvents(ctx.deps.pubsub, requireProduct(ctx).id),
+    description: "Every feedback on the calling product's replies, for dashboards; after a pub/sub outage, what was rated meanwhile comes first.",
+    subscribe: (_root, _args, ctx) =>
+      productFeedbackEvents({ prisma: ctx.prisma, pubsub: ctx.deps.pubsub, replays: ctx.deps.replays }, requireProduct(ctx).id),
     resolve: (query, event, _args, ctx) => found(ctx.loaders.feedback(query, (event as FeedbackAddedEvent).feedbackId), 'Feedback'),
   }),
 }));

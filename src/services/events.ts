@@ -2,7 +2,9 @@ import { BadUserInputError, NotFoundError } from '../errors.js';
 import type { PrismaClient } from '../infra/db.js';
 import type { Logger } from '../infra/log.js';
 import type { EventStream, PubSub, WireEvent } from '../infra/pubsub/index.js';
-import type { MessageRole } from '../generated/prisma/client.js';
+import { readFromPrimary } from '../infra/read-routing.js';
+import type { MessageRole, Prisma } from '../generated/prisma/client.js';
+import { CatchUpStream, type Replays, type StoredKind, type StoredPlace } from './event-replay.js';
 import { messageOrder } from './messages.js';
 
 /**
@@ -10,11 +12,13 @@ import { messageOrder } from './messages.js';
  * them through fresh loaders when it delivers them, so a subscriber always sees
  * the rows as they are, and a payload never carries data of its own to trust.
  */
-export type MessageAddedEvent = { type: 'messageAdded'; messageId: string };
+/** `at` is the message's createdAt (ISO): its place in the conversation, for the event's cursor and the replay. */
+export type MessageAddedEvent = { type: 'messageAdded'; messageId: string; conversationId: string; at: string };
 /** A piece of a streamed assistant reply; `messageId` is the id the reply will be stored under. */
 export type ReplyDeltaEvent = { type: 'replyDelta'; messageId: string; delta: string; done: boolean };
 export type TypingChangedEvent = { type: 'typingChanged'; conversationId: string; role: MessageRole; isTyping: boolean };
-export type FeedbackAddedEvent = { type: 'feedbackAdded'; feedbackId: string };
+/** `at` is the rating's createdAt (ISO), which a new rating of the same reply moves. */
+export type FeedbackAddedEvent = { type: 'feedbackAdded'; feedbackId: string; at: string };
 export type ConversationEvent = MessageAddedEvent | ReplyDeltaEvent | TypingChangedEvent | FeedbackAddedEvent;
 
 /** Channels: one per conversation, one per product (its feedback, for dashboards). */
@@ -24,23 +28,26 @@ export type ParleyEvents = {
 };
 export type ParleyPubSub = PubSub<ParleyEvents>;
 
+/** A stored row an event announces. */
+export type Stored = { id: string; createdAt: Date };
+
 /**
  * What services call after a write has committed. A publish never fails the
  * write it announces: when Redis is unreachable the event is logged and lost
- * (resolves false), and clients catch up on messages with the `after` cursor.
+ * (resolves false); open subscriptions replay stored ones once Redis is back.
  */
 export interface LiveEvents {
-  messageAdded(conversationId: string, messageId: string): Promise<boolean>;
+  messageAdded(conversationId: string, message: Stored): Promise<boolean>;
   replyDelta(conversationId: string, messageId: string, delta: string, done: boolean): Promise<boolean>;
   typingChanged(conversationId: string, role: MessageRole, isTyping: boolean): Promise<boolean>;
-  feedbackAdded(productId: string, conversationId: string, feedbackId: string): Promise<boolean>;
+  feedbackAdded(productId: string, conversationId: string, feedback: Stored): Promise<boolean>;
   /**
    * The same events as PUBLISHes a caller sends with its own Redis commands (the
    * cache bump of the write, the typing script); undefined in-process. Whoever
    * takes one publishes it, or falls back to the method above.
    */
   wire: {
-    messageAdded(conversationId: string, messageId: string): WireEvent | undefined;
+    messageAdded(conversationId: string, message: Stored): WireEvent | undefined;
     typingChanged(conversationId: string, role: MessageRole, isTyping: boolean): WireEvent | undefined;
   };
 }
@@ -55,19 +62,25 @@ export function createLiveEvents(pubsub: ParleyPubSub, log: Logger): LiveEvents 
       return false;
     }
   };
+  const messageAdded = (conversationId: string, m: Stored): MessageAddedEvent => ({
+    type: 'messageAdded',
+    messageId: m.id,
+    conversationId,
+    at: new Date(m.createdAt).toISOString(),
+  });
   return {
-    messageAdded: (conversationId, messageId) => send('conversation', conversationId, { type: 'messageAdded', messageId }),
+    messageAdded: (conversationId, message) => send('conversation', conversationId, messageAdded(conversationId, message)),
     replyDelta: (conversationId, messageId, delta, done) =>
       send('conversation', conversationId, { type: 'replyDelta', messageId, delta, done }),
     typingChanged: (conversationId, role, isTyping) =>
       send('conversation', conversationId, { type: 'typingChanged', conversationId, role, isTyping }),
     wire: {
-      messageAdded: (conversationId, messageId) => pubsub.wire('conversation', conversationId, { type: 'messageAdded', messageId }),
+      messageAdded: (conversationId, message) => pubsub.wire('conversation', conversationId, messageAdded(conversationId, message)),
       typingChanged: (conversationId, role, isTyping) =>
         pubsub.wire('conversation', conversationId, { type: 'typingChanged', conversationId, role, isTyping }),
     },
-    feedbackAdded: async (productId, conversationId, feedbackId) => {
-      const event = { type: 'feedbackAdded', feedbackId } as const;
+    feedbackAdded: async (productId, conversationId, feedback) => {
+      const event = { type: 'feedbackAdded', feedbackId: feedback.id, at: new Date(feedback.createdAt).toISOString() } as const;
       const [a, b] = await Promise.all([send('conversation', conversationId, event), send('product', productId, event)]);
       return a && b;
     },
@@ -77,16 +90,20 @@ export function createLiveEvents(pubsub: ParleyPubSub, log: Logger): LiveEvents 
 export interface EventSources {
   prisma: PrismaClient;
   pubsub: ParleyPubSub;
+  /** This node's replays: their reads bounded, their events shared. */
+  replays: Replays;
 }
 
 /**
  * The events of one of the product's conversations. With `afterMessageId`, every
- * message stored after it comes first, then live events: the channel is
- * subscribed before the replay is read, so a message committed meanwhile is in
- * the replay, or live, or both — and then delivered once (by id).
+ * message stored after it comes first, then live events; after a GAP in the
+ * live stream (see event-replay.ts) the messages and ratings stored meanwhile
+ * come before further live events. The channel is subscribed before anything
+ * is read, so a message committed meanwhile is read, or live, or both — and
+ * then delivered once.
  */
 export async function conversationEvents(
-  { prisma, pubsub }: EventSources,
+  { prisma, pubsub, replays }: EventSources,
   productId: string,
   conversationId: string,
   afterMessageId?: string,
@@ -94,19 +111,79 @@ export async function conversationEvents(
 ): Promise<AsyncIterableIterator<ConversationEvent>> {
   const conversation = await prisma.conversation.findFirst({ where: { id: conversationId, productId }, select: { id: true } });
   if (!conversation) throw new NotFoundError('Conversation');
-  let cursor: ReplayPosition | undefined;
+  let after: StoredPlace | undefined;
   if (afterMessageId !== undefined) {
-    cursor = (await prisma.message.findFirst({ where: { id: afterMessageId, conversationId }, select: { id: true, createdAt: true } })) ?? undefined;
+    const row = await prisma.message.findFirst({ where: { id: afterMessageId, conversationId }, select: { id: true, createdAt: true } });
     // Missing and another conversation's message read the same.
-    if (!cursor) throw new BadUserInputError('after is not a cursor of this conversation’s messages', 'after');
+    if (!row) throw new BadUserInputError('after is not a cursor of this conversation’s messages', 'after');
+    after = { id: row.id, at: row.createdAt };
   }
   const live = await subscribed(pubsub.subscribe('conversation', conversationId));
-  return cursor ? new ReplayThenLive(prisma, conversationId, cursor, live, pageSize) : live;
+  try {
+    // Read once subscribed, on the primary: the last message then is where a replay after a GAP may start.
+    const [start] = await readFromPrimary(
+      () => prisma.$queryRaw<{ now: Date; lastMessageId: string | null; lastMessageAt: Date }[]>`
+        SELECT now() AS now, "lastMessageId"::text AS "lastMessageId", "lastMessageAt" FROM "Conversation" WHERE id = ${conversationId}::uuid`,
+    );
+    if (!start) throw new NotFoundError('Conversation');
+    const last = start.lastMessageId ? { id: start.lastMessageId, at: start.lastMessageAt } : undefined;
+    const messages: StoredKind<ConversationEvent> = {
+      name: 'message',
+      placeOf: (e) => (e.type === 'messageAdded' ? placed(e.messageId, e.at) : undefined),
+      read: async (from, take) =>
+        placesOf(await prisma.message.findMany({ where: { conversationId, ...afterPlace(from) }, orderBy: messageOrder, take, select: PLACE })),
+      event: (row) => ({ type: 'messageAdded', messageId: row.id, conversationId, at: row.at.toISOString() }),
+      floor: after ?? last,
+    };
+    const feedback: StoredKind<ConversationEvent> = feedbackKind(prisma, { conversationId });
+    return new CatchUpStream(live, { kinds: [messages, feedback], since: start.now, replayFrom: after, replays, pageSize });
+  } catch (error) {
+    await live.return();
+    throw error;
+  }
 }
 
-/** Every feedback of the product, for dashboards. */
-export function productFeedbackEvents(pubsub: ParleyPubSub, productId: string): Promise<EventStream<FeedbackAddedEvent>> {
-  return subscribed(pubsub.subscribe('product', productId));
+/** Every feedback of the product, for dashboards; after a GAP, what was rated meanwhile comes first. */
+export async function productFeedbackEvents(
+  { prisma, pubsub, replays }: EventSources,
+  productId: string,
+): Promise<AsyncIterableIterator<FeedbackAddedEvent>> {
+  const live = await subscribed(pubsub.subscribe('product', productId));
+  try {
+    const [start] = await readFromPrimary(() => prisma.$queryRaw<{ now: Date }[]>`SELECT now() AS now`);
+    return new CatchUpStream(live, { kinds: [feedbackKind(prisma, { productId })], since: start!.now, replays });
+  } catch (error) {
+    await live.return();
+    throw error;
+  }
+}
+
+const PLACE = { id: true, createdAt: true } as const;
+const feedbackOrder: Prisma.FeedbackOrderByWithRelationInput[] = [{ createdAt: 'asc' }, { id: 'asc' }];
+
+/** Ratings in a conversation or a product; on a conversation's stream it also sees the other events (method parameters are bivariant). */
+function feedbackKind(prisma: PrismaClient, scope: { conversationId: string } | { productId: string }): StoredKind<FeedbackAddedEvent> {
+  return {
+    name: 'feedback',
+    placeOf: (e) => (e.type === 'feedbackAdded' ? placed(e.feedbackId, e.at) : undefined),
+    read: async (from, take) =>
+      placesOf(await prisma.feedback.findMany({ where: { ...scope, ...afterPlace(from) }, orderBy: feedbackOrder, take, select: PLACE })),
+    event: (row) => ({ type: 'feedbackAdded', feedbackId: row.id, at: row.at.toISOString() }),
+  };
+}
+
+/** Rows after a place in (createdAt, id) order. */
+function afterPlace(from: StoredPlace) {
+  return { OR: [{ createdAt: { gt: from.at } }, { createdAt: from.at, id: { gt: from.id } }] };
+}
+
+function placesOf(rows: { id: string; createdAt: Date }[]): StoredPlace[] {
+  return rows.map((row) => ({ id: row.id, at: row.createdAt }));
+}
+
+/** An event's stored place; none for an event without one (published by a node before events carried it). */
+function placed(id: string, at: string | undefined): StoredPlace | undefined {
+  return typeof at === 'string' ? { id, at: new Date(at) } : undefined;
 }
 
 async function subscribed<T>(stream: EventStream<T>): Promise<EventStream<T>> {
@@ -116,66 +193,5 @@ async function subscribed<T>(stream: EventStream<T>): Promise<EventStream<T>> {
   } catch (error) {
     await stream.return();
     throw error;
-  }
-}
-
-type ReplayPosition = { id: string; createdAt: Date };
-
-class ReplayThenLive implements AsyncIterableIterator<ConversationEvent> {
-  private page: ReplayPosition[] = [];
-  /** The last message replayed; undefined once the replay has caught up. */
-  private position: ReplayPosition | undefined;
-  /** Replayed ids whose live event may still come. */
-  private readonly replayed = new Set<string>();
-  private closed = false;
-
-  constructor(
-    private readonly prisma: PrismaClient,
-    private readonly conversationId: string,
-    after: ReplayPosition,
-    private readonly live: EventStream<ConversationEvent>,
-    private readonly pageSize: number,
-  ) {
-    this.position = after;
-  }
-
-  async next(): Promise<IteratorResult<ConversationEvent, undefined>> {
-    while (this.position && !this.closed) {
-      if (!this.page.length) this.page = await this.readPage(this.position);
-      const row = this.page.shift();
-      if (!row || this.closed) {
-        this.position = undefined;
-        break;
-      }
-      this.position = row;
-      this.replayed.add(row.id);
-      return { value: { type: 'messageAdded', messageId: row.id }, done: false };
-    }
-    for (;;) {
-      const result = await this.live.next();
-      if (result.done || result.value.type !== 'messageAdded' || !this.replayed.delete(result.value.messageId)) return result;
-    }
-  }
-
-  async return(): Promise<IteratorReturnResult<undefined>> {
-    this.closed = true;
-    this.page = [];
-    return this.live.return();
-  }
-
-  [Symbol.asyncIterator](): this {
-    return this;
-  }
-
-  private readPage(after: ReplayPosition): Promise<ReplayPosition[]> {
-    return this.prisma.message.findMany({
-      where: {
-        conversationId: this.conversationId,
-        OR: [{ createdAt: { gt: after.createdAt } }, { createdAt: after.createdAt, id: { gt: after.id } }],
-      },
-      orderBy: messageOrder,
-      take: this.pageSize,
-      select: { id: true, createdAt: true },
-    });
   }
 }

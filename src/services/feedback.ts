@@ -40,13 +40,13 @@ export async function submitFeedback(
   // One atomic INSERT … ON CONFLICT: Prisma's upsert (a SELECT, then an INSERT
   // or UPDATE) lets two concurrent ratings of one reply both try to INSERT, and
   // the loser failed on the unique messageId as an INTERNAL_SERVER_ERROR.
-  const [row] = await prisma.$queryRawUnsafe<{ id: string }[]>(
+  const [row] = await prisma.$queryRawUnsafe<{ id: string; createdAt: Date }[]>(
     `${request ? `WITH ${claimKeyCte({ productId: 4, resultId: 2, key: 7, operation: 8, hash: 9 })}` : ''}
      INSERT INTO "Feedback" (id, "messageId", "conversationId", "productId", rating, comment, "createdAt")
      SELECT $1::uuid, $2::uuid, $3::uuid, $4::uuid, $5::"Rating", $6, now() ${request ? 'FROM k WHERE true' : ''}
      ON CONFLICT ("messageId") DO UPDATE
         SET rating = EXCLUDED.rating, comment = EXCLUDED.comment, "createdAt" = EXCLUDED."createdAt"
-     RETURNING id::text AS id`,
+     RETURNING id::text AS id, "createdAt"`,
     uuidv7(),
     messageId,
     message.conversationId,
@@ -61,6 +61,6 @@ export async function submitFeedback(
     return prisma.feedback.findFirstOrThrow({ ...query, where: { messageId: claim.resultId, productId } });
   }
   await cache.invalidate([tags.feedback(productId), tags.conversation(message.conversationId)]);
-  await events.feedbackAdded(productId, message.conversationId, row!.id);
+  await events.feedbackAdded(productId, message.conversationId, row!);
   return prisma.feedback.findUniqueOrThrow({ ...query, where: { id: row!.id } });
 }

@@ -53,10 +53,10 @@ export async function appendMessage(
 ): Promise<Message | undefined> {
   const row = claim ? await writeMessage(prisma, productId, conversationId, message, claim) : await insertMessage(prisma, productId, conversationId, message);
   if (!row) return undefined;
-  const event = events.wire.messageAdded(conversationId, row.id);
+  const event = events.wire.messageAdded(conversationId, row);
   // With Redis the event goes in the bump's MULTI: one round trip for both.
   const announced = await cache.invalidate([tags.conversations(productId), tags.conversation(conversationId)], event ? [event] : []);
-  if (!announced) await events.messageAdded(conversationId, row.id);
+  if (!announced) await events.messageAdded(conversationId, row);
   return row;
 }
 

@@ -11,8 +11,9 @@ import { createLiveEvents, type ParleyEvents } from '../../src/services/events.j
  * A real redis-server of this test's own, stopped and started again while
  * graphql-ws subscribers are connected: writes keep working during the
  * outage, the subscriptions resume by themselves once Redis is back (ioredis
- * re-subscribes), and a client reconnecting with `after` gets every message
- * it missed.
+ * re-subscribes) with the messages stored meanwhile first (more in
+ * live-gaps.test.ts), and a client reconnecting with `after` gets every
+ * message after its cursor.
  */
 
 const [pglite, postgres] = databaseVariants();
@@ -58,7 +59,7 @@ describe.skipIf(!available)(`live events survive a Redis outage [${variant.name}
     await redis?.dispose();
   });
 
-  it('subscriptions resume without client action, and `after` recovers what the outage lost', async () => {
+  it('subscriptions resume without client action, the outage’s messages first, and `after` recovers them too', async () => {
     const c = ok(await t.gql(`mutation { startConversation(input: { sessionId: "outage" }) { id } }`, { key })).startConversation.id;
     const channel = t.app.deps.pubsub.channel('conversation', Buffer.from(c, 'base64').toString().split(':')[1]!);
     const { client, closed } = liveClient(wsUrl, { connectionParams: { productKey: key } });
@@ -79,11 +80,11 @@ describe.skipIf(!available)(`live events survive a Redis outage [${variant.name}
     await eventually(async () => (await numsub(channel).catch(() => 0)) === 1, 'the channel is subscribed again', 20_000);
     const m3 = await send(c, 'after the outage');
     await live.until((r) => r.conversationEvents.message?.id === m3[1], 'the events published after the restart');
-    // The question and reply sent during the outage were stored, their events lost.
-    expect(messageIds(live)).toEqual([...m1, ...m3]);
+    // The question and reply sent during the outage were stored, their events lost, and read back from the database.
+    expect(messageIds(live)).toEqual([...m1, ...m2, ...m3]);
     expect(closed).toEqual([]); // the socket never dropped: nothing for the client to do
 
-    // A client that reconnects from its last message gets the one the outage swallowed, and more.
+    // A client that reconnects from a message gets every later one.
     const cursor = ok(
       await t.gql(`query($id: ID!) { conversation(id: $id) { messages(first: 1) { edges { cursor } } } }`, { key, variables: { id: c } }),
     ).conversation.messages.edges[0].cursor;
@@ -99,8 +100,9 @@ describe('live events with a Redis that is not there', () => {
     const pubsub = await createPubSub<ParleyEvents>({ redisUrl: `redis://127.0.0.1:${await freePort()}`, prefix: 'nowhere:', log });
     try {
       expect(pubsub.stats().connected).toBe(false);
-      await expect(pubsub.publish('conversation', 'c1', { type: 'messageAdded', messageId: 'm1' })).rejects.toThrow();
-      expect(await createLiveEvents(pubsub, log).messageAdded('c1', 'm1')).toBe(false);
+      const at = new Date();
+      await expect(pubsub.publish('conversation', 'c1', { type: 'messageAdded', messageId: 'm1', conversationId: 'c1', at: at.toISOString() })).rejects.toThrow();
+      expect(await createLiveEvents(pubsub, log).messageAdded('c1', { id: 'm1', createdAt: at })).toBe(false);
       expect(logged.some((l) => l.msg === 'live event not published')).toBe(true);
       // A SUBSCRIBE waits for Redis; shutting down meanwhile must not leave a rejection unhandled.
       const stream = pubsub.subscribe('conversation', 'c1');

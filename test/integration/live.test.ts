@@ -281,7 +281,7 @@ for (const mode of modes) {
       // The service directly, with tiny pages, to put writes exactly between subscribe, pages and live.
       const c = uuidOf(await start(a.key));
       const first = await appendMessage(t.store, a.id, c, { role: 'USER', content: 'before' });
-      const sources = { prisma: t.prisma, pubsub: t.app.deps.pubsub };
+      const sources = { prisma: t.prisma, pubsub: t.app.deps.pubsub, replays: t.app.deps.replays };
       const stream = await conversationEvents(sources, a.id, c, first.id, 2);
       const write = async (n: number) => {
         const out: string[] = [];

@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { createPubSub } from '../../src/infra/pubsub/index.js';
+import { createPubSub, GAP } from '../../src/infra/pubsub/index.js';
 import type { Logger } from '../../src/infra/log.js';
 import { createLiveEvents, type ConversationEvent, type ParleyEvents, type ParleyPubSub } from '../../src/services/events.js';
 import { createTyping, memoryTypingStore, type Typing, type TypingStore } from '../../src/services/typing.js';
@@ -19,7 +19,7 @@ async function start(store: TypingStore = memoryTypingStore()) {
   const stream = pubsub.subscribe('conversation', 'c1');
   seen = [];
   void (async () => {
-    for await (const event of stream) seen.push(event);
+    for await (const event of stream) if (event !== GAP) seen.push(event);
   })();
   typing = createTyping({ events: createLiveEvents(pubsub, silent), store, ttlMs: TTL, log: silent });
 }

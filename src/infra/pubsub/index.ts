@@ -11,13 +11,24 @@ import { RedisEventPubSub } from './redis.js';
  * subscriber connection, so an event published on one node reaches every node.
  *
  * Delivery is at most once: an event published while Redis is unreachable is
- * lost (clients catch up on messages with the `after` cursor).
+ * lost. A stream says where that may have happened (GAP), and the subscriber
+ * reads what was stored meanwhile from where it was stored.
  */
 
 /** Event payload type per topic; payloads are small JSON objects (ids, deltas). */
 export type EventMap = { [topic: string]: object };
 
-export interface EventStream<T> extends AsyncIterableIterator<T> {
+/**
+ * Yielded by a stream where events may be missing: its subscription was cut
+ * (Redis unreachable) and is acknowledged again, or its subscriber fell
+ * `maxBuffered` events behind and what it had not read was dropped. What
+ * follows is live again; what fell in between is lost unless the subscriber
+ * reads it from where it was stored.
+ */
+export const GAP: unique symbol = Symbol('live events may be missing here');
+export type Gap = typeof GAP;
+
+export interface EventStream<T> extends AsyncIterableIterator<T | Gap> {
   /** Settles once events published from now on will be delivered (Redis acknowledged SUBSCRIBE). */
   readonly ready: Promise<void>;
   /** Ends the stream at once, even while a `next()` is pending, and releases the channel. */
@@ -43,6 +54,8 @@ export interface PubSubStats {
   listeners: number;
   /** False while events cannot cross nodes (Redis unreachable); always true in-process. */
   connected: boolean;
+  /** Outages after which the channels were subscribed again and every open stream was given a GAP. */
+  resubscribed: number;
 }
 
 export interface PubSub<E extends EventMap> {
@@ -75,7 +88,7 @@ export interface PubSubOptions {
   /** @default 'parley:' */
   prefix?: string;
   log: Logger;
-  /** Events a stream holds for a subscriber that does not keep up; past it the stream fails. @default 10000 */
+  /** Events a stream holds for a subscriber that does not keep up; past it they are dropped for a GAP. @default 10000 */
   maxBuffered?: number;
 }
 
@@ -87,5 +100,3 @@ export async function createPubSub<E extends EventMap>(options: PubSubOptions): 
   await pubsub.connect();
   return pubsub;
 }
-
-export { SubscriberTooSlowError } from './stream.js';

@@ -36,7 +36,7 @@ export class MemoryPubSub<E extends EventMap> extends BasePubSub<E> implements P
   stats(): PubSubStats {
     let listeners = 0;
     for (const set of this.listeners.values()) listeners += set.size;
-    return { channels: this.listeners.size, ...this.counts(), listeners, connected: true };
+    return { channels: this.listeners.size, ...this.counts(), listeners, connected: true, resubscribed: 0 };
   }
 
   async dispose(): Promise<void> {

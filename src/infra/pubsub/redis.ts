@@ -12,6 +12,7 @@ export class RedisEventPubSub<E extends EventMap> extends BasePubSub<E> implemen
   private readonly engine: RedisPubSub;
   /** Streams per channel, counted here because RedisPubSub keeps its own count private. */
   private readonly channels = new Map<string, number>();
+  private resubscribed = 0;
 
   constructor(url: string, prefix: string, maxBuffered: number, log: Logger) {
     super(prefix, maxBuffered);
@@ -47,11 +48,44 @@ export class RedisEventPubSub<E extends EventMap> extends BasePubSub<E> implemen
         reported = false;
       });
     }
+    this.watchOutages(log);
     this.engine = new RedisPubSub({
       publisher: this.redis,
       subscriber: this.subscriber,
       // Parsed once per message and node, and shared (frozen) by every local subscriber.
       deserializer: (raw) => Object.freeze(JSON.parse(String(raw))),
+    });
+  }
+
+  /**
+   * Events published while the subscriber connection was down never reach this
+   * node: once ioredis has it back and its channels subscribed again, every
+   * open stream is given a GAP, so its subscriber reads what was stored
+   * meanwhile. The GAP must come after Redis acknowledged the SUBSCRIBEs (an
+   * event published between the subscriber's read and the SUBSCRIBE would be
+   * neither read nor received) and before any event received after them (the
+   * subscriber places the missing events by those it received). ioredis writes
+   * the SUBSCRIBEs as it turns ready, before its 'ready' event: from that
+   * event the streams hold what they receive, and the PING sent then is
+   * answered once the SUBSCRIBEs are.
+   */
+  private watchOutages(log: Logger): void {
+    let interrupted = false;
+    this.subscriber.on('close', () => (interrupted = true));
+    this.subscriber.on('ready', () => {
+      if (!interrupted) return;
+      this.holdStreams();
+      // A PING cut by another drop is sent again after the next re-subscribe: still in order.
+      this.subscriber.ping().then(
+        () => {
+          if (!interrupted || this.disposed) return;
+          interrupted = false;
+          this.resubscribed += 1;
+          this.resumeStreams();
+          log.info('live events: channels subscribed again, open subscriptions catch up from the database', { streams: this.streams.size });
+        },
+        () => undefined,
+      );
     });
   }
 
@@ -105,6 +139,7 @@ export class RedisEventPubSub<E extends EventMap> extends BasePubSub<E> implemen
       // RedisPubSub's own registry (private): a listener it kept after an unsubscribe shows here.
       listeners: Object.keys((this.engine as unknown as { subscriptionMap: object }).subscriptionMap).length,
       connected: this.redis.status === 'ready' && this.subscriber.status === 'ready',
+      resubscribed: this.resubscribed,
     };
   }
 

@@ -1,19 +1,17 @@
-import type { EventMap, EventStream, PubSubStats } from './index.js';
-
-export class SubscriberTooSlowError extends Error {
-  override name = 'SubscriberTooSlowError';
-}
+import { GAP, type EventMap, type EventStream, type Gap, type PubSubStats } from './index.js';
 
 const DONE: IteratorReturnResult<undefined> = Object.freeze({ value: undefined, done: true });
 
 /** A queue between a channel listener and one subscriber; not an async generator, so `return()` never waits for an event. */
 export class Stream<T> implements EventStream<T> {
-  private buffer: T[] = [];
-  private waiting: { resolve(result: IteratorResult<T, undefined>): void; reject(error: Error): void } | undefined;
+  private buffer: (T | Gap)[] = [];
+  private waiting: { resolve(result: IteratorResult<T | Gap, undefined>): void; reject(error: Error): void } | undefined;
   private failure: Error | undefined;
   private closed = false;
   /** Set once `ready` has settled successfully. */
   active = false;
+  /** Events received while the subscription is being restored, handed on after its GAP. */
+  private held: T[] | undefined;
 
   constructor(
     readonly ready: Promise<void>,
@@ -21,17 +19,36 @@ export class Stream<T> implements EventStream<T> {
     private readonly release: () => void,
   ) {}
 
-  push(event: T): void {
+  push(event: T | Gap): void {
     if (this.closed) return;
-    if (this.waiting) {
+    if (this.held && event !== GAP) {
+      // Past the bound they go: the GAP that comes first covers them.
+      if (this.held.length < this.maxBuffered) this.held.push(event);
+      else this.held = [];
+    } else if (this.waiting) {
       const waiting = this.waiting;
       this.waiting = undefined;
       waiting.resolve({ value: event, done: false });
     } else if (this.buffer.length >= this.maxBuffered) {
-      this.fail(new SubscriberTooSlowError(`subscriber fell ${this.maxBuffered} events behind`));
-    } else {
+      // Memory stays bounded and the subscription stays open: a subscriber this far
+      // behind reads what it missed from where it was stored, once it gets here.
+      this.buffer = event === GAP ? [GAP] : [GAP, event];
+    } else if (event !== GAP || this.buffer.at(-1) !== GAP) {
       this.buffer.push(event);
     }
+  }
+
+  /** Until `resume()`, what arrives waits behind the GAP to come. */
+  hold(): void {
+    this.held ??= [];
+  }
+
+  /** A GAP, then what arrived since `hold()`. */
+  resume(): void {
+    const held = this.held ?? [];
+    this.held = undefined;
+    this.push(GAP);
+    for (const event of held) this.push(event);
   }
 
   fail(error: Error): void {
@@ -42,7 +59,7 @@ export class Stream<T> implements EventStream<T> {
     this.waiting = undefined;
   }
 
-  next(): Promise<IteratorResult<T, undefined>> {
+  next(): Promise<IteratorResult<T | Gap, undefined>> {
     if (this.buffer.length) return Promise.resolve({ value: this.buffer.shift()!, done: false });
     if (this.failure) {
       const failure = this.failure;
@@ -61,7 +78,7 @@ export class Stream<T> implements EventStream<T> {
     return DONE;
   }
 
-  async throw(error?: unknown): Promise<IteratorResult<T, undefined>> {
+  async throw(error?: unknown): Promise<IteratorResult<T | Gap, undefined>> {
     await this.return();
     throw error;
   }
@@ -105,6 +122,16 @@ export abstract class BasePubSub<E extends EventMap> {
     );
     if (this.disposed || this.streamsEnded) void stream.return();
     return stream;
+  }
+
+  /** The subscriptions are being restored: what the streams receive now comes after a GAP. */
+  protected holdStreams(): void {
+    for (const stream of this.streams) stream.hold();
+  }
+
+  /** The subscriptions are restored: every open stream may have missed events before this (see GAP). */
+  protected resumeStreams(): void {
+    for (const stream of this.streams) stream.resume();
   }
 
   protected counts(): Pick<PubSubStats, 'streams' | 'subscribed'> {
