@@ -63,6 +63,8 @@ export interface App {
   readonly demo: DemoSeed | null;
   start(port?: number, host?: string): Promise<{ url: string; port: number }>;
   stop(): Promise<void>;
+  /** Bytes held by this node's bounded in-process caches (L1 and the response cache), for memory reports. */
+  cacheBytes(): number;
 }
 
 export interface BuildOptions {
@@ -290,6 +292,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     deps,
     yoga,
     demo,
+    cacheBytes: () => cache.l1Bytes + (responses?.l1Bytes ?? 0),
     start: (port = config.port, host = config.host) =>
       new Promise((resolve, reject) => {
         server.once('error', reject);

@@ -18,13 +18,18 @@ export type ControlRequest = ControlCommand & { id: number };
 
 export type ControlMessage =
   | { type: 'ready'; port: number; description: string }
-  | { type: 'reply'; id: number; value: SqlCounts | NodeJS.MemoryUsage | null };
+  | { type: 'reply'; id: number; value: SqlCounts | ServerMemory | null };
 
 export interface ControlHandlers {
   sqlReset?(): void;
   sqlRead?(): SqlCounts;
   body?(bytes: number): void;
+  /** Bytes held by bounded caches, reported with the memory so growth can be told from caches filling. */
+  cacheBytes?(): number;
 }
+
+/** process.memoryUsage() after a full GC, and what the server's bounded caches held then. */
+export type ServerMemory = NodeJS.MemoryUsage & { cacheBytes: number };
 
 /**
  * Server side: reports readiness, answers control requests, and stops on
@@ -53,7 +58,7 @@ export function serveControl(ready: { port: number; description: string }, handl
       send({ type: 'reply', id: request.id, value: handlers.sqlRead?.() ?? null });
     } else if (request.type === 'memory') {
       (globalThis as { gc?: () => void }).gc?.();
-      send({ type: 'reply', id: request.id, value: process.memoryUsage() });
+      send({ type: 'reply', id: request.id, value: { ...process.memoryUsage(), cacheBytes: handlers.cacheBytes?.() ?? 0 } });
     } else if (request.type === 'body') {
       handlers.body?.(request.bytes);
       send({ type: 'reply', id: request.id, value: null });

@@ -1,7 +1,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { within } from '../../scripts/servers.js';
-import type { ControlCommand, ControlMessage, ControlRequest } from './control.js';
+import type { ControlCommand, ControlMessage, ControlRequest, ServerMemory } from './control.js';
 import type { SqlCounts } from './sql-capture.js';
 
 /**
@@ -24,7 +24,7 @@ export interface RunningServer {
   readSql(): Promise<SqlCounts | null>;
   setBody(bytes: number): Promise<void>;
   /** Memory after a full GC (heapUsed is the live heap when started with --expose-gc). */
-  memory(): Promise<NodeJS.MemoryUsage>;
+  memory(): Promise<ServerMemory>;
   stop(): Promise<void>;
 }
 
@@ -94,7 +94,7 @@ export async function launchServer(kind: ServerKind, env: NodeJS.ProcessEnv, nod
     description: started.description,
     resetSql: async () => void (await ask({ type: 'sql-reset' })),
     readSql: async () => (await ask({ type: 'sql-read' })) as SqlCounts | null,
-    memory: async () => (await ask({ type: 'memory' })) as NodeJS.MemoryUsage,
+    memory: async () => (await ask({ type: 'memory' })) as ServerMemory,
     setBody: async (bytes) => void (await ask({ type: 'body', bytes })),
     stop: () => kill(child, exited),
   };

@@ -72,6 +72,11 @@ export class ResponseCache {
     });
   }
 
+  /** Bytes held in this node (never above maxBytes). */
+  get l1Bytes(): number {
+    return this.l1.calculatedSize;
+  }
+
   /** `{prefix}resp:{scope}:{hash}`: the scope (a product) is part of the key, so no entry is ever shared across products. */
   key(scope: string, identity: string): string {
     return `${this.options.prefix}resp:${scope}:${createHash('sha256').update(identity).digest('base64url')}`;
