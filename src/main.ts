@@ -1,6 +1,15 @@
+import { readFileSync } from 'node:fs';
 import { buildApp, type App } from './app.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { configSecrets, createLogger } from './infra/log.js';
+
+const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
+/** `host:port` of a connection URL: never its credentials. */
+function hostOf(url: string): string {
+  const { hostname, port } = new URL(url);
+  return `${hostname}:${port || 6379}`;
+}
 
 const started = performance.now();
 let config;
@@ -55,7 +64,14 @@ try {
 
 async function serve(app: App, config: Config): Promise<void> {
   const { url } = await app.start();
-  log.info('Parley ready', { url, database: app.deps.db.description, startupMs: Math.round(performance.now() - started) });
+  // Whatever PARLEY_LOG_LEVEL says: that the node is up, where, on what, is the one line an operator always needs.
+  log.always('Parley ready', {
+    version: VERSION,
+    url,
+    database: app.deps.db.description,
+    redis: config.redis.url ? hostOf(config.redis.url) : 'in-process',
+    startupMs: Math.round(performance.now() - started),
+  });
   if (config.env === 'production') return;
   const lines = [
     '',

@@ -21,6 +21,8 @@ export interface Logger {
   info(msg: string, fields?: Record<string, unknown>): void;
   warn(msg: string, fields?: Record<string, unknown>): void;
   error(msg: string, fields?: Record<string, unknown>): void;
+  /** Written whatever the level (as info, to stdout): the line an operator always needs, e.g. that the node is ready. */
+  always(msg: string, fields?: Record<string, unknown>): void;
 }
 
 export interface LoggerOptions {
@@ -70,12 +72,21 @@ export function createLogger(level: Config['logLevel'], options: LoggerOptions =
     destination,
   );
   const mask = masker(options.secrets ?? []);
+  const line = (msg: string, fields?: Record<string, unknown>) => ({ msg: mask(msg), ...(fields ? (clean(fields, mask, 0) as object) : {}) });
   const write = (lvl: Level) => (msg: string, fields?: Record<string, unknown>) => {
     if (!logger.isLevelEnabled(lvl)) return;
     // `msg` first, as the lines always had it (people and tests grep `"msg":"…".*"field"`).
-    logger[lvl]({ msg: mask(msg), ...(fields ? (clean(fields, mask, 0) as object) : {}) });
+    logger[lvl](line(msg, fields));
   };
-  return { debug: write('debug'), info: write('info'), warn: write('warn'), error: write('error') };
+  // A child at info whatever the configured level: with PARLEY_LOG_LEVEL=warn start-up printed nothing at all.
+  const always = logger.child({}, { level: logger.levelVal > pino.levels.values['info']! ? 'info' : logger.level });
+  return {
+    debug: write('debug'),
+    info: write('info'),
+    warn: write('warn'),
+    error: write('error'),
+    always: (msg, fields) => always.info(line(msg, fields)),
+  };
 }
 
 // Field names whose value is a credential, whatever it looks like.

@@ -91,8 +91,9 @@ async function startParley(dataDir: string, env: Record<string, string> = {}): P
       `Parley was not ready within ${READY_WITHIN_MS} ms (exited early: ${exitedEarly})\n--- stdout\n${running.stdout()}\n--- stderr\n${running.stderr()}`,
     );
   }
-  // The banner is written right after listen(); give it a moment.
-  while (Date.now() < deadline && !/Try it:[\s\S]*-d '/.test(running.stdout())) await sleep(50);
+  // The banner (development only) is written right after listen(); give it a moment.
+  const banner = env['NODE_ENV'] === 'production' ? /"msg":"Parley ready"/ : /Try it:[\s\S]*-d '/;
+  while (Date.now() < deadline && !banner.test(running.stdout())) await sleep(50);
   return { ...running, port, base, readyMs };
 }
 
@@ -225,6 +226,43 @@ describe('src/main.ts as a process', () => {
     },
     240_000,
   );
+
+  const redisUrl = inject('redisUrl');
+  it.skipIf(!postgresUrl || !redisUrl)('says it is ready in one line at any log level: version, URL, database and Redis, no credentials', async () => {
+    const database = await createPostgresDatabase(postgresUrl);
+    try {
+      // A password in the URL (the throwaway server trusts loopback and ignores it) must not be printed.
+      const withPassword = database.url.replace('://postgres@', '://postgres:hunter2-secret@');
+      expect(withPassword).toContain('hunter2-secret');
+      const running = await startParley(tempDir(), {
+        NODE_ENV: 'production',
+        PARLEY_LOG_LEVEL: 'warn',
+        DATABASE_URL: withPassword,
+        DATABASE_POOL_SIZE: '2',
+        REDIS_URL: redisUrl,
+        PARLEY_REDIS_PREFIX: `e2e${Date.now()}:`,
+        PARLEY_ADMIN_TOKEN: 'adm_e2e_ready_line_0123456789',
+      });
+      const lines = running.stdout().trim().split('\n');
+      expect(lines, running.stdout()).toHaveLength(1);
+      const ready = JSON.parse(lines[0]!) as Record<string, unknown>;
+      const { version } = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string };
+      const { hostname, port } = new URL(redisUrl);
+      expect(ready).toMatchObject({
+        level: 'info',
+        msg: 'Parley ready',
+        version,
+        url: `http://localhost:${running.port}/graphql`,
+        database: expect.stringMatching(/^PostgreSQL 127\.0\.0\.1:\d+\/\w+ \(pool 2\)$/),
+        redis: `${hostname}:${port}`,
+      });
+      expect(running.stdout() + running.stderr()).not.toContain('hunter2-secret');
+      expect(await stopParley(running)).toBe(0);
+    } finally {
+      for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await database.drop();
+    }
+  }, 120_000);
 
   it('refuses a bad configuration: PORT=abc exits non-zero naming PORT', async () => {
     const running = launch({ PORT: 'abc', PARLEY_DATA_DIR: tempDir() });

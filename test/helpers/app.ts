@@ -44,7 +44,7 @@ export interface TestApp {
 export function recordingLogger(): { log: Logger; logged: TestApp['logged'] } {
   const logged: TestApp['logged'] = [];
   const at = (level: string) => (msg: string, fields?: Record<string, unknown>) => void logged.push({ level, msg, fields });
-  return { logged, log: { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') } };
+  return { logged, log: { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error'), always: at('info') } };
 }
 
 export interface TestAppOptions {

@@ -7,7 +7,7 @@ import type { MessageAddedEvent, ParleyEvents, ParleyPubSub } from '../../src/se
 // The in-process pub/sub (embedded mode); the Redis one is tested against a real
 // Redis in test/integration/live-*.test.ts.
 
-const silent: Logger = { debug() {}, info() {}, warn() {}, error() {} };
+const silent: Logger = { debug() {}, info() {}, warn() {}, error() {}, always() {} };
 const added = (messageId: string, conversationId = 'c1'): MessageAddedEvent => ({
   type: 'messageAdded',
   messageId,

@@ -7,7 +7,7 @@ import { createTyping, memoryTypingStore, type Typing, type TypingStore } from '
 // The typing state machine on the in-process store, on a fake clock: what is
 // broadcast, and when, is decided here without waiting for real time.
 
-const silent: Logger = { debug() {}, info() {}, warn() {}, error() {} };
+const silent: Logger = { debug() {}, info() {}, warn() {}, error() {}, always() {} };
 const TTL = 5_000;
 
 let pubsub: ParleyPubSub;
