@@ -77,6 +77,8 @@ let sent = 0;
 const kinds: Record<string, () => { query: string; variables?: Record<string, unknown> }> = {
   'read hit: viewer { name }': () => ({ query: DOCUMENTS.viewerName }),
   'read hit: nested': () => ({ query: DOCUMENTS.nested }),
+  // With the response cache on, every request after the first 20 is a hit; profile the miss with PARLEY_RESPONSE_CACHE=false.
+  'read: widget (conversation, messages last 20)': () => ({ query: DOCUMENTS.widget, variables: { id: conversationGlobalId(conversationIds[sent++ % 20]!) } }),
   'sendMessage, new question': () => ({
     query: DOCUMENTS.sendMessage,
     variables: { input: { conversationId: conversationGlobalId(conversationIds[sent % 20]!), content: `Question ${sent++}: where is my parcel?` } },
