@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildApp, type App } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
-import type { Database, PrismaClient } from '../../src/infra/db.js';
+import { databaseOptions, openDatabase, type Database, type PrismaClient } from '../../src/infra/db.js';
 import type { Logger } from '../../src/infra/log.js';
 import { newSqlScope, runInSqlScope } from '../../src/infra/sql-stats.js';
 import { createProduct } from '../../src/services/products.js';
@@ -103,6 +103,25 @@ export async function createTestApp(
       await app.stop();
       if (!shared) await database.dispose();
       rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * An app on the PostgreSQL database `env.DATABASE_URL` names, its pool opened from `env` as
+ * production opens it (DATABASE_POOL_*, replicas, timeouts), not the test default.
+ * `dispose` closes the app, then the pool.
+ */
+export async function createAppWithOwnPool(env: Record<string, string>): Promise<{ t: TestApp; db: Database; dispose(): Promise<void> }> {
+  const db = await openDatabase(databaseOptions(loadConfig(env)));
+  const shared: TestDatabase = { db, url: env['DATABASE_URL'], dispose: () => db.close() };
+  const t = await createTestApp({ name: 'postgres', available: true, open: async () => shared }, env, { shared });
+  return {
+    t,
+    db,
+    dispose: async () => {
+      await t.dispose();
+      await db.close();
     },
   };
 }

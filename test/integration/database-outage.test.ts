@@ -1,8 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig } from '../../src/config.js';
-import { databaseOptions, openDatabase, type Database } from '../../src/infra/db.js';
-import { createTestApp, type TestApp } from '../helpers/app.js';
-import { createPostgresDatabase, type TestDatabase } from '../helpers/db.js';
+import type { Database } from '../../src/infra/db.js';
+import { createAppWithOwnPool, type TestApp } from '../helpers/app.js';
+import { createPostgresDatabase } from '../helpers/db.js';
 import { gid, seedConversations } from '../helpers/fixtures.js';
 import { eventually } from '../helpers/live.js';
 import { findPostgresBin, startPostgres, type PostgresServer } from '../helpers/servers.js';
@@ -38,9 +37,7 @@ describe.skipIf(!binaries)('PostgreSQL down, shutting down or starting up [postg
       PARLEY_WARM_PRODUCTS: '0',
       DATABASE_POOL_TIMEOUT_MS: '2000',
     };
-    db = await openDatabase(databaseOptions(loadConfig(env)));
-    const shared: TestDatabase = { db, url: created.url, dispose: () => db.close() };
-    t = await createTestApp({ name: 'postgres', available: true, open: async () => shared }, env, { shared });
+    ({ t, db } = await createAppWithOwnPool(env));
     const product = await t.product('Outage');
     key = product.key;
     const [conversation] = await seedConversations(t.prisma, product.id, { conversations: 2, messages: 3 });

@@ -1,8 +1,6 @@
 import { afterEach, describe, expect, inject, it } from 'vitest';
-import { loadConfig } from '../../src/config.js';
-import { databaseOptions, openDatabase } from '../../src/infra/db.js';
-import { createTestApp, type TestApp } from '../helpers/app.js';
-import { createPostgresDatabase, type TestDatabase } from '../helpers/db.js';
+import { createAppWithOwnPool, type TestApp } from '../helpers/app.js';
+import { createPostgresDatabase } from '../helpers/db.js';
 
 /**
  * Overload (issue 13 point 11): more sendMessage at once than the database
@@ -29,13 +27,9 @@ describe.skipIf(!postgresUrl)('overload [postgres]', () => {
 
   async function app(env: Record<string, string>): Promise<TestApp> {
     const created = await createPostgresDatabase(postgresUrl);
-    const full = { DATABASE_URL: created.url, PARLEY_WARM_PRODUCTS: '0', ...env };
-    const db = await openDatabase(databaseOptions(loadConfig(full)));
-    const shared: TestDatabase = { db, url: created.url, dispose: () => db.close() };
-    const t = await createTestApp({ name: 'postgres', available: true, open: async () => shared }, full, { shared });
+    const { t, dispose } = await createAppWithOwnPool({ DATABASE_URL: created.url, PARLEY_WARM_PRODUCTS: '0', ...env });
     cleanup.push(async () => {
-      await t.dispose();
-      await db.close();
+      await dispose();
       await created.drop();
     });
     return t;

@@ -1,9 +1,7 @@
 import pg from 'pg';
 import { afterEach, describe, expect, inject, it } from 'vitest';
-import { loadConfig } from '../../src/config.js';
-import { databaseOptions, openDatabase } from '../../src/infra/db.js';
-import { createTestApp, type TestApp } from '../helpers/app.js';
-import { createPostgresDatabase, type TestDatabase } from '../helpers/db.js';
+import { createAppWithOwnPool, type TestApp } from '../helpers/app.js';
+import { createPostgresDatabase } from '../helpers/db.js';
 import { gid, seedConversations } from '../helpers/fixtures.js';
 import { eventually } from '../helpers/live.js';
 import { sample } from '../helpers/metrics.js';
@@ -26,13 +24,9 @@ describe.skipIf(!postgresUrl)('database pool [postgres]', () => {
   /** An app on a fresh database, its pool opened from the environment as in production. */
   async function app(env: Record<string, string>): Promise<{ t: TestApp; url: string }> {
     const created = await createPostgresDatabase(postgresUrl);
-    const full = { DATABASE_URL: created.url, ...env };
-    const db = await openDatabase(databaseOptions(loadConfig(full)));
-    const shared: TestDatabase = { db, url: created.url, dispose: () => db.close() };
-    const t = await createTestApp({ name: 'postgres', available: true, open: async () => shared }, full, { shared });
+    const { t, dispose } = await createAppWithOwnPool({ DATABASE_URL: created.url, ...env });
     cleanup.push(async () => {
-      await t.dispose();
-      await db.close();
+      await dispose();
       await created.drop();
     });
     return { t, url: created.url };

@@ -1,8 +1,7 @@
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
-import { loadConfig } from '../../src/config.js';
-import { databaseOptions, openDatabase, type Database } from '../../src/infra/db.js';
-import { createTestApp, type TestApp } from '../helpers/app.js';
+import type { Database } from '../../src/infra/db.js';
+import { createAppWithOwnPool, createTestApp, type TestApp } from '../helpers/app.js';
 import { createPostgresDatabase, type TestDatabase } from '../helpers/db.js';
 import { gid, seedConversations } from '../helpers/fixtures.js';
 import { CONVERSATION_EVENTS, disposeClients, eventually, openSse, uniquePrefix } from '../helpers/live.js';
@@ -99,9 +98,7 @@ describe.skipIf(!binaries)('read replicas: a real streaming replica', () => {
       // These tests follow where executed statements go; whole-response fills are tested on their own below.
       PARLEY_RESPONSE_CACHE: 'false',
     };
-    db = await openDatabase(databaseOptions(loadConfig(env)));
-    const shared: TestDatabase = { db, url: created.url, dispose: () => db.close() };
-    t = await createTestApp({ name: 'postgres', available: true, open: async () => shared }, env, { shared });
+    ({ t, db } = await createAppWithOwnPool(env));
     port = (await t.app.start(0, '127.0.0.1')).port;
 
     const product = async (name: string): Promise<Product> => {
