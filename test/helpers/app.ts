@@ -1,3 +1,4 @@
+import { expect } from 'vitest';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -124,4 +125,21 @@ export async function createAppWithOwnPool(env: Record<string, string>): Promise
       await db.close();
     },
   };
+}
+
+/** The data of a result that must have no errors (the errors are the failure message). */
+export function dataOf<T>(result: GqlResult<T>): T {
+  expect(result.errors, JSON.stringify(result.errors)).toBeUndefined();
+  return result.data;
+}
+
+/** `sendMessage` without streaming: the question's id and its reply's. */
+export async function sendQuestion(t: TestApp, key: string, conversationId: string, content: string): Promise<readonly [string, string]> {
+  const sent = dataOf(
+    await t.gql(`mutation($c: ID!, $text: String!) { sendMessage(input: { conversationId: $c, content: $text }) { message { id } reply { id } } }`, {
+      key,
+      variables: { c: conversationId, text: content },
+    }),
+  ).sendMessage;
+  return [sent.message.id as string, sent.reply.id as string] as const;
 }

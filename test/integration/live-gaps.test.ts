@@ -1,5 +1,5 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { createTestApp, recordingLogger, type GqlResult, type TestApp } from '../helpers/app.js';
+import { createTestApp, dataOf, recordingLogger, sendQuestion, type TestApp } from '../helpers/app.js';
 import { databaseVariants } from '../helpers/db.js';
 import { PRODUCT_FEEDBACK, disposeClients, eventually, liveClient, subscribe, uniquePrefix, type Subscription } from '../helpers/live.js';
 import { findRedisServer, startRedis, type Throwaway } from '../helpers/servers.js';
@@ -25,7 +25,6 @@ const available = Boolean(findRedisServer()) && postgres!.available;
 if (!available) console.warn('\n[parley tests] No redis-server or PostgreSQL: the live-gap test is SKIPPED.\n');
 
 const OUTAGE_MS = 5_000;
-const SEND = `mutation($c: ID!, $text: String!) { sendMessage(input: { conversationId: $c, content: $text }) { message { id } reply { id } } }`;
 const RATE = `mutation($m: ID!, $r: Rating!) { submitFeedback(input: { messageId: $m, rating: $r }) { id } }`;
 const EVENTS = /* GraphQL */ `
   subscription Events($id: ID!, $after: String) {
@@ -44,15 +43,8 @@ describe.skipIf(!available)('stored live events survive a Redis outage without c
   let wsUrl: string;
   let key: string;
 
-  const ok = <T>(result: GqlResult<T>): T => {
-    expect(result.errors, JSON.stringify(result.errors)).toBeUndefined();
-    return result.data;
-  };
-  const send = async (c: string, text: string) => {
-    const sent = ok(await t.gql(SEND, { key, variables: { c, text } })).sendMessage;
-    return [sent.message.id as string, sent.reply.id as string] as const;
-  };
-  const rate = async (m: string, r: 'UP' | 'DOWN') => ok(await t.gql(RATE, { key, variables: { m, r } })).submitFeedback.id as string;
+  const send = (c: string, text: string) => sendQuestion(t, key, c, text);
+  const rate = async (m: string, r: 'UP' | 'DOWN') => dataOf(await t.gql(RATE, { key, variables: { m, r } })).submitFeedback.id as string;
   /** Events that announce something stored (messages, ratings). */
   const stored = (s: Subscription) => s.results.filter((r) => ['MessageAdded', 'FeedbackAdded'].includes(r.conversationEvents.__typename));
   const messageIds = (s: Subscription) =>
@@ -76,7 +68,7 @@ describe.skipIf(!available)('stored live events survive a Redis outage without c
   });
 
   it('every message and rating stored during a 5 s outage reaches open subscriptions once, in order, before live events', async () => {
-    const c = ok(await t.gql(`mutation { startConversation(input: { sessionId: "gaps" }) { id } }`, { key })).startConversation.id as string;
+    const c = dataOf(await t.gql(`mutation { startConversation(input: { sessionId: "gaps" }) { id } }`, { key })).startConversation.id as string;
     const { client, closed } = liveClient(wsUrl, { connectionParams: { productKey: key } });
     const widget = subscribe(client, EVENTS, { id: c });
     const dashboard = subscribe(client, PRODUCT_FEEDBACK);
@@ -86,7 +78,7 @@ describe.skipIf(!available)('stored live events survive a Redis outage without c
     await widget.until((r) => r.conversationEvents.feedback?.message.id === r0, 'the rating before the outage');
     await dashboard.next(1);
     // A widget that resumes from its last message, opened before the outage too.
-    const cursor = ok(
+    const cursor = dataOf(
       await t.gql(`query($id: ID!) { conversation(id: $id) { messages(first: 1) { edges { cursor } } } }`, { key, variables: { id: c } }),
     ).conversation.messages.edges[0].cursor;
     const resumed = subscribe(client, EVENTS, { id: c, after: cursor });
@@ -125,7 +117,7 @@ describe.skipIf(!available)('stored live events survive a Redis outage without c
     for (const s of [widget, resumed]) await s.until((r) => r.conversationEvents.feedback?.message.id === r9, 'live events again');
     await dashboard.next(11);
 
-    const edges = ok(
+    const edges = dataOf(
       await t.gql(`query($id: ID!) { conversation(id: $id) { messages(first: 100) { edges { cursor node { id } } } } }`, { key, variables: { id: c } }),
     ).conversation.messages.edges as { cursor: string; node: { id: string } }[];
     const all = edges.map((e) => e.node.id);

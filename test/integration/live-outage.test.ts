@@ -1,6 +1,6 @@
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { createTestApp, recordingLogger, type GqlResult, type TestApp } from '../helpers/app.js';
+import { createTestApp, dataOf, recordingLogger, sendQuestion, type TestApp } from '../helpers/app.js';
 import { databaseVariants } from '../helpers/db.js';
 import { CONVERSATION_EVENTS, disposeClients, eventually, liveClient, subscribe, uniquePrefix } from '../helpers/live.js';
 import { findRedisServer, freePort, startRedis, type Throwaway } from '../helpers/servers.js';
@@ -21,7 +21,6 @@ const variant = postgres!.available ? postgres! : pglite!;
 const available = Boolean(findRedisServer());
 if (!available) console.warn('\n[parley tests] No redis-server binary: the Redis outage test is SKIPPED.\n');
 
-const SEND = `mutation($c: ID!, $text: String!) { sendMessage(input: { conversationId: $c, content: $text }) { message { id } reply { id } } }`;
 
 describe.skipIf(!available)(`live events survive a Redis outage [${variant.name}]`, () => {
   let redis: Throwaway;
@@ -30,15 +29,7 @@ describe.skipIf(!available)(`live events survive a Redis outage [${variant.name}
   let key: string;
   let probe: Redis;
 
-  const ok = <T>(result: GqlResult<T>): T => {
-    expect(result.errors, JSON.stringify(result.errors)).toBeUndefined();
-    return result.data;
-  };
-  /** The question's id and its reply's. */
-  const send = async (c: string, text: string) => {
-    const sent = ok(await t.gql(SEND, { key, variables: { c, text } })).sendMessage;
-    return [sent.message.id as string, sent.reply.id as string] as const;
-  };
+  const send = (c: string, text: string) => sendQuestion(t, key, c, text);
   /** Ids of the MessageAdded events so far (the replies' typing events interleave). */
   const messageIds = (s: { results: any[] }) =>
     s.results.filter((r) => r.conversationEvents.__typename === 'MessageAdded').map((r) => r.conversationEvents.message.id as string);
@@ -60,7 +51,7 @@ describe.skipIf(!available)(`live events survive a Redis outage [${variant.name}
   });
 
   it('subscriptions resume without client action, the outage’s messages first, and `after` recovers them too', async () => {
-    const c = ok(await t.gql(`mutation { startConversation(input: { sessionId: "outage" }) { id } }`, { key })).startConversation.id;
+    const c = dataOf(await t.gql(`mutation { startConversation(input: { sessionId: "outage" }) { id } }`, { key })).startConversation.id;
     const channel = t.app.deps.pubsub.channel('conversation', Buffer.from(c, 'base64').toString().split(':')[1]!);
     const { client, closed } = liveClient(wsUrl, { connectionParams: { productKey: key } });
     const live = subscribe(client, CONVERSATION_EVENTS, { id: c });
@@ -72,7 +63,7 @@ describe.skipIf(!available)(`live events survive a Redis outage [${variant.name}
     await eventually(() => !t.app.deps.pubsub.stats().connected, 'the node notices the outage');
     // Writes do not fail or hang while Redis is down; their events are lost.
     const m2 = await send(c, 'during the outage');
-    const typing = ok(await t.gql(`mutation($c: ID!) { setTyping(input: { conversationId: $c, isTyping: true }) }`, { key, variables: { c } }));
+    const typing = dataOf(await t.gql(`mutation($c: ID!) { setTyping(input: { conversationId: $c, isTyping: true }) }`, { key, variables: { c } }));
     expect(typing.setTyping).toBe(false);
 
     await redis.start!();
@@ -85,7 +76,7 @@ describe.skipIf(!available)(`live events survive a Redis outage [${variant.name}
     expect(closed).toEqual([]); // the socket never dropped: nothing for the client to do
 
     // A client that reconnects from a message gets every later one.
-    const cursor = ok(
+    const cursor = dataOf(
       await t.gql(`query($id: ID!) { conversation(id: $id) { messages(first: 1) { edges { cursor } } } }`, { key, variables: { id: c } }),
     ).conversation.messages.edges[0].cursor;
     const again = subscribe(liveClient(wsUrl, { connectionParams: { productKey: key } }).client, CONVERSATION_EVENTS, { id: c, after: cursor });
