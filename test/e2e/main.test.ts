@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -44,8 +44,9 @@ function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
   return { ...env, ...extra };
 }
 
-function launch(env: Record<string, string>): Omit<Running, 'port' | 'base'> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+/** `npm start`'s command by default; `['dist/main.js']` for the built server. */
+function launch(env: Record<string, string>, args = ['--import', 'tsx', 'src/main.ts']): Omit<Running, 'port' | 'base'> {
+  const child = spawn(process.execPath, args, {
     cwd: ROOT,
     env: cleanEnv(env),
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -66,11 +67,11 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 
 /** Starts Parley and waits (bounded) until /readyz says 200 and the banner is printed. */
-async function startParley(dataDir: string, env: Record<string, string> = {}): Promise<Running & { readyMs: number }> {
+async function startParley(dataDir: string, env: Record<string, string> = {}, args?: string[]): Promise<Running & { readyMs: number }> {
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
   const t0 = performance.now();
-  const running = launch({ PORT: String(port), PARLEY_DATA_DIR: dataDir, ...env });
+  const running = launch({ PORT: String(port), PARLEY_DATA_DIR: dataDir, ...env }, args);
   let exitedEarly = false;
   void running.exited.then(() => (exitedEarly = true));
   const deadline = Date.now() + READY_WITHIN_MS;
@@ -263,6 +264,27 @@ describe('src/main.ts as a process', () => {
       await database.drop();
     }
   }, 120_000);
+
+  it('npm run build compiles to dist/, and node dist/main.js serves the API and stops on SIGTERM', async () => {
+    const built = spawnSync('npm', ['run', 'build'], { cwd: ROOT, encoding: 'utf8', timeout: 180_000 });
+    expect(built.status, built.stdout + built.stderr).toBe(0);
+    const env: Record<string, string> = { NODE_ENV: 'production', PARLEY_ADMIN_TOKEN: 'adm_e2e_built_0123456789abcdef' };
+    const database = postgresUrl ? await createPostgresDatabase(postgresUrl) : undefined;
+    if (database) Object.assign(env, { DATABASE_URL: database.url, DATABASE_POOL_SIZE: '2' });
+    try {
+      const running = await startParley(tempDir(), env, ['dist/main.js']);
+      expect(running.stdout()).toMatch(/"msg":"Parley ready"/);
+      const created = await gql(running.base, `mutation { createProduct(input: { name: "Built" }) { key } }`, {
+        authorization: `Bearer ${env['PARLEY_ADMIN_TOKEN']}`,
+      });
+      const { viewer } = await gql(running.base, `{ viewer { name } }`, { authorization: `Bearer ${created.createProduct.key}` });
+      expect(viewer.name).toBe('Built');
+      expect(await stopParley(running)).toBe(0);
+    } finally {
+      for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await database?.drop();
+    }
+  }, 240_000);
 
   it('refuses a bad configuration: PORT=abc exits non-zero naming PORT', async () => {
     const running = launch({ PORT: 'abc', PARLEY_DATA_DIR: tempDir() });

@@ -95,13 +95,41 @@ describe('deploy/nginx.conf', () => {
 describe('Dockerfile', () => {
   const dockerfile = read('Dockerfile');
 
-  it('builds on Node 20 with npm ci and starts with npm start', () => {
-    expect(dockerfile).toMatch(/^FROM node:20[\w.-]*$/m);
-    expect(dockerfile).toMatch(/^RUN npm ci\b/m);
-    expect(dockerfile).toMatch(/^CMD \["npm", "start"\]$/m);
-    expect(dockerfile).toMatch(/^EXPOSE 4000$/m);
-    expect(dockerfile).toMatch(/HOST=0\.0\.0\.0/);
-    // Everything `npm ci` (prisma generate) and `npm start` (tsx src/main.ts) need is copied.
-    for (const path of ['package.json', 'package-lock.json', 'prisma', 'prisma.config.ts', 'src']) expect(dockerfile).toContain(path);
+  const stages = dockerfile.split(/^(?=FROM )/m).slice(1);
+  const [build, runtime] = stages as [string, string];
+  const pkg = JSON.parse(read('package.json')) as { scripts: Record<string, string>; engines: { node: string } };
+
+  it('builds in one stage and runs on the current Node LTS in another, without the build tools', () => {
+    expect(stages).toHaveLength(2);
+    expect(dockerfile).toMatch(/^ARG NODE_IMAGE=node:24-[\w.-]+$/m);
+    expect(build).toMatch(/^FROM \$\{NODE_IMAGE\} AS build$/m);
+    expect(runtime).toMatch(/^FROM \$\{NODE_IMAGE\} AS runtime$/m);
+    // Build: every dependency (prisma generate runs in npm ci), then the compile.
+    expect(build).toMatch(/^RUN npm ci$/m);
+    expect(build).toMatch(/^RUN npm run build$/m);
+    for (const path of ['package.json', 'package-lock.json', 'prisma', 'prisma.config.ts', 'tsconfig.build.json', 'src']) expect(build).toContain(path);
+    // Runtime: production dependencies, the compiled code and the migrations; no sources, no dev tools.
+    expect(runtime).toMatch(/^RUN npm ci --omit=dev --ignore-scripts\b/m);
+    expect(runtime).toMatch(/^COPY --from=build \/app\/dist \.\/dist$/m);
+    expect(runtime).toMatch(/^COPY prisma\/migrations \.\/prisma\/migrations$/m);
+    expect(runtime).not.toMatch(/^COPY src\b/m);
+    expect(runtime).toMatch(/^USER node$/m);
+    expect(runtime).toMatch(/^EXPOSE 4000$/m);
+    expect(runtime).toMatch(/HOST=0\.0\.0\.0/);
+  });
+
+  it('runs node itself under tini as PID 1, the command package.json names', () => {
+    expect(runtime).toMatch(/apt-get install -y --no-install-recommends tini/);
+    expect(runtime).toMatch(/^ENTRYPOINT \["\/usr\/bin\/tini", "--"\]$/m);
+    expect(runtime).toMatch(/^CMD \["node", "dist\/main\.js"\]$/m);
+    expect(pkg.scripts['start:built']).toBe('node dist/main.js');
+    expect(pkg.scripts['build']).toBe('tsc -p tsconfig.build.json');
+    // npm start: one node process (tsx as a loader), not sh -> npm -> tsx's CLI -> node.
+    expect(pkg.scripts['start']).toBe('node --import tsx src/main.ts');
+  });
+
+  it('names the Node versions it runs on: the LTS of the image, and the 20.19 of development and CI', () => {
+    expect(read('.nvmrc').trim()).toBe('24');
+    expect(pkg.engines.node).toBe('>=20.19');
   });
 });
