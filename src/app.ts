@@ -63,8 +63,8 @@ export interface App {
   readonly demo: DemoSeed | null;
   start(port?: number, host?: string): Promise<{ url: string; port: number }>;
   stop(): Promise<void>;
-  /** Bytes held by this node's bounded in-process caches (L1 and the response cache), for memory reports. */
-  cacheBytes(): number;
+  /** This node's bounded in-process caches (L1 and the response cache): their size, and emptying them, for memory reports. */
+  readonly localCaches: { bytes(): number; clear(): void };
 }
 
 export interface BuildOptions {
@@ -292,7 +292,13 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     deps,
     yoga,
     demo,
-    cacheBytes: () => cache.l1Bytes + (responses?.l1Bytes ?? 0),
+    localCaches: {
+      bytes: () => cache.l1Bytes + (responses?.l1Bytes ?? 0),
+      clear: () => {
+        cache.clearL1();
+        responses?.clearL1();
+      },
+    },
     start: (port = config.port, host = config.host) =>
       new Promise((resolve, reject) => {
         server.once('error', reject);

@@ -24,12 +24,16 @@ export interface ControlHandlers {
   sqlReset?(): void;
   sqlRead?(): SqlCounts;
   body?(bytes: number): void;
-  /** Bytes held by bounded caches, reported with the memory so growth can be told from caches filling. */
-  cacheBytes?(): number;
+  /** The server's bounded in-process caches, so growth can be told from caches filling. */
+  caches?: { bytes(): number; clear(): void };
 }
 
-/** process.memoryUsage() after a full GC, and what the server's bounded caches held then. */
-export type ServerMemory = NodeJS.MemoryUsage & { cacheBytes: number };
+/**
+ * process.memoryUsage() after a full GC; what the bounded caches held then; and the heap
+ * after another GC once they were emptied (what a leak would grow, without the caches'
+ * filling and expiring, which their bounds cap).
+ */
+export type ServerMemory = NodeJS.MemoryUsage & { cacheBytes: number; heapWithoutCaches: number };
 
 /**
  * Server side: reports readiness, answers control requests, and stops on
@@ -57,8 +61,13 @@ export function serveControl(ready: { port: number; description: string }, handl
     } else if (request.type === 'sql-read') {
       send({ type: 'reply', id: request.id, value: handlers.sqlRead?.() ?? null });
     } else if (request.type === 'memory') {
-      (globalThis as { gc?: () => void }).gc?.();
-      send({ type: 'reply', id: request.id, value: { ...process.memoryUsage(), cacheBytes: handlers.cacheBytes?.() ?? 0 } });
+      const gc = () => (globalThis as { gc?: () => void }).gc?.();
+      gc();
+      const usage = process.memoryUsage();
+      const cacheBytes = handlers.caches?.bytes() ?? 0;
+      handlers.caches?.clear();
+      gc();
+      send({ type: 'reply', id: request.id, value: { ...usage, cacheBytes, heapWithoutCaches: process.memoryUsage().heapUsed } });
     } else if (request.type === 'body') {
       handlers.body?.(request.bytes);
       send({ type: 'reply', id: request.id, value: null });

@@ -22,7 +22,7 @@ const { port } = await app.start(0, '127.0.0.1');
 
 serveControl(
   { port, description: `Parley (${db.description}${config.redis.url ? ', REDIS_URL set' : ''})` },
-  { sqlReset: sql.reset, sqlRead: sql.read, cacheBytes: () => app.cacheBytes() },
+  { sqlReset: sql.reset, sqlRead: sql.read, caches: app.localCaches },
   async () => {
     await app.stop();
     await db.close();

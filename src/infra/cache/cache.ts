@@ -168,6 +168,11 @@ export class Cache {
     return this.l1.calculatedSize;
   }
 
+  /** Empties L1 (entries are read again from L2 or loaded): for memory measurements. */
+  clearL1(): void {
+    this.l1.clear();
+  }
+
   get l1Entries(): number {
     return this.l1.size;
   }

@@ -77,6 +77,11 @@ export class ResponseCache {
     return this.l1.calculatedSize;
   }
 
+  /** Empties this node's copies (entries are read again from Redis or executed): for memory measurements. */
+  clearL1(): void {
+    this.l1.clear();
+  }
+
   /** `{prefix}resp:{scope}:{hash}`: the scope (a product) is part of the key, so no entry is ever shared across products. */
   key(scope: string, identity: string): string {
     return `${this.options.prefix}resp:${scope}:${createHash('sha256').update(identity).digest('base64url')}`;
