@@ -27,7 +27,7 @@ export interface AppDeps {
   typing: Typing;
   /** Prometheus metrics; undefined when PARLEY_METRICS=false. The answers engine reports through `metrics?.answer()`. */
   metrics: Metrics | undefined;
-  /** Knowledge ranking, micro-batched per product (searchKnowledge and answers). */
+  /** Knowledge ranking, batched across requests, one statement per product (searchKnowledge and answers). */
   knowledgeSearch: KnowledgeSearch;
   /** Assistant replies: answer cache, engine, streaming. */
   answers: Answers;

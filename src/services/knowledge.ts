@@ -1,8 +1,8 @@
+import DataLoader from 'dataloader';
 import { z } from 'zod';
 import { BadUserInputError, NotFoundError } from '../errors.js';
 import { cachePolicy } from '../infra/cache/index.js';
 import type { PrismaClient } from '../infra/db.js';
-import { createMicroBatcher } from '../infra/micro-batch.js';
 import { tags as cacheTags, type Store } from './store.js';
 import type { KnowledgeEntry, Prisma } from '../generated/prisma/client.js';
 import { limits, MAX_BATCH, MAX_PAGE_SIZE, parseInput, plainText, text } from './validation.js';
@@ -113,15 +113,37 @@ export interface KnowledgeSearch {
 }
 
 export function createKnowledgeSearch(prisma: PrismaClient, windowMs: number): KnowledgeSearch {
-  const batcher = createMicroBatcher<string, RankRequest, RankedHit[]>({
-    windowMs,
-    maxBatch: 50,
-    run: (productId, requests) => rankKnowledgeBatch(prisma, productId, requests),
-  });
+  let statements = 0;
+  // One loader for the process, so a batch holds the searches of every request that starts within
+  // the window (batchScheduleFn), not only one request's. Nothing is cached here (cache: false):
+  // searchKnowledge and answers cache what they make of a ranking under their own policies.
+  const loader = new DataLoader<RankRequest & { productId: string }, RankedHit[], RankRequest & { productId: string }>(
+    async (requests) => {
+      // One statement per product (a batch never mixes products), one ranking per distinct question.
+      const byProduct = new Map<string, Map<string, RankRequest>>();
+      for (const { productId, query, first } of requests) {
+        const questions = byProduct.get(productId) ?? byProduct.set(productId, new Map()).get(productId)!;
+        questions.set(JSON.stringify([query, first]), { query, first });
+      }
+      const ranked = new Map<string, Map<string, RankedHit[] | Error>>();
+      await Promise.all(
+        [...byProduct].map(async ([productId, questions]) => {
+          const keys = [...questions.keys()];
+          statements += 1;
+          const answers: (RankedHit[] | Error)[] = await rankKnowledgeBatch(prisma, productId, [...questions.values()]).catch((error: Error) =>
+            keys.map(() => error),
+          );
+          ranked.set(productId, new Map(keys.map((key, i) => [key, answers[i]!])));
+        }),
+      );
+      return requests.map(({ productId, query, first }) => ranked.get(productId)!.get(JSON.stringify([query, first]))!);
+    },
+    { cache: false, maxBatchSize: 50, ...(windowMs > 0 ? { batchScheduleFn: (run: () => void) => void setTimeout(run, windowMs).unref() } : {}) },
+  );
   return {
-    rank: (productId, query, first) => batcher.load(productId, { query, first }),
+    rank: (productId, query, first) => loader.load({ productId, query, first }),
     get statements() {
-      return batcher.batches;
+      return statements;
     },
   };
 }

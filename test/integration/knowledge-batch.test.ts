@@ -92,4 +92,12 @@ describeEachDatabase('knowledge search batching', (variant) => {
     expect(scope.log).toHaveLength(1);
     expect(hits[0]).toEqual(hits[2]);
   });
+
+  it('a ranking that fails fails only the searches of its product in the batch', async () => {
+    const search = createKnowledgeSearch(t.prisma, 5);
+    const [broken, fine] = await Promise.allSettled([search.rank('not-a-product-id', 'shipping', 2), search.rank(a.id, 'shipping', 2)]);
+    expect(broken.status).toBe('rejected');
+    expect(fine.status).toBe('fulfilled');
+    expect(search.statements).toBe(2);
+  });
 });
