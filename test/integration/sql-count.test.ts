@@ -67,6 +67,8 @@ describeEachDatabase('SQL statements per nested query', (variant) => {
     expect(big.sql.length).toBeLessThanOrEqual(4);
     expect(small.sql.length).toBe(big.sql.length);
     expect(big.sql.length).toBe(2);
+    // The text too, so a change of plan shows in review (as plugin-prisma's own tests snapshot theirs).
+    expect(big.sql).toMatchSnapshot();
   });
 
   it('reads a cursor page forwards and backwards in one statement after the key, with the same rows as the whole list', async () => {
@@ -88,6 +90,7 @@ describeEachDatabase('SQL statements per nested query', (variant) => {
     expect(backwards.data.conversations.edges.map((e: any) => e.node)).toEqual(nodes(10, 15));
     expect(backwards.data.conversations.pageInfo).toEqual({ hasNextPage: true, hasPreviousPage: true });
     expect(backwards.sql).toHaveLength(2);
+    expect({ forwards: forwards.sql, backwards: backwards.sql }).toMatchSnapshot();
 
     const end = await cold(NESTED_PAGE, { key, variables: { first: 5, after: edges[21].cursor } });
     expect(end.data.conversations.edges.map((e: any) => e.node)).toEqual(nodes(22, 25));
@@ -137,6 +140,7 @@ describeEachDatabase('SQL statements per nested query', (variant) => {
     expect(backwards.data.conversation.messages.edges).toEqual(edges.slice(10, 15));
     expect(backwards.data.conversation.messages.pageInfo).toEqual({ hasNextPage: true, hasPreviousPage: true });
     expect(backwards.sql).toHaveLength(2);
+    expect({ widget: widget.sql, forwards: forwards.sql, backwards: backwards.sql }).toMatchSnapshot();
 
     // A cursor of the earlier format (the row id alone) still pages, in a statement of its own.
     const idCursor = formatPrismaCursor({ id: decodeGlobalID(edges[15].node.id).id }, 'id');
@@ -244,6 +248,7 @@ describeEachDatabase('SQL statements per sendMessage', (variant) => {
     expect(sent.sql.filter((s) => /INSERT INTO "Message"/.test(s))).toHaveLength(2);
     expect(messageReads(sent.sql)).toEqual([]);
     expect(sent.sql.length).toBeLessThanOrEqual(4);
+    expect(sent.sql).toMatchSnapshot();
     // What the payload shows is what a read of the stored rows shows.
     const { message, reply } = sent.data.sendMessage;
     expect(reply.sources).toHaveLength(1);
