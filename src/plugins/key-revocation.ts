@@ -48,7 +48,8 @@ const KEY_TAG = 'productKey:';
 export function useKeyRevocation(revocations: KeyRevocations): Plugin<Context> {
   return {
     onSubscribe({ args }) {
-      const keyHash = (args.contextValue as Context).product?.keyHash;
+      // The hash of the key this request sent, of either kind (a publishable principal's row also holds the secret key's).
+      const keyHash = (args.contextValue as Context).key?.hash;
       if (!keyHash) return;
       return {
         onSubscribeResult({ result, setResult }) {
