@@ -150,9 +150,13 @@ export function authScopes(ctx: ScopeContext) {
   };
 }
 
-/** Scopes of a row of one conversation: anyone with full access, or a publishable key that has that conversation open. */
-export function conversationScopes(ctx: Principal, conversationId: string): { fullAccess: true } | { conversation: string } {
-  return isPublishable(ctx) ? { conversation: conversationId } : FULL_ACCESS;
+/**
+ * Scopes of a row of one conversation: anyone with full access, or a publishable key that has that
+ * conversation open. Full access is `true`, which scope-auth settles without evaluating a scope map:
+ * this runs for every Conversation, Message and Feedback object of a response.
+ */
+export function conversationScopes(ctx: Principal, conversationId: string): true | { conversation: string } {
+  return isPublishable(ctx) ? { conversation: conversationId } : true;
 }
 
 export const FULL_ACCESS = { fullAccess: true } as const;

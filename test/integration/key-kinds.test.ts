@@ -169,6 +169,18 @@ describeEachDatabase('publishable keys and conversation tokens', (variant) => {
       }
     });
 
+    it('an idempotency key replayed with the publishable key never hands over a conversation the secret key started', async () => {
+      const START_ONCE = `mutation($k: String!) { startConversation(input: { sessionId: "same", idempotencyKey: $k }) { id conversationToken } }`;
+      const k = 'a1b2c3d4-same-key';
+      const bySecret = ok(await t.gql(START_ONCE, { key: A.key, variables: { k } })).startConversation;
+      const byWidget = ok(await widget(START_ONCE, { k })).startConversation;
+      expect(byWidget.id).not.toBe(bySecret.id);
+      // The widget's own retry is still a retry: the same conversation, and a token for it.
+      const retried = ok(await widget(START_ONCE, { k })).startConversation;
+      expect(retried.id).toBe(byWidget.id);
+      expect(ok(await widget(`query($id: ID!) { conversation(id: $id) { id } }`, { id: retried.id }, retried.conversationToken)).conversation.id).toBe(byWidget.id);
+    });
+
     it('without a token: starts conversations only', async () => {
       for (const [query, variables] of [
         [READ, { id: mine.id }],
