@@ -3,7 +3,7 @@ import { builder } from '../builder.js';
 import { nodeId } from './exposed-columns.js';
 import type { Conversation as ConversationRow, Message as MessageRow, Prisma } from '../generated/prisma/client.js';
 import { conversationScopes, FULL_ACCESS, isPublishable, openConversationOf, requireProduct } from '../services/auth.js';
-import { issueConversationToken } from '../services/conversation-tokens.js';
+import { currentSigner, issueConversationToken } from '../services/conversation-tokens.js';
 import { idempotencyKey } from '../services/idempotency.js';
 import { sha256 } from '../services/products.js';
 import { listConversations, startConversation } from '../services/conversations.js';
@@ -69,10 +69,12 @@ export const Conversation = builder.prismaNode('Conversation', {
         'Only in the response of startConversation (null elsewhere): the token that opens this conversation, and no other, to the ' +
         "product's publishable key — send it as the x-conversation-token header (graphql-ws: connectionParams.conversationToken). " +
         'It expires after PARLEY_CONVERSATION_TOKEN_TTL_DAYS and when the publishable key is rotated.',
-      resolve: (conversation, _args, ctx) =>
-        ctx.startedConversations.has(conversation.id)
-          ? issueConversationToken(requireProduct(ctx), conversation.id, ctx.deps.config.conversationTokenTtlMs)
-          : null,
+      resolve: async (conversation, _args, ctx) => {
+        if (!ctx.startedConversations.has(conversation.id)) return null;
+        const product = requireProduct(ctx);
+        const signer = isPublishable(ctx) ? product : await currentSigner(ctx, product.id);
+        return issueConversationToken(signer, conversation.id, ctx.deps.config.conversationTokenTtlMs);
+      },
     }),
     sessionId: t.exposeString('sessionId', { description: 'Chosen by the widget, e.g. one per browser session.' }),
     title: t.exposeString('title', { nullable: true }),

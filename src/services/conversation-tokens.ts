@@ -1,6 +1,8 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { UnauthenticatedError } from '../errors.js';
 import type { Product } from '../generated/prisma/client.js';
+import { cachePolicy } from '../infra/cache/index.js';
+import { tags, type Store } from './store.js';
 
 /**
  * Conversation tokens: what proves, with a publishable key, that the client
@@ -29,6 +31,24 @@ function mac(product: Signer, body: Buffer): Buffer {
     .update(product.id)
     .update(body)
     .digest();
+}
+
+/**
+ * The product's current signing secret, for issuing. A publishable key's own lookup is dropped when
+ * that key (and with it the secret) is rotated, so its row is current; a secret key's lookup is not,
+ * so a token it issues is signed with the secret read here, until the product changes.
+ */
+const signerPolicy = cachePolicy<string>({
+  name: 'conversationTokenSigner',
+  ttlMs: 5 * 60_000,
+  scope: (productId) => productId,
+  tags: (productId) => [tags.product(productId)],
+});
+
+export function currentSigner({ prisma, cache }: Store, productId: string): Promise<Signer> {
+  return cache.get(signerPolicy, productId, () =>
+    prisma.product.findUniqueOrThrow({ where: { id: productId }, select: { id: true, conversationTokenSecret: true } }),
+  );
 }
 
 /** A token that opens `conversationId` of `product` until `now + ttlMs`. */

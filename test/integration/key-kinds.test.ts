@@ -432,6 +432,15 @@ describeEachDatabase('publishable keys and conversation tokens', (variant) => {
       expect(ok(await t.gql(`{ viewer { id } }`, { key: p.key })).viewer.id).toBe(gid('Product', p.id));
     });
 
+    it('a token the secret key issues right after a publishable rotation is signed with the new secret', async () => {
+      const p = await t.product('Server-started');
+      // The secret key's lookup is cached now, with the signing secret of then.
+      ok(await t.gql(START, { key: p.key, variables: { s: 'before' } }));
+      const rotated = ok(await t.gql(ROTATE, { admin: true, variables: { id: gid('Product', p.id), kind: 'PUBLISHABLE' } })).rotateProductKey;
+      const started = ok(await t.gql(START, { key: p.key, variables: { s: 'after' } })).startConversation;
+      expect(ok(await widget(READ, { id: started.id }, started.conversationToken, rotated.key)).conversation.id).toBe(started.id);
+    });
+
     it('rotating the secret key leaves the publishable key and its tokens working', async () => {
       const p = await t.product('Rotating secret');
       const started = ok(await t.gql(START, { key: p.publishableKey, variables: { s: 'r' } })).startConversation;
