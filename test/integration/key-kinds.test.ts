@@ -414,7 +414,11 @@ describeEachDatabase('publishable keys and conversation tokens', (variant) => {
       const base = t.app.deps.pubsub.stats().subscribed;
       subscribe(pub.client, CONVERSATION_EVENTS, { id: started.id });
       const kept = subscribe(secret.client, CONVERSATION_EVENTS, { id: started.id });
-      await eventually(() => t.app.deps.pubsub.stats().subscribed >= base + 2, 'subscribed');
+      const sse = await openSse(port, { authorization: `Bearer ${p.publishableKey}`, 'x-conversation-token': started.conversationToken }, {
+        query: CONVERSATION_EVENTS,
+        variables: { id: started.id },
+      });
+      await eventually(() => t.app.deps.pubsub.stats().subscribed >= base + 3, 'subscribed');
 
       const rotated = ok(await t.gql(ROTATE, { admin: true, variables: { id: gid('Product', p.id), kind: 'PUBLISHABLE' } })).rotateProductKey;
       expect(rotated.kind).toBe('PUBLISHABLE');
@@ -423,6 +427,10 @@ describeEachDatabase('publishable keys and conversation tokens', (variant) => {
       await eventually(() => pub.closed.length > 0, 'publishable socket closed');
       expect(pub.closed[0]!.code).toBe(4403);
       expect(secret.closed).toEqual([]);
+      // Its SSE stream ends with UNAUTHENTICATED.
+      const last = await sse.next();
+      sse.close();
+      expect(last.errors?.[0]?.extensions?.code).toBe('UNAUTHENTICATED');
       // The old key is refused; the new key with the old token is refused too (tokens end with the key).
       expectCode(await t.gql(`mutation { startConversation(input: { sessionId: "x" }) { id } }`, { key: p.publishableKey }), 'UNAUTHENTICATED', 401);
       expectCode(await widget(READ, { id: started.id }, started.conversationToken, rotated.key), 'UNAUTHENTICATED', 401);
