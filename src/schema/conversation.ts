@@ -2,7 +2,7 @@ import { queryFromInfo } from '@pothos/plugin-prisma';
 import { builder } from '../builder.js';
 import { nodeId } from './exposed-columns.js';
 import type { Conversation as ConversationRow, Message as MessageRow, Prisma } from '../generated/prisma/client.js';
-import { conversationScopes, FULL_ACCESS, isPublishable, openConversationOf, requireProduct } from '../services/auth.js';
+import { conversationScopes, FULL_ACCESS, isPublishable, mayUseConversation, requireProduct } from '../services/auth.js';
 import { currentSigner, issueConversationToken } from '../services/conversation-tokens.js';
 import { idempotencyKey } from '../services/idempotency.js';
 import { sha256 } from '../services/products.js';
@@ -59,7 +59,7 @@ export const Conversation = builder.prismaNode('Conversation', {
   // A publishable key finds only the conversation its token opens: any other is as missing as another product's.
   findUnique: (id, ctx) => {
     const uuid = nodeUuid(id, 'Conversation');
-    return { id: openConversationOf(ctx, uuid) ? uuid : NO_ROW, productId: requireProduct(ctx).id };
+    return { id: mayUseConversation(ctx, uuid) ? uuid : NO_ROW, productId: requireProduct(ctx).id };
   },
   authScopes: (conversation, ctx) => conversationScopes(ctx, conversation.id),
   fields: (t) => ({

@@ -1,10 +1,10 @@
 import { Rating as RatingValues } from '../generated/prisma/enums.js';
 import { builder } from '../builder.js';
 import { nodeId } from './exposed-columns.js';
-import { conversationScopes, FULL_ACCESS, isPublishable, requireProduct } from '../services/auth.js';
+import { conversationScopes, FULL_ACCESS, isPublishable, openConversations, requireProduct } from '../services/auth.js';
 import { submitFeedback } from '../services/feedback.js';
 import { nodeUuid, parseGlobalId } from './ids.js';
-import { IDEMPOTENCY_KEY, openConversations } from './message.js';
+import { IDEMPOTENCY_KEY } from './message.js';
 
 const NO_ROW = '00000000-0000-0000-0000-000000000000';
 

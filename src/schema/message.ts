@@ -2,11 +2,10 @@ import { encodeGlobalID } from '@pothos/plugin-relay';
 import type { Message as MessageRow } from '../generated/prisma/client.js';
 import { MessageRole as MessageRoleValues } from '../generated/prisma/enums.js';
 import { builder } from '../builder.js';
-import type { Context } from '../context.js';
 import { nodeId } from './exposed-columns.js';
 import { DatabaseUnavailableError } from '../errors.js';
 import { isDatabaseUnavailable } from '../infra/db.js';
-import { conversationScopes, isPublishable, openConversationOf, requireProduct } from '../services/auth.js';
+import { conversationScopes, isPublishable, openConversations, requireProduct } from '../services/auth.js';
 import { sendUserMessage } from '../services/messages.js';
 import { nodeUuid, parseGlobalId } from './ids.js';
 import './knowledge.js';
@@ -15,11 +14,6 @@ export const IDEMPOTENCY_KEY =
   'Optional, 1-100 printable ASCII characters without spaces (e.g. a UUID made by the client per action). Sent again within 24 hours, ' +
   "on any node, it returns the first request's result instead of writing again; with other content it is BAD_USER_INPUT. " +
   'Keys are per product.';
-
-/** The conversations a publishable principal may read: its token's, and those it started in this request. */
-export function openConversations(ctx: Context): string[] {
-  return [...(ctx.conversationId ? [ctx.conversationId] : []), ...ctx.startedConversations];
-}
 
 export const MessageRole = builder.enumType(MessageRoleValues, { name: 'MessageRole' });
 

@@ -144,8 +144,7 @@ export function authScopes(ctx: ScopeContext) {
     fullAccess: !publishable,
     publishableKey: publishable,
     conversationToken: publishable && ctx.conversationId !== null,
-    conversation: (conversationId: string) =>
-      publishable && (conversationId === ctx.conversationId || ctx.startedConversations.has(conversationId)),
+    conversation: (conversationId: string) => publishable && openConversations(ctx).includes(conversationId),
     publishableSearch: () => publishable && publishableSearchAllowed(ctx, ctx.product!.id),
   };
 }
@@ -161,7 +160,12 @@ export function conversationScopes(ctx: Principal, conversationId: string): true
 
 export const FULL_ACCESS = { fullAccess: true } as const;
 
-/** Whether this principal may use a conversation named by id (a publishable key: only its token's, or one it just started). */
-export function openConversationOf(ctx: ScopeContext, conversationId: string): boolean {
-  return !isPublishable(ctx) || conversationId === ctx.conversationId || ctx.startedConversations.has(conversationId);
+/** The conversations a publishable key may use in this request: its token's, and those it started. */
+export function openConversations(ctx: ScopeContext): string[] {
+  return [...(ctx.conversationId ? [ctx.conversationId] : []), ...ctx.startedConversations];
+}
+
+/** Whether this principal may use a conversation named by id (a publishable key: only an open one). */
+export function mayUseConversation(ctx: ScopeContext, conversationId: string): boolean {
+  return !isPublishable(ctx) || openConversations(ctx).includes(conversationId);
 }
