@@ -345,6 +345,26 @@ describeEachDatabase('publishable keys and conversation tokens', (variant) => {
       expectCode(await widget(query, { id: mine.id }, neighbour.token), 'FORBIDDEN', 403);
     });
 
+    it('a GET answered to a token is cacheable by that client only, and varies on the token header', async () => {
+      const params = new URLSearchParams({ query: `query($id: ID!) { conversation(id: $id) { id } }`, variables: JSON.stringify({ id: mine.id }) });
+      const response = await t.app.yoga.fetch(`http://parley.test/graphql?${params}`, {
+        headers: { accept: 'application/json', authorization: `Bearer ${A.publishableKey}`, 'x-conversation-token': mine.token },
+      });
+      expect(response.status).toBe(200);
+      expect(response.headers.get('cache-control')).toMatch(/^private/);
+      expect(response.headers.get('vary')).toMatch(/x-conversation-token/);
+      const other = await t.app.yoga.fetch(`http://parley.test/graphql?${params}`, {
+        headers: {
+          accept: 'application/json',
+          authorization: `Bearer ${A.publishableKey}`,
+          'x-conversation-token': neighbour.token,
+          'if-none-match': response.headers.get('etag')!,
+        },
+      });
+      expect(other.status).toBe(403);
+      expect(other.headers.get('cache-control')).toBe('no-store');
+    });
+
     it('identical queries in flight at once are not joined across kinds of key or tokens', async () => {
       const query = `query($id: ID!) { conversation(id: $id) { id title } }`;
       const results = await Promise.all([
