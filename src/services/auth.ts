@@ -26,6 +26,8 @@ export interface Principal {
   key: { kind: KeyKind; hash: string } | null;
   /** The conversation a valid conversation token opens (publishable keys only), else null. */
   conversationId: string | null;
+  /** When that token expires (ms since the epoch): a subscription it opened ends then. */
+  tokenExpiresAt?: number;
 }
 
 /** What a principal may see, as a string: results shared between requests (dedup, events) are shared only by equals. */
@@ -89,14 +91,15 @@ export async function authenticate(
     key = { kind, hash };
   }
   let conversationId: string | null = null;
+  let tokenExpiresAt: number | undefined;
   if (credentials.conversationToken !== undefined) {
     // With a secret key (or the admin token) a token would open nothing more: refused rather than ignored.
     if (!product || key?.kind !== 'PUBLISHABLE') {
       throw new UnauthenticatedError('a conversation token is sent with the publishable key of its product');
     }
-    conversationId = verifyConversationToken(product, credentials.conversationToken);
+    ({ conversationId, expiresAt: tokenExpiresAt } = verifyConversationToken(product, credentials.conversationToken));
   }
-  return { product, isAdmin, key, conversationId };
+  return { product, isAdmin, key, conversationId, ...(tokenExpiresAt !== undefined ? { tokenExpiresAt } : {}) };
 }
 
 export function requireProduct(principal: Principal): Product {

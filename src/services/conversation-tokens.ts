@@ -65,7 +65,7 @@ export function issueConversationToken(product: Signer, conversationId: string, 
  * from before its publishable key was rotated) or expired. The MAC is compared
  * in constant time and before the expiry is looked at.
  */
-export function verifyConversationToken(product: Signer, token: string, now = Date.now()): string {
+export function verifyConversationToken(product: Signer, token: string, now = Date.now()): { conversationId: string; expiresAt: number } {
   const refused = (why: string) => new UnauthenticatedError(`invalid conversation token: ${why}`);
   if (!token.startsWith(CONVERSATION_TOKEN_PREFIX) || token.length !== TOKEN_LENGTH) throw refused('malformed');
   const raw = Buffer.from(token.slice(CONVERSATION_TOKEN_PREFIX.length), 'base64url');
@@ -75,7 +75,8 @@ export function verifyConversationToken(product: Signer, token: string, now = Da
   }
   const body = raw.subarray(0, BODY_BYTES);
   if (!timingSafeEqual(raw.subarray(BODY_BYTES), mac(product, body))) throw refused('not signed for this product');
-  if (body.readUInt32BE(UUID_BYTES) * 1000 <= now) throw refused('expired: start a new conversation');
+  const expiresAt = body.readUInt32BE(UUID_BYTES) * 1000;
+  if (expiresAt <= now) throw refused('expired: start a new conversation');
   const hex = body.subarray(0, UUID_BYTES).toString('hex');
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+  return { conversationId: `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`, expiresAt };
 }

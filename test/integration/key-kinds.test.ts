@@ -426,6 +426,26 @@ describeEachDatabase('publishable keys and conversation tokens', (variant) => {
       expect(event.data.conversationEvents.message.id).toBe(gid('Message', id));
     });
 
+    it('a subscription ends when the token that opened it expires (graphql-ws and SSE)', async () => {
+      // A quiet conversation of its own: no typing indicator of another test ends in it meanwhile.
+      const quiet = ok(await t.gql(START, { key: A.publishableKey, variables: { s: 'short-lived' } })).startConversation.id as string;
+      const product = await t.prisma.product.findUniqueOrThrow({ where: { id: A.id } });
+      const shortLived = issueConversationToken(product, uuidOf(quiet), 3_000);
+      const { client } = socket({ productKey: A.publishableKey, conversationToken: shortLived });
+      const overWs = subscribe(client, CONVERSATION_EVENTS, { id: quiet });
+      const sse = await openSse(port, { authorization: `Bearer ${A.publishableKey}`, 'x-conversation-token': shortLived }, {
+        query: CONVERSATION_EVENTS,
+        variables: { id: quiet },
+      });
+      const last = await sse.next(8_000);
+      sse.close();
+      expect(last.errors?.[0]?.extensions?.code, JSON.stringify(last)).toBe('UNAUTHENTICATED');
+      expect(last.errors?.[0]?.message).toMatch(/expired/);
+      await overWs.ended;
+      expect(JSON.stringify(overWs.errors)).toContain('UNAUTHENTICATED');
+      expect(overWs.results).toEqual([]);
+    });
+
     it('rotating the publishable key closes its sockets (4403), ends its tokens, and leaves the secret key’s sockets open', async () => {
       const p = await t.product('Rotating publishable');
       const started = ok(await t.gql(START, { key: p.publishableKey, variables: { s: 'r' } })).startConversation;
