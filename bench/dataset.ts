@@ -1,6 +1,6 @@
 import { encodeGlobalID } from '@pothos/plugin-relay';
 import type { PrismaClient } from '../src/infra/db.js';
-import { issueProductKey } from '../src/services/products.js';
+import { issueProductKey, newConversationTokenSecret } from '../src/services/products.js';
 
 /**
  * The bench dataset, written with set-based SQL (INSERT … SELECT over
@@ -77,6 +77,7 @@ export async function generateDataset(prisma: PrismaClient, size: DatasetSize): 
           name: `Bench product ${String(i + 1).padStart(2, '0')}`,
           keyPrefix: k.keyPrefix,
           keyHash: k.keyHash,
+          conversationTokenSecret: newConversationTokenSecret(),
           metadata: { bench: true },
         })),
       });

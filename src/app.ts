@@ -38,7 +38,7 @@ import { useHttpCache } from './plugins/http-cache.js';
 import { useResponseCache } from './plugins/response-cache.js';
 import { ResponseCache } from './infra/cache/response-cache.js';
 import { RESPONSE_TAGS } from './schema/response-tags.js';
-import type { Principal } from './services/auth.js';
+import { principalKey, type Principal } from './services/auth.js';
 import { tags } from './services/store.js';
 import { secretsEqual } from './services/products.js';
 import { usePrimaryForMutations } from './plugins/primary-for-mutations.js';
@@ -198,7 +198,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
       useAdmission({ maxConcurrent: config.limits.maxConcurrentOperations, onReject: () => metrics?.rejected('overloaded') }),
       useRequestDedup({ onJoin: () => cache.countDedupJoin() }),
       // A subscription event's result depends on the event, the operation and who asks: nothing else.
-      useEventContext<Context>(eventContext, (ctx) => `${ctx.product?.id ?? '-'}|${ctx.isAdmin}`),
+      useEventContext<Context>(eventContext, principalKey),
       useKeyRevocation(revocations),
       useOperationMetrics(metrics, slowOperationLog(log, config.observability.slowOperationMs)),
     ],
@@ -277,7 +277,11 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
 
   /** Authenticates, refusing at once an address that sent too many wrong credentials, and counting wrong ones. */
   async function authenticateLimited(credentials: Credentials, ip: string | undefined) {
-    const sent = credentials.productKey !== undefined || credentials.adminToken !== undefined || credentials.invalid !== undefined;
+    const sent =
+      credentials.productKey !== undefined ||
+      credentials.adminToken !== undefined ||
+      credentials.conversationToken !== undefined ||
+      credentials.invalid !== undefined;
     if (sent) await rateLimits.checkCredentialsAllowed(ip);
     try {
       return await authenticate(store, adminToken, credentials);

@@ -2,11 +2,13 @@ import SchemaBuilder from '@pothos/core';
 import DataloaderPlugin from '@pothos/plugin-dataloader';
 import PrismaPlugin from '@pothos/plugin-prisma';
 import RelayPlugin, { decodeGlobalID } from '@pothos/plugin-relay';
-import { BadUserInputError } from './errors.js';
+import ScopeAuthPlugin from '@pothos/plugin-scope-auth';
+import { BadUserInputError, ForbiddenError } from './errors.js';
 import ExposedColumnsPlugin from './schema/exposed-columns.js';
 import type { Context } from './context.js';
 import type PrismaTypes from './generated/pothos-prisma-types.js';
 import { getDatamodel } from './generated/pothos-prisma-types.js';
+import { authScopes, FULL_ACCESS, type AuthScopes } from './services/auth.js';
 import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from './services/validation.js';
 
 const NODE_TYPES = new Set(['Product', 'KnowledgeEntry', 'Conversation', 'Message', 'Feedback']);
@@ -14,6 +16,8 @@ const NODE_TYPES = new Set(['Product', 'KnowledgeEntry', 'Conversation', 'Messag
 export const builder = new SchemaBuilder<{
   Context: Context;
   PrismaTypes: PrismaTypes;
+  AuthScopes: AuthScopes;
+  DefaultAuthStrategy: 'any';
   DefaultFieldNullability: false;
   Scalars: {
     DateTime: { Input: Date; Output: Date | string };
@@ -22,12 +26,28 @@ export const builder = new SchemaBuilder<{
 }>({
   defaultFieldNullability: false,
   // ExposedColumnsPlugin wraps plugin-prisma's resolvers, so it comes first (see its file).
-  plugins: [ExposedColumnsPlugin, PrismaPlugin, RelayPlugin, DataloaderPlugin],
+  // Scope auth first: its checks run before any other plugin's wrapper (exposedColumns wraps plugin-prisma's resolvers).
+  plugins: [ScopeAuthPlugin, ExposedColumnsPlugin, PrismaPlugin, RelayPlugin, DataloaderPlugin],
+  scopeAuth: {
+    authScopes,
+    defaultStrategy: 'any',
+    // A subscription is refused when it starts, not at its first event.
+    authorizeOnSubscribe: true,
+    // Object types check their scopes once per object (isTypeOf), not once per field.
+    runScopesOnType: true,
+    unauthorizedError: () =>
+      new ForbiddenError(
+        'Not allowed with a publishable key: it may start a conversation and use the one its conversation token opens.',
+      ),
+  },
   relay: {
     clientMutationId: 'omit',
     cursorType: 'String',
     nodesOnConnection: true,
     // An id naming no node type is the client's mistake, not an internal error.
+    // Open to publishable keys: each node type's lookup (findUnique) only finds what the principal may see.
+    nodeQueryOptions: { skipTypeScopes: true, authScopes: { fullAccess: true, publishableKey: true } },
+    nodesQueryOptions: { skipTypeScopes: true, authScopes: { fullAccess: true, publishableKey: true } },
     decodeGlobalID: (globalID) => {
       let decoded: { typename: string; id: string } | undefined;
       try {
@@ -66,6 +86,7 @@ builder.scalarType('JSON', {
   parseValue: (value) => value,
 });
 
-builder.queryType({});
-builder.mutationType({});
-builder.subscriptionType({});
+// Fail closed: every root field is for full access unless it opens itself to publishable keys (skipTypeScopes).
+builder.queryType({ authScopes: FULL_ACCESS });
+builder.mutationType({ authScopes: FULL_ACCESS });
+builder.subscriptionType({ authScopes: FULL_ACCESS });

@@ -62,6 +62,7 @@ const envObject = z.object({
   PARLEY_RESPONSE_CACHE_TTL_S: wholeNumber(1, 86_400).default(60),
   PARLEY_RESPONSE_CACHE_MAX_MB: wholeNumber(1, 65_536).default(64),
   PARLEY_TYPING_TTL_MS: wholeNumber(100, 600_000).default(5_000),
+  PARLEY_CONVERSATION_TOKEN_TTL_DAYS: wholeNumber(1, 3_650).default(30),
   PARLEY_WS_KEEPALIVE_MS: wholeNumber(0, 600_000).default(12_000),
   PARLEY_ANSWER_ENGINE: z.enum(['local', 'openai']).default('local'),
   PARLEY_ANSWER_TTL_S: wholeNumber(1, 30 * 86_400).default(86_400),
@@ -195,6 +196,8 @@ export type Config = Readonly<{
     }>;
   }>;
   adminToken: string | undefined;
+  /** How long a conversation token (returned by startConversation, used with a publishable key) opens its conversation. */
+  conversationTokenTtlMs: number;
   /** Seed a demo product on an empty database. Off in production unless asked for. */
   demo: boolean;
   logLevel: 'debug' | 'info' | 'warn' | 'error' | 'silent';
@@ -315,6 +318,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       },
     },
     adminToken: e.PARLEY_ADMIN_TOKEN,
+    conversationTokenTtlMs: e.PARLEY_CONVERSATION_TOKEN_TTL_DAYS * 86_400_000,
     demo: e.PARLEY_DEMO ?? e.NODE_ENV !== 'production',
     logLevel: e.PARLEY_LOG_LEVEL,
     observability: { metrics: e.PARLEY_METRICS, metricsToken: e.PARLEY_METRICS_TOKEN, slowOperationMs: e.PARLEY_SLOW_MS },

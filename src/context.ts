@@ -5,7 +5,7 @@ import type { Logger } from './infra/log.js';
 import type { Metrics } from './infra/metrics.js';
 import { createLoaders, type Loaders } from './loaders/index.js';
 import type { Answers } from './services/answers/index.js';
-import type { Principal } from './services/auth.js';
+import type { Principal, ScopeContext } from './services/auth.js';
 import type { Replays } from './services/event-replay.js';
 import type { LiveEvents, ParleyPubSub } from './services/events.js';
 import type { KnowledgeSearch } from './services/knowledge.js';
@@ -33,12 +33,13 @@ export interface AppDeps {
   answers: Answers;
 }
 
-export interface Context extends Principal, Store {
+export interface Context extends ScopeContext {
   deps: AppDeps;
   prisma: PrismaClient;
   loaders: Loaders;
   /** The tags (and shortest TTL) of every cache policy this execution read: what a response cached whole depends on. */
   responseReads: { tags: string[]; ttlMs: number };
+  startedConversations: Set<string>;
 }
 
 /** Fresh loaders per request (and, for subscriptions, per event). */
@@ -48,7 +49,16 @@ export function createContext(deps: AppDeps, principal: Principal): Context {
     for (const tag of tags) if (!responseReads.tags.includes(tag)) responseReads.tags.push(tag);
     if (ttlMs < responseReads.ttlMs) responseReads.ttlMs = ttlMs;
   });
-  return { ...principal, deps, prisma: deps.db.prisma, cache, events: deps.events, loaders: createLoaders(deps.db.prisma, cache), responseReads };
+  return {
+    ...principal,
+    deps,
+    prisma: deps.db.prisma,
+    cache,
+    events: deps.events,
+    loaders: createLoaders(deps.db.prisma, cache),
+    responseReads,
+    startedConversations: new Set(),
+  };
 }
 
 const eventLoaders = new WeakMap<object, Loaders>();

@@ -48,7 +48,7 @@ const WITH_DEMO_KEY = `# Press the run button (or Ctrl-Enter) to read the demo
 # to the demo product.`;
 
 const WITHOUT_KEY = `# Put your product key in the Headers tab below:
-#   { "Authorization": "Bearer pk_live_…" }
+#   { "Authorization": "Bearer sk_live_…" }
 # then press the run button (or Ctrl-Enter) to read your
 # product: its knowledge base and its conversations.`;
 

@@ -37,7 +37,7 @@ export async function warmCache(deps: AppDeps, limit: number): Promise<WarmRepor
     const result = await execute({
       schema,
       document: WARM_DOCUMENT,
-      contextValue: createContext(deps, { product, isAdmin: false }),
+      contextValue: createContext(deps, { product, isAdmin: false, key: { kind: 'SECRET', hash: product.keyHash }, conversationId: null }),
     });
     if (result.errors?.length) deps.log.warn('cache warming failed for a product', { productId: product.id, error: result.errors[0]?.message });
   }

@@ -60,7 +60,7 @@ export function serveGraphqlWs(options: GraphqlWsOptions): GraphqlWs {
         const ip = clientIp(ctx.extra.request, config.http.trustProxy);
         // No credentials at all: 4401 Unauthorized (graphql-ws' close after `false` is then a no-op);
         // credentials that fail: graphql-ws' own 4403 Forbidden.
-        if (!credentials.productKey && !credentials.adminToken && credentials.invalid === undefined) {
+        if (!credentials.productKey && !credentials.adminToken && !credentials.conversationToken && credentials.invalid === undefined) {
           ctx.extra.socket.close(CloseCode.Unauthorized, 'Unauthorized');
           return false;
         }
@@ -167,5 +167,7 @@ function wsCredentials(params: Record<string, unknown>, request: IncomingMessage
   if (productKey) headers.set('x-product-key', productKey);
   const adminToken = fromParams('adminToken');
   if (adminToken) headers.set('x-admin-token', adminToken);
+  const conversationToken = fromParams('conversationToken');
+  if (conversationToken) headers.set('x-conversation-token', conversationToken);
   return credentialsFromHeaders(headers);
 }

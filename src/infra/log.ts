@@ -90,10 +90,10 @@ export function createLogger(level: Config['logLevel'], options: LoggerOptions =
 }
 
 // Field names whose value is a credential, whatever it looks like.
-const SECRET_FIELD = /^(authorization|x-product-key|x-admin-token|productkey|admintoken|token|key|password|secret|cookie)$/i;
-// pk_live_ + base64url (issued keys), adm_ + at least 8 characters (admin tokens are 24+),
-// sk- + 16 or more (an LLM provider's API key).
-const SECRET_SHAPES = /\b(pk_[a-z]+_)[A-Za-z0-9_-]{6,}|\b(adm_)[A-Za-z0-9_-]{8,}|\b(sk-)[A-Za-z0-9_-]{16,}/g;
+const SECRET_FIELD = /^(authorization|x-product-key|x-admin-token|x-conversation-token|productkey|admintoken|conversationtoken|token|key|password|secret|cookie)$/i;
+// sk_live_, pk_pub_ and pk_live_ + base64url (issued keys), ct_ + base64url (conversation tokens),
+// adm_ + at least 8 characters (admin tokens are 24+), sk- + 16 or more (an LLM provider's API key).
+const SECRET_SHAPES = /\b([ps]k_[a-z]+_)[A-Za-z0-9_-]{6,}|\b(ct_)[A-Za-z0-9_-]{16,}|\b(adm_)[A-Za-z0-9_-]{8,}|\b(sk-)[A-Za-z0-9_-]{16,}/g;
 // The password of a connection URL (postgresql://user:password@host).
 const URL_PASSWORD = /(\b[a-z][a-z0-9+.-]*:\/\/[^:/@\s]*:)[^@\s]+@/gi;
 
@@ -101,7 +101,7 @@ function masker(secrets: readonly string[]): (text: string) => string {
   const exact = secrets.filter((s) => s.length >= 8);
   return (text) => {
     let out = text
-      .replace(SECRET_SHAPES, (_all, pk?: string, adm?: string, sk?: string) => `${pk ?? adm ?? sk}[redacted]`)
+      .replace(SECRET_SHAPES, (_all, key?: string, ct?: string, adm?: string, sk?: string) => `${key ?? ct ?? adm ?? sk}[redacted]`)
       .replace(URL_PASSWORD, '$1[redacted]@');
     for (const secret of exact) if (out.includes(secret)) out = out.split(secret).join('[redacted]');
     return out;

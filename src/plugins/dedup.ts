@@ -1,6 +1,7 @@
 import { getOperationAST, print, type DocumentNode } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
 import type { Context } from '../context.js';
+import { principalKey } from '../services/auth.js';
 
 /**
  * Identical read operations in flight at the same time — same principal, same
@@ -19,7 +20,7 @@ export function useRequestDedup({ onJoin }: { onJoin?: () => void } = {}): Plugi
       const ctx = args.contextValue as Context;
       let text = printed.get(args.document);
       if (text === undefined) printed.set(args.document, (text = print(args.document)));
-      const principal = `${ctx.product?.id ?? '-'}|${ctx.isAdmin ? 'admin' : '-'}`;
+      const principal = principalKey(ctx);
       const key = `${principal}|${args.operationName ?? ''}|${JSON.stringify(args.variableValues ?? {})}|${text}`;
       setExecuteFn((executeArgs) => {
         const running = inflight.get(key);

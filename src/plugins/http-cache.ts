@@ -9,7 +9,7 @@ export interface HttpCacheOptions {
 /**
  * Queries over GET are cacheable by the client that asked (never by shared
  * caches: results depend on the caller's key): a successful result gets
- * `Cache-Control: private, max-age=N`, `Vary` on the credential headers, and a
+ * `Cache-Control: private, max-age=N`, `Vary` on the credential headers (the conversation token's too), and a
  * weak ETag of its JSON, so a client revalidating with If-None-Match gets an
  * empty 304 while the result has not changed. A result with errors, and every
  * POST, is `no-store`. Streams (SSE) are left alone.
@@ -57,7 +57,7 @@ export function useHttpCache({ maxAgeS = 0 }: HttpCacheOptions = {}): Plugin {
   function applyCaching(headers: Headers, etag: string): void {
     headers.set('etag', etag);
     headers.set('cache-control', cacheControl);
-    headers.append('vary', 'authorization, x-product-key, x-admin-token');
+    headers.append('vary', 'authorization, x-product-key, x-admin-token, x-conversation-token');
   }
 }
 

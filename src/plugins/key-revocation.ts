@@ -44,29 +44,60 @@ export class KeyRevocations {
 
 const KEY_TAG = 'productKey:';
 
-/** Ends the subscriptions of a product key when it is rotated: one last UNAUTHENTICATED error, then complete. */
+const ROTATED = 'This product key was rotated: subscribe again with the new key.';
+const EXPIRED = 'This conversation token expired: start a new conversation.';
+
+/**
+ * Ends the subscriptions of a product key when it is rotated, and those a conversation token
+ * opened when it expires: one last UNAUTHENTICATED error, then complete.
+ */
 export function useKeyRevocation(revocations: KeyRevocations): Plugin<Context> {
   return {
     onSubscribe({ args }) {
-      const keyHash = (args.contextValue as Context).product?.keyHash;
-      if (!keyHash) return;
+      // The hash of the key this request sent, of either kind (a publishable principal's row also holds the secret key's).
+      const { key, tokenExpiresAt } = args.contextValue as Context;
+      if (!key) return;
       return {
         onSubscribeResult({ result, setResult }) {
           if (!isAsyncIterable(result)) return;
-          setResult(endOnRevoke(result, (onRevoke) => revocations.watch(keyHash, onRevoke)));
+          setResult(
+            endOnRevoke(result, (onRevoke) => {
+              const unwatch = revocations.watch(key.hash, () => onRevoke(ROTATED));
+              const cancel = tokenExpiresAt === undefined ? undefined : at(tokenExpiresAt, () => onRevoke(EXPIRED));
+              return () => {
+                unwatch();
+                cancel?.();
+              };
+            }),
+          );
         },
       };
     },
   };
 }
 
+/** Longest delay setTimeout keeps (about 24.8 days); a longer one fires at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** Calls `run` at `time` (ms since the epoch), however far; returns the cancel function. */
+function at(time: number, run: () => void): () => void {
+  let timer: NodeJS.Timeout;
+  const schedule = () => {
+    const left = time - Date.now();
+    timer = left > MAX_TIMER_MS ? setTimeout(schedule, MAX_TIMER_MS) : setTimeout(run, Math.max(0, left));
+    timer.unref();
+  };
+  schedule();
+  return () => clearTimeout(timer);
+}
+
 function endOnRevoke(
   source: AsyncIterable<ExecutionResult>,
-  watch: (onRevoke: () => void) => () => void,
+  watch: (onRevoke: (message: string) => void) => () => void,
 ): AsyncIterableIterator<ExecutionResult> {
   const iterator = source[Symbol.asyncIterator]();
-  let revoke!: () => void;
-  const revoked = new Promise<void>((resolve) => (revoke = resolve));
+  let revoke!: (message: string) => void;
+  const revoked = new Promise<string>((resolve) => (revoke = resolve));
   const unwatch = watch(revoke);
   let ended = false;
   const end = async () => {
@@ -80,13 +111,10 @@ function endOnRevoke(
     },
     async next() {
       if (ended) return { done: true, value: undefined };
-      const next = await Promise.race([iterator.next(), revoked.then(() => 'revoked' as const)]);
-      if (next === 'revoked') {
+      const next = await Promise.race([iterator.next(), revoked.then((message) => ({ revoked: message }))]);
+      if ('revoked' in next) {
         await end();
-        return {
-          done: false,
-          value: { errors: [new GraphQLError('This product key was rotated: subscribe again with the new key.', { extensions: { code: 'UNAUTHENTICATED' } })] },
-        };
+        return { done: false, value: { errors: [new GraphQLError(next.revoked, { extensions: { code: 'UNAUTHENTICATED' } })] } };
       }
       if (next.done) {
         ended = true;

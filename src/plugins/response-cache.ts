@@ -111,7 +111,9 @@ export function useResponseCache(options: ResponseCacheOptions): Plugin<Context>
     const guessed = guess !== undefined ? entryOf(guess) : undefined;
     guessed?.read.catch(() => undefined);
     const principal = await principalOf(request, serverContext);
-    if (!principal.product || principal.isAdmin) return undefined;
+    // A publishable key's response depends on its conversation token and on checks (auth-scopes) that a
+    // stored response would skip: never looked up or stored, so no secret-key response can reach it.
+    if (!principal.product || principal.isAdmin || principal.key?.kind !== 'SECRET') return undefined;
     const productId = principal.product.id;
     if (productKey !== undefined) productOfKey.set(productKey, productId);
     const entry = guess === productId ? guessed! : entryOf(productId);

@@ -1,9 +1,11 @@
 import { builder } from '../builder.js';
+import { FULL_ACCESS } from '../services/auth.js';
 import type { AnswerModelStats as ModelStats, AnswerStats as Stats } from '../services/answers/stats.js';
 
 // Answer statistics of a product (`viewer.stats.answers`), kept in the database: every node, across restarts.
 
 const AnswerModelStats = builder.objectRef<ModelStats>('AnswerModelStats').implement({
+  authScopes: FULL_ACCESS,
   description: 'Replies of one engine and model, and the trouble its provider gave.',
   fields: (t) => ({
     engine: t.exposeString('engine', { description: '`local` or `openai`.' }),
@@ -19,6 +21,7 @@ const AnswerModelStats = builder.objectRef<ModelStats>('AnswerModelStats').imple
 });
 
 export const AnswerStats = builder.objectRef<Stats>('AnswerStats').implement({
+  authScopes: FULL_ACCESS,
   description: 'Assistant replies of the product since it exists.',
   fields: (t) => ({
     count: t.exposeInt('count'),

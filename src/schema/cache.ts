@@ -1,12 +1,13 @@
 import { builder } from '../builder.js';
 import type { CacheStat as Stat } from '../infra/cache/index.js';
-import { requireAdmin } from '../services/auth.js';
+import { FULL_ACCESS, requireAdmin } from '../services/auth.js';
 
 const CacheLayer = builder.enumType('CacheLayer', {
   values: { L1: { description: 'In this process' }, L2: { description: 'Redis, shared by every node' } } as const,
 });
 
 const CacheStat = builder.objectRef<Stat>('CacheStat').implement({
+  authScopes: FULL_ACCESS,
   description: 'Counters of one cache and layer on the node that answered, since it started.',
   fields: (t) => ({
     cache: t.exposeString('cache'),

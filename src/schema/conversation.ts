@@ -2,7 +2,10 @@ import { queryFromInfo } from '@pothos/plugin-prisma';
 import { builder } from '../builder.js';
 import { nodeId } from './exposed-columns.js';
 import type { Conversation as ConversationRow, Message as MessageRow, Prisma } from '../generated/prisma/client.js';
-import { requireProduct } from '../services/auth.js';
+import { conversationScopes, FULL_ACCESS, isPublishable, mayUseConversation, requireProduct } from '../services/auth.js';
+import { currentSigner, issueConversationToken } from '../services/conversation-tokens.js';
+import { idempotencyKey } from '../services/idempotency.js';
+import { sha256 } from '../services/products.js';
 import { listConversations, startConversation } from '../services/conversations.js';
 import { messageOrder } from '../services/messages.js';
 import { nodeUuid, parseGlobalId } from './ids.js';
@@ -11,6 +14,19 @@ import { cursorPlace, keysetConnection, pageSize, placeCursor, refuseMixedDirect
 
 /** Where a connection's node rows are in its selection, for plugin-prisma's planner (as its relatedConnection says it). */
 const MESSAGE_NODES = { getType: () => 'Message', paths: [[{ name: 'nodes' }], [{ name: 'edges' }, { name: 'node' }]] };
+
+const NO_ROW = '00000000-0000-0000-0000-000000000000';
+
+/**
+ * A publishable key's idempotency keys live apart from the secret key's (and are hashed: the
+ * length limit holds): one visitor cannot get a server's conversation, and its token, by replaying
+ * its key. A key the validator refuses is left for it to refuse.
+ */
+function publishableIdempotencyKey<I extends { idempotencyKey?: string | null }>(input: I): I {
+  const key = input.idempotencyKey;
+  if (!key || !idempotencyKey.safeParse(key).success) return input;
+  return { ...input, idempotencyKey: `pub:${sha256(key).slice(0, 40)}` };
+}
 
 const newestMessageFirst: Prisma.MessageOrderByWithRelationInput[] = [{ createdAt: 'desc' }, { id: 'desc' }];
 
@@ -40,8 +56,26 @@ export const Conversation = builder.prismaNode('Conversation', {
   id: nodeId('id'),
   select: { id: true },
   nullable: true,
-  findUnique: (id, ctx) => ({ id: nodeUuid(id, 'Conversation'), productId: requireProduct(ctx).id }),
+  // A publishable key finds only the conversation its token opens: any other is as missing as another product's.
+  findUnique: (id, ctx) => {
+    const uuid = nodeUuid(id, 'Conversation');
+    return { id: mayUseConversation(ctx, uuid) ? uuid : NO_ROW, productId: requireProduct(ctx).id };
+  },
+  authScopes: (conversation, ctx) => conversationScopes(ctx, conversation.id),
   fields: (t) => ({
+    conversationToken: t.string({
+      nullable: true,
+      description:
+        'Only in the response of startConversation (null elsewhere): the token that opens this conversation, and no other, to the ' +
+        "product's publishable key — send it as the x-conversation-token header (graphql-ws: connectionParams.conversationToken). " +
+        'It expires after PARLEY_CONVERSATION_TOKEN_TTL_DAYS and when the publishable key is rotated.',
+      resolve: async (conversation, _args, ctx) => {
+        if (!ctx.startedConversations.has(conversation.id)) return null;
+        const product = requireProduct(ctx);
+        const signer = isPublishable(ctx) ? product : await currentSigner(ctx, product.id);
+        return issueConversationToken(signer, conversation.id, ctx.deps.config.conversationTokenTtlMs);
+      },
+    }),
     sessionId: t.exposeString('sessionId', { description: 'Chosen by the widget, e.g. one per browser session.' }),
     title: t.exposeString('title', { nullable: true }),
     messageCount: t.exposeInt('messageCount'),
@@ -82,6 +116,8 @@ builder.queryFields((t) => ({
     type: 'Conversation',
     nullable: true,
     args: { id: t.arg.id({ required: true }) },
+    skipTypeScopes: true,
+    authScopes: (_root, args, ctx) => (isPublishable(ctx) ? { conversation: parseGlobalId(String(args.id), 'Conversation', 'id') } : FULL_ACCESS),
     resolve: (query, _root, args, ctx) => {
       const product = requireProduct(ctx);
       const id = parseGlobalId(String(args.id), 'Conversation', 'id');
@@ -118,8 +154,16 @@ builder.queryFields((t) => ({
 builder.mutationField('startConversation', (t) =>
   t.prismaField({
     type: 'Conversation',
+    description: 'Open to the publishable key: its conversationToken then opens this conversation to it.',
     args: { input: t.arg({ type: StartConversationInput, required: true }) },
-    resolve: (query, _root, { input }, ctx) => startConversation(ctx, requireProduct(ctx).id, input, query),
+    skipTypeScopes: true,
+    authScopes: { fullAccess: true, publishableKey: true },
+    resolve: async (query, _root, { input }, ctx) => {
+      const product = requireProduct(ctx);
+      const conversation = await startConversation(ctx, product.id, isPublishable(ctx) ? publishableIdempotencyKey(input) : input, query);
+      ctx.startedConversations.add(conversation.id);
+      return conversation;
+    },
   }),
 );
 

@@ -1,7 +1,7 @@
 import { encodeGlobalID } from '@pothos/plugin-relay';
 import { builder } from '../builder.js';
 import { NotFoundError } from '../errors.js';
-import { requireProduct } from '../services/auth.js';
+import { conversationScopes, requireProduct } from '../services/auth.js';
 import {
   conversationEvents,
   productFeedbackEvents,
@@ -78,6 +78,8 @@ builder.subscriptionFields((t) => ({
       'outage the messages and ratings stored meanwhile come, in order and once, before further live events; ' +
       'typing and reply pieces of that time are lost.',
     args: { conversationId: t.arg.id({ required: true }), after: t.arg.string() },
+    skipTypeScopes: true,
+    authScopes: (_root, args, ctx) => conversationScopes(ctx, parseGlobalId(String(args.conversationId), 'Conversation', 'conversationId')),
     subscribe: (_root, args, ctx) => {
       const product = requireProduct(ctx);
       const conversationId = parseGlobalId(String(args.conversationId), 'Conversation', 'conversationId');
@@ -107,6 +109,8 @@ builder.mutationField('setTyping', (t) =>
       'Send true again within PARLEY_TYPING_TTL_MS to keep it; without a refresh it ends by itself. ' +
       'False when live events are unavailable (Redis unreachable).',
     args: { input: t.arg({ type: SetTypingInput, required: true }) },
+    skipTypeScopes: true,
+    authScopes: (_root, { input }, ctx) => conversationScopes(ctx, parseGlobalId(String(input.conversationId), 'Conversation', 'input.conversationId')),
     resolve: (_root, { input }, ctx) => {
       const product = requireProduct(ctx);
       const conversationId = parseGlobalId(String(input.conversationId), 'Conversation', 'input.conversationId');

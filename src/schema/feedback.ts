@@ -1,18 +1,25 @@
 import { Rating as RatingValues } from '../generated/prisma/enums.js';
 import { builder } from '../builder.js';
 import { nodeId } from './exposed-columns.js';
-import { requireProduct } from '../services/auth.js';
+import { conversationScopes, FULL_ACCESS, isPublishable, openConversations, requireProduct } from '../services/auth.js';
 import { submitFeedback } from '../services/feedback.js';
 import { nodeUuid, parseGlobalId } from './ids.js';
 import { IDEMPOTENCY_KEY } from './message.js';
+
+const NO_ROW = '00000000-0000-0000-0000-000000000000';
 
 export const Rating = builder.enumType(RatingValues, { name: 'Rating' });
 
 export const Feedback = builder.prismaNode('Feedback', {
   id: nodeId('id'),
-  select: { id: true },
+  select: { id: true, conversationId: true },
   nullable: true,
-  findUnique: (id, ctx) => ({ id: nodeUuid(id, 'Feedback'), productId: requireProduct(ctx).id }),
+  findUnique: (id, ctx) => ({
+    id: nodeUuid(id, 'Feedback'),
+    productId: requireProduct(ctx).id,
+    ...(isPublishable(ctx) ? { conversationId: { in: openConversations(ctx) } } : {}),
+  }),
+  authScopes: (feedback, ctx) => conversationScopes(ctx, feedback.conversationId),
   fields: (t) => ({
     rating: t.expose('rating', { type: Rating }),
     comment: t.exposeString('comment', { nullable: true }),
@@ -35,10 +42,13 @@ builder.mutationField('submitFeedback', (t) =>
     type: 'Feedback',
     description: 'Rates an assistant reply; rating the same reply again replaces the earlier rating.',
     args: { input: t.arg({ type: SubmitFeedbackInput, required: true }) },
+    // A publishable key rates replies of its token's conversation only: another's message is NOT_FOUND, as a missing one.
+    skipTypeScopes: true,
+    authScopes: { ...FULL_ACCESS, conversationToken: true },
     resolve: (query, _root, { input }, ctx) => {
       const product = requireProduct(ctx);
       const messageId = parseGlobalId(String(input.messageId), 'Message', 'input.messageId');
-      return submitFeedback(ctx, product.id, messageId, input, query);
+      return submitFeedback(ctx, product.id, messageId, input, query, isPublishable(ctx) ? (ctx.conversationId ?? NO_ROW) : undefined);
     },
   }),
 );

@@ -1,6 +1,6 @@
 import { builder } from '../builder.js';
 import { nodeId } from './exposed-columns.js';
-import { requireProduct } from '../services/auth.js';
+import { isPublishable, requireProduct } from '../services/auth.js';
 import {
   addKnowledge,
   addKnowledgeBatch,
@@ -11,11 +11,14 @@ import {
 } from '../services/knowledge.js';
 import { nodeUuid, parseGlobalId } from './ids.js';
 
+const NO_ROW = '00000000-0000-0000-0000-000000000000';
+
 export const KnowledgeEntry = builder.prismaNode('KnowledgeEntry', {
   id: nodeId('id'),
   select: { id: true },
   nullable: true,
-  findUnique: (id, ctx) => ({ id: nodeUuid(id, 'KnowledgeEntry'), productId: requireProduct(ctx).id }),
+  // A publishable key reads entries only as the sources of its conversation's replies (or hits, if the product allows): never by id.
+  findUnique: (id, ctx) => ({ id: isPublishable(ctx) ? NO_ROW : nodeUuid(id, 'KnowledgeEntry'), productId: requireProduct(ctx).id }),
   fields: (t) => ({
     title: t.exposeString('title'),
     content: t.exposeString('content'),
@@ -67,6 +70,9 @@ builder.queryField('searchKnowledge', (t) =>
     type: [KnowledgeHit],
     description: "Full-text search over the calling product's knowledge, best match first.",
     args: { query: t.arg.string({ required: true }), first: t.arg.int({ defaultValue: 5 }) },
+    // Open to the publishable key only where the admin set publishableSearch on the product.
+    skipTypeScopes: true,
+    authScopes: { fullAccess: true, publishableSearch: true },
     resolve: (_root, args, ctx) => searchKnowledge(ctx, ctx.deps.knowledgeSearch, requireProduct(ctx).id, args),
   }),
 );

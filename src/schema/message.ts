@@ -5,7 +5,7 @@ import { builder } from '../builder.js';
 import { nodeId } from './exposed-columns.js';
 import { DatabaseUnavailableError } from '../errors.js';
 import { isDatabaseUnavailable } from '../infra/db.js';
-import { requireProduct } from '../services/auth.js';
+import { conversationScopes, isPublishable, openConversations, requireProduct } from '../services/auth.js';
 import { sendUserMessage } from '../services/messages.js';
 import { nodeUuid, parseGlobalId } from './ids.js';
 import './knowledge.js';
@@ -21,9 +21,15 @@ export const Message = builder.prismaNode('Message', {
   id: nodeId('id'),
   // sourceIds (a few uuids, empty for most messages) rides along so `sources` can be a
   // selection-aware prismaField batched by a loader instead of a per-row fallback query.
-  select: { id: true, sourceIds: true },
+  // conversationId: the scope check of every message (a publishable key sees those of its conversation only).
+  select: { id: true, sourceIds: true, conversationId: true },
   nullable: true,
-  findUnique: (id, ctx) => ({ id: nodeUuid(id, 'Message'), conversation: { productId: requireProduct(ctx).id } }),
+  findUnique: (id, ctx) => ({
+    id: nodeUuid(id, 'Message'),
+    conversation: { productId: requireProduct(ctx).id },
+    ...(isPublishable(ctx) ? { conversationId: { in: openConversations(ctx) } } : {}),
+  }),
+  authScopes: (message, ctx) => conversationScopes(ctx, message.conversationId),
   fields: (t) => ({
     role: t.expose('role', { type: MessageRole }),
     content: t.exposeString('content'),
@@ -102,6 +108,8 @@ builder.mutationField('sendMessage', (t) =>
       'Stores a USER message (counters and lastMessage move in the same statement) and produces the ASSISTANT reply: ' +
       'in the payload, or with stream: true as ReplyDelta events then MessageAdded.',
     args: { input: t.arg({ type: SendMessageInput, required: true }) },
+    skipTypeScopes: true,
+    authScopes: (_root, { input }, ctx) => conversationScopes(ctx, parseGlobalId(String(input.conversationId), 'Conversation', 'input.conversationId')),
     resolve: async (_root, { input }, ctx): Promise<Payload> => {
       const product = requireProduct(ctx);
       const conversationId = parseGlobalId(String(input.conversationId), 'Conversation', 'input.conversationId');

@@ -1,8 +1,8 @@
 import { builder } from '../builder.js';
 import { nodeId } from './exposed-columns.js';
-import { requireAdmin, requireProduct } from '../services/auth.js';
+import { FULL_ACCESS, isPublishable, requireAdmin, requireProduct } from '../services/auth.js';
 import { conversationOrder, sessionFilter } from '../services/conversations.js';
-import { createProduct, readViewer, rotateProductKey, type ProductStats as Stats } from '../services/products.js';
+import { createProduct, readViewer, rotateProductKey, updateProduct, type KeyKind as Kind, type ProductStats as Stats } from '../services/products.js';
 import { AnswerStats } from './answers.js';
 import { cursorUuid, nodeUuid, parseGlobalId } from './ids.js';
 
@@ -21,6 +21,7 @@ function ownCursor<W>(args: object, owned: (id: string) => W): W | Record<string
 export const ProductStats = builder.objectRef<Stats>('ProductStats');
 
 ProductStats.implement({
+  authScopes: FULL_ACCESS,
   fields: (t) => ({
     conversationCount: t.exposeInt('conversationCount'),
     messageCount: t.exposeInt('messageCount'),
@@ -36,13 +37,20 @@ export const Product = builder.prismaNode('Product', {
   nullable: true,
   // A product sees only itself; the admin sees every product; no credentials at all is UNAUTHENTICATED,
   // as for every other node type. The uuid is checked first, for the admin too (else Prisma fails on it).
+  // A publishable key never reads its product (names, key prefixes, stats, every conversation).
   findUnique: (id, ctx) => {
     const uuid = nodeUuid(id, 'Product').toLowerCase();
-    return { id: ctx.isAdmin || requireProduct(ctx).id === uuid ? uuid : NO_ROW };
+    return { id: ctx.isAdmin || (requireProduct(ctx).id === uuid && !isPublishable(ctx)) ? uuid : NO_ROW };
   },
+  authScopes: FULL_ACCESS,
   fields: (t) => ({
     name: t.exposeString('name'),
-    keyPrefix: t.exposeString('keyPrefix', { description: 'The first characters of the key, to tell keys apart.' }),
+    keyPrefix: t.exposeString('keyPrefix', { description: 'The first characters of the secret key, to tell keys apart.' }),
+    publishableKeyPrefix: t.exposeString('publishableKeyPrefix', {
+      nullable: true,
+      description: 'The first characters of the publishable key; null until the admin issues one (rotateProductKey kind: PUBLISHABLE).',
+    }),
+    publishableSearch: t.exposeBoolean('publishableSearch', { description: 'Whether searchKnowledge is open to the publishable key.' }),
     createdAt: t.expose('createdAt', { type: 'DateTime' }),
     metadata: t.expose('metadata', { type: 'JSON', description: 'Free-form settings of the product.' }),
     knowledge: t.relatedConnection('knowledge', {
@@ -73,10 +81,23 @@ export const Product = builder.prismaNode('Product', {
   }),
 });
 
-const ProductKeyPayload = builder.objectRef<{ key: string; productId: string }>('ProductKeyPayload').implement({
-  description: 'The key is shown once: only its hash is stored.',
+export const KeyKind = builder.enumType('KeyKind', {
+  values: {
+    SECRET: { description: 'For servers and dashboards: all of the product. Keys issued before publishable keys (pk_live_…) are secret keys.' },
+    PUBLISHABLE: { description: 'Safe in a web page: starts conversations and, with a conversation token, uses that one conversation.' },
+  } as const,
+});
+
+const ProductKeyPayload = builder.objectRef<{ key: string; kind: Kind; publishableKey?: string; productId: string }>('ProductKeyPayload').implement({
+  description: 'Keys are shown once: only their hashes are stored.',
   fields: (t) => ({
-    key: t.exposeString('key'),
+    key: t.exposeString('key', { description: 'The key issued: createProduct, the secret key; rotateProductKey, the key of the kind rotated.' }),
+    kind: t.field({ type: KeyKind, resolve: (payload) => payload.kind }),
+    publishableKey: t.string({
+      nullable: true,
+      description: 'createProduct: the publishable key (pk_pub_…), for web pages. Null from rotateProductKey.',
+      resolve: (payload) => payload.publishableKey ?? null,
+    }),
     product: t.prismaField({
       type: 'Product',
       resolve: (query, payload, _args, ctx) =>
@@ -107,25 +128,46 @@ const CreateProductInput = builder.inputType('CreateProductInput', {
   fields: (t) => ({ name: t.string({ required: true }) }),
 });
 
+const UpdateProductInput = builder.inputType('UpdateProductInput', {
+  fields: (t) => ({
+    id: t.id({ required: true }),
+    name: t.string(),
+    publishableSearch: t.boolean({ description: 'Open searchKnowledge to the publishable key (default false).' }),
+  }),
+});
+
 builder.mutationFields((t) => ({
   createProduct: t.field({
     type: ProductKeyPayload,
-    description: 'Admin: creates a product and returns its key (shown once).',
+    description: 'Admin: creates a product and returns its secret and publishable keys (shown once).',
     args: { input: t.arg({ type: CreateProductInput, required: true }) },
     resolve: async (_root, { input }, ctx) => {
       requireAdmin(ctx);
-      const { product, key } = await createProduct(ctx.prisma, input);
-      return { key, productId: product.id };
+      const { product, key, publishableKey } = await createProduct(ctx.prisma, input);
+      return { key, kind: 'SECRET' as const, publishableKey, productId: product.id };
     },
   }),
   rotateProductKey: t.field({
     type: ProductKeyPayload,
-    description: 'Admin: issues a new key; the old one stops working at once.',
-    args: { id: t.arg.id({ required: true }) },
+    description:
+      'Admin: issues a new key of one kind (default SECRET); the old one stops working at once, and what it opened ' +
+      '(sockets, subscriptions) ends. A new publishable key also ends every conversation token issued before.',
+    args: { id: t.arg.id({ required: true }), kind: t.arg({ type: KeyKind, defaultValue: 'SECRET', required: true }) },
     resolve: async (_root, args, ctx) => {
       requireAdmin(ctx);
-      const { product, key } = await rotateProductKey(ctx, parseGlobalId(String(args.id), 'Product', 'id'));
-      return { key, productId: product.id };
+      const { product, key } = await rotateProductKey(ctx, parseGlobalId(String(args.id), 'Product', 'id'), args.kind);
+      return { key, kind: args.kind, productId: product.id };
+    },
+  }),
+  updateProduct: t.prismaField({
+    type: 'Product',
+    description: "Admin: a product's name and settings.",
+    args: { input: t.arg({ type: UpdateProductInput, required: true }) },
+    resolve: async (query, _root, { input }, ctx) => {
+      requireAdmin(ctx);
+      const id = parseGlobalId(String(input.id), 'Product', 'input.id');
+      await updateProduct(ctx, id, { name: input.name ?? undefined, publishableSearch: input.publishableSearch ?? undefined });
+      return ctx.prisma.product.findUniqueOrThrow({ ...query, where: { id } });
     },
   }),
 }));

@@ -24,10 +24,12 @@ export async function submitFeedback(
   messageId: string,
   input: unknown,
   query: Query = {},
+  /** Set: only a reply of this conversation can be rated (a publishable key's token); another is NOT_FOUND. */
+  conversationId?: string,
 ) {
   const { rating, comment, idempotencyKey: key } = parseInput(submitInput, input) as { rating: Rating; comment?: string | null; idempotencyKey?: string | null };
   const message = await prisma.message.findFirst({
-    where: { id: messageId, conversation: { productId } },
+    where: { id: messageId, conversation: { productId }, ...(conversationId ? { conversationId } : {}) },
     select: { role: true, conversationId: true },
   });
   if (!message) throw new NotFoundError('Message');

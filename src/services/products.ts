@@ -8,8 +8,16 @@ import { tags, type Store } from './store.js';
 import type { Prisma, Product } from '../generated/prisma/client.js';
 import { limits, parseInput, text } from './validation.js';
 
-export const KEY_PREFIX = 'pk_live_';
-const KEY_PREFIX_SHOWN = KEY_PREFIX.length + 4;
+/** A product's two kinds of key. The kind is the column a key's hash is stored in, never its prefix. */
+export type KeyKind = 'SECRET' | 'PUBLISHABLE';
+
+/** Prefixes of keys issued now: no one can mistake one kind for the other, or either for a key issued before. */
+export const KEY_PREFIXES: Readonly<Record<KeyKind, string>> = { SECRET: 'sk_live_', PUBLISHABLE: 'pk_pub_' };
+/** Keys issued before publishable keys existed: still secret keys (the migration kept their hashes where they were). */
+export const LEGACY_KEY_PREFIX = 'pk_live_';
+const KNOWN_PREFIXES = [KEY_PREFIXES.SECRET, KEY_PREFIXES.PUBLISHABLE, LEGACY_KEY_PREFIX];
+/** What keyPrefix shows: the prefix and 4 random characters, to tell keys apart. */
+const RANDOM_SHOWN = 4;
 
 export interface IssuedKey {
   key: string;
@@ -22,13 +30,20 @@ export function sha256(value: string): string {
 }
 
 /** 192 random bits; only the prefix (for display) and the sha256 are stored. */
-export function issueProductKey(): IssuedKey {
-  const key = KEY_PREFIX + randomBytes(24).toString('base64url');
-  return { key, keyPrefix: key.slice(0, KEY_PREFIX_SHOWN), keyHash: sha256(key) };
+export function issueProductKey(kind: KeyKind = 'SECRET'): IssuedKey {
+  const prefix = KEY_PREFIXES[kind];
+  const key = prefix + randomBytes(24).toString('base64url');
+  return { key, keyPrefix: key.slice(0, prefix.length + RANDOM_SHOWN), keyHash: sha256(key) };
 }
 
+/** The HMAC key of a product's conversation tokens (256 bits, hex). */
+export function newConversationTokenSecret(): string {
+  return randomBytes(32).toString('hex');
+}
+
+/** A cheap gate before any lookup: the shape of some key Parley issued. Says nothing of its kind. */
 export function looksLikeProductKey(value: string): boolean {
-  return value.startsWith(KEY_PREFIX) && value.length <= 128;
+  return value.length <= 128 && KNOWN_PREFIXES.some((prefix) => value.startsWith(prefix));
 }
 
 /** Constant-time comparison of two secrets of any length. */
@@ -36,14 +51,25 @@ export function secretsEqual(a: string, b: string): boolean {
   return timingSafeEqual(createHash('sha256').update(a).digest(), createHash('sha256').update(b).digest());
 }
 
+/** The kind of the key with this hash, read from the column the product row holds it in. */
+export function keyKindOf(product: Product, keyHash: string): KeyKind | null {
+  if (product.keyHash === keyHash) return 'SECRET';
+  if (product.publishableKeyHash === keyHash) return 'PUBLISHABLE';
+  return null;
+}
+
+const byKeyHash = (keyHash: string) => ({ OR: [{ keyHash }, { publishableKeyHash: keyHash }] });
+
 /** Looked up by hash: the key itself never reaches the database. */
 export function findProductByKey(prisma: PrismaClient, key: string): Promise<Product | null> {
-  return prisma.product.findUnique({ where: { keyHash: sha256(key) } });
+  return prisma.product.findFirst({ where: byKeyHash(sha256(key)) });
 }
 
 /**
  * Runs on every request. Only found products are cached (a flood of random keys
- * must not push real entries out); rotating a key bumps its tag.
+ * must not push real entries out); rotating a key bumps its tag. One statement
+ * finds either kind (each column has its unique index); the caller tells the
+ * kind from the row (keyKindOf).
  */
 const productByKeyPolicy = cachePolicy<string>({
   name: 'productByKey',
@@ -58,13 +84,14 @@ export function findProductByKeyCached(store: Store, key: string): Promise<Produ
 }
 
 export function findProductByKeyHash({ prisma, cache }: Store, keyHash: string): Promise<Product | null> {
-  return cache.get(productByKeyPolicy, keyHash, () => prisma.product.findUnique({ where: { keyHash } }));
+  return cache.get(productByKeyPolicy, keyHash, () => prisma.product.findFirst({ where: byKeyHash(keyHash) }));
 }
 
 /** The products with the most recent conversation activity (then the newest), for cache warming. */
 export function mostActiveProducts(prisma: PrismaClient, limit: number): Promise<Product[]> {
   return prisma.$queryRawUnsafe<Product[]>(
-    `SELECT p.id::text AS id, p.name, p."keyPrefix", p."keyHash", p.metadata, p."createdAt"
+    `SELECT p.id::text AS id, p.name, p."keyPrefix", p."keyHash", p."publishableKeyPrefix", p."publishableKeyHash",
+            p."conversationTokenSecret", p."publishableSearch", p.metadata, p."createdAt"
        FROM "Product" p
        LEFT JOIN LATERAL (SELECT max("lastMessageAt") AS last FROM "Conversation" c WHERE c."productId" = p.id) a ON true
       ORDER BY a.last DESC NULLS LAST, p."createdAt" DESC
@@ -75,29 +102,87 @@ export function mostActiveProducts(prisma: PrismaClient, limit: number): Promise
 
 const createProductInput = z.object({ name: text(limits.productName) });
 
-export async function createProduct(prisma: PrismaClient, input: unknown): Promise<{ product: Product; key: string }> {
+/** A new product with both keys (each shown once) and the secret of its conversation tokens. */
+export async function createProduct(
+  prisma: PrismaClient,
+  input: unknown,
+): Promise<{ product: Product; key: string; publishableKey: string }> {
   const { name } = parseInput(createProductInput, input);
-  const { key, keyPrefix, keyHash } = issueProductKey();
-  const product = await prisma.product.create({ data: { name, keyPrefix, keyHash } });
-  return { product, key };
+  const secret = issueProductKey('SECRET');
+  const publishable = issueProductKey('PUBLISHABLE');
+  const product = await prisma.product.create({
+    data: {
+      name,
+      keyPrefix: secret.keyPrefix,
+      keyHash: secret.keyHash,
+      publishableKeyPrefix: publishable.keyPrefix,
+      publishableKeyHash: publishable.keyHash,
+      conversationTokenSecret: newConversationTokenSecret(),
+    },
+  });
+  return { product, key: secret.key, publishableKey: publishable.key };
 }
 
-export async function rotateProductKey({ prisma, cache }: Store, productId: string): Promise<{ product: Product; key: string }> {
-  const { key, keyPrefix, keyHash } = issueProductKey();
+/**
+ * Replaces one kind of key; the other keeps working. A new publishable key
+ * (also the first one of a product made before they existed) comes with a new
+ * conversation-token secret: every token handed out before stops with the key.
+ * The old key's cached lookup is dropped on every node, which also ends what
+ * it opened (plugins/key-revocation.ts).
+ */
+export async function rotateProductKey(
+  { prisma, cache }: Store,
+  productId: string,
+  kind: KeyKind = 'SECRET',
+): Promise<{ product: Product; key: string }> {
+  const { key, keyPrefix, keyHash } = issueProductKey(kind);
   // One statement that also hands back the old hash, whose cached lookup must go.
-  const [row] = await prisma.$queryRawUnsafe<{ oldHash: string }[]>(
-    `UPDATE "Product" p SET "keyPrefix" = $2, "keyHash" = $3
-       FROM (SELECT id, "keyHash" FROM "Product" WHERE id = $1::uuid FOR UPDATE) old
+  const set =
+    kind === 'SECRET'
+      ? `"keyPrefix" = $2, "keyHash" = $3`
+      : `"publishableKeyPrefix" = $2, "publishableKeyHash" = $3, "conversationTokenSecret" = $4`;
+  const column = kind === 'SECRET' ? '"keyHash"' : '"publishableKeyHash"';
+  const [row] = await prisma.$queryRawUnsafe<{ oldHash: string | null }[]>(
+    `UPDATE "Product" p SET ${set}
+       FROM (SELECT id, ${column} AS hash FROM "Product" WHERE id = $1::uuid FOR UPDATE) old
       WHERE p.id = old.id
-      RETURNING old."keyHash" AS "oldHash"`,
+      RETURNING old.hash AS "oldHash"`,
     productId,
     keyPrefix,
     keyHash,
+    ...(kind === 'SECRET' ? [] : [newConversationTokenSecret()]),
   );
   if (!row) throw new NotFoundError('Product');
-  await cache.invalidate([tags.productKey(row.oldHash), tags.product(productId)]);
+  await cache.invalidate([...(row.oldHash ? [tags.productKey(row.oldHash)] : []), tags.product(productId)]);
   const product = await prisma.product.findUniqueOrThrow({ where: { id: productId } });
   return { product, key };
+}
+
+/** Whether searchKnowledge is open to the product's publishable key, until the admin changes it. */
+const publishableSearchPolicy = cachePolicy<string>({
+  name: 'publishableSearch',
+  ttlMs: 5 * 60_000,
+  scope: (productId) => productId,
+  tags: (productId) => [tags.product(productId)],
+});
+
+export function publishableSearchAllowed({ prisma, cache }: Store, productId: string): Promise<boolean> {
+  return cache.get(publishableSearchPolicy, productId, async () =>
+    (await prisma.product.findUnique({ where: { id: productId }, select: { publishableSearch: true } }))?.publishableSearch === true,
+  );
+}
+
+const updateProductInput = z.object({ name: text(limits.productName).optional(), publishableSearch: z.boolean().optional() });
+
+/** Admin: a product's name and settings. */
+export async function updateProduct({ prisma, cache }: Store, productId: string, input: unknown): Promise<Product> {
+  const data = parseInput(updateProductInput, input);
+  const product = await prisma.product.update({ where: { id: productId }, data }).catch((error: { code?: string }) => {
+    if (error.code === 'P2025') throw new NotFoundError('Product');
+    throw error;
+  });
+  await cache.invalidate([tags.product(productId)]);
+  return product;
 }
 
 /** Tags of a cached Prisma read, from the relations its selection reaches into. */

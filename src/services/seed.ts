@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { PrismaClient } from '../infra/db.js';
 import { insertMessage } from './messages.js';
-import { findProductByKey, issueProductKey } from './products.js';
+import { findProductByKey, issueProductKey, newConversationTokenSecret } from './products.js';
 
 export interface DemoSeed {
   productId: string;
@@ -49,7 +49,13 @@ export async function seedDemo(prisma: PrismaClient, dataDir: string): Promise<D
     if ((await tx.product.count()) > 0) return null;
     const issued = issueProductKey();
     const product = await tx.product.create({
-      data: { name: 'Demo shop assistant', keyPrefix: issued.keyPrefix, keyHash: issued.keyHash, metadata: { demo: true } },
+      data: {
+        name: 'Demo shop assistant',
+        keyPrefix: issued.keyPrefix,
+        keyHash: issued.keyHash,
+        conversationTokenSecret: newConversationTokenSecret(),
+        metadata: { demo: true },
+      },
     });
     await tx.knowledgeEntry.createMany({ data: knowledge.map((k) => ({ ...k, productId: product.id })) });
     const conversation = await tx.conversation.create({

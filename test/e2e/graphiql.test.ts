@@ -110,7 +110,7 @@ describe('GraphiQL in headless Chromium', () => {
       PARLEY_METRICS: 'false',
     });
     app = await buildApp(config);
-    expect(app.demo?.key).toMatch(/^pk_live_/);
+    expect(app.demo?.key).toMatch(/^sk_live_/);
     key = app.demo!.key!;
     const { port } = await app.start(0, '127.0.0.1');
     base = `http://127.0.0.1:${port}`;
@@ -321,7 +321,7 @@ describe('GraphiQL page and assets (no browser)', () => {
     const config = loadConfig({ NODE_ENV: 'production', PARLEY_DATA_DIR: dataDir, PARLEY_DEMO: 'true', PARLEY_LOG_LEVEL: 'silent', PARLEY_METRICS: 'false' });
     const app = await buildApp(config, { db });
     try {
-      expect(app.demo?.key).toMatch(/^pk_live_/);
+      expect(app.demo?.key).toMatch(/^sk_live_/);
       const page = await app.yoga.fetch('http://parley.test/graphql', { headers: { accept: 'text/html' } });
       const body = await page.text();
       expect(body).not.toMatch(/graphiql/i);

@@ -127,7 +127,7 @@ const VIEWER = /* GraphQL */ `{
 
 function banner(stdout: string) {
   return {
-    demoKey: /Demo product key: (pk_live_[\w-]+)/.exec(stdout)?.[1],
+    demoKey: /Demo product key: (sk_live_[\w-]+)/.exec(stdout)?.[1],
     adminToken: /Admin token: (adm_[\w-]+)/.exec(stdout)?.[1],
   };
 }
@@ -145,7 +145,7 @@ async function firstRunThenRestart(label: string, env: Record<string, string>): 
   );
   const out = first.stdout();
   const { demoKey, adminToken } = banner(out);
-  expect(demoKey, out).toMatch(/^pk_live_[\w-]{20,}$/);
+  expect(demoKey, out).toMatch(/^sk_live_[\w-]{20,}$/);
   expect(adminToken, out).toMatch(/^adm_[\w-]{20,}$/);
   expect(out).toContain(`http://localhost:${first.port}/graphql`);
   expect(out).toContain(`curl -s http://localhost:${first.port}/graphql`);

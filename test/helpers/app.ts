@@ -37,8 +37,8 @@ export interface TestApp {
   store: Store;
   logged: { level: string; msg: string; fields?: Record<string, unknown> }[];
   gql<T = any>(query: string, options?: RequestOptions): Promise<GqlResult<T>>;
-  /** Creates a product through the service; returns its database id and key. */
-  product(name?: string): Promise<{ id: string; key: string }>;
+  /** Creates a product through the service; returns its database id, secret key and publishable key. */
+  product(name?: string): Promise<{ id: string; key: string; publishableKey: string }>;
   dispose(): Promise<void>;
 }
 
@@ -97,8 +97,8 @@ export async function createTestApp(
       return { status: response.status, data: result.data, errors: result.errors, sql: scope.log ?? [] };
     },
     product: async (name = 'Test product') => {
-      const { product, key } = await createProduct(prisma, { name });
-      return { id: product.id, key };
+      const { product, key, publishableKey } = await createProduct(prisma, { name });
+      return { id: product.id, key, publishableKey };
     },
     dispose: async () => {
       await app.stop();

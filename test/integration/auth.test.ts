@@ -15,7 +15,8 @@ import { issueProductKey } from '../../src/services/products.js';
 // - an admin field without the admin token        -> FORBIDDEN (403), also when a valid product key is sent
 // - a wrong admin token                           -> UNAUTHENTICATED (401): it never grants anything
 
-const KEY_PREFIX = 'pk_live_';
+/** New secret keys (issue 16); keys issued before, pk_live_…, are secret keys too (key-kinds.test.ts). */
+const KEY_PREFIX = 'sk_live_';
 const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
 
 const VIEWER = /* GraphQL */ `{ viewer { id name keyPrefix } }`;
@@ -102,11 +103,13 @@ describeEachDatabase('authentication', (variant) => {
       expectUnauthenticated(await t.gql(`{ __typename }`, { key: 'garbage' }));
     });
 
-    it('a well-formed but unknown pk_live_ key is refused with 401', async () => {
+    it('a well-formed but unknown key of either kind, or of the format issued before, is refused with 401', async () => {
       const unknown = issueProductKey().key;
-      expect(unknown).toMatch(/^pk_live_/);
-      expectUnauthenticated(await t.gql(VIEWER, { key: unknown }));
-      expectUnauthenticated(await t.gql(VIEWER, { headers: { 'x-product-key': unknown } }));
+      expect(unknown).toMatch(/^sk_live_/);
+      for (const key of [unknown, issueProductKey('PUBLISHABLE').key, 'pk_live_' + unknown.slice(KEY_PREFIX.length)]) {
+        expectUnauthenticated(await t.gql(VIEWER, { key }));
+        expectUnauthenticated(await t.gql(VIEWER, { headers: { 'x-product-key': key } }));
+      }
       // The bare prefix, a truncated key, a key with a character more, and a very long key.
       for (const near of [KEY_PREFIX, a.key.slice(0, -1), a.key + 'A', a.key + a.key, KEY_PREFIX + 'A'.repeat(5000)]) {
         expectUnauthenticated(await t.gql(VIEWER, { key: near }));
@@ -262,7 +265,7 @@ describeEachDatabase('authentication', (variant) => {
       id = Buffer.from(created.product.id, 'base64').toString().split(':')[1]!;
     });
 
-    it('returns a pk_live_ key with at least 128 random bits that works immediately', async () => {
+    it('returns an sk_live_ key with at least 128 random bits that works immediately', async () => {
       expect(created.key.startsWith(KEY_PREFIX)).toBe(true);
       const random = created.key.slice(KEY_PREFIX.length);
       // base64url: 6 bits a character.

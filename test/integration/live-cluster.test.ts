@@ -116,6 +116,38 @@ describe.skipIf(!postgres.available || !redisUrl)('several nodes on one Redis an
     sse.close();
   });
 
+  it('a rotated publishable key closes its sockets (4403) on every node; the secret key’s stay open (issue 16)', async () => {
+    const p = await a.product('Rotated publishable');
+    const headers = { 'content-type': 'application/json', authorization: `Bearer ${p.publishableKey}` };
+    const response = await a.app.yoga.fetch('http://parley.test/graphql', {
+      method: 'POST',
+      headers,
+      body: JSON.stringify({ query: `mutation { startConversation(input: { sessionId: "widget" }) { id conversationToken } }` }),
+    });
+    const started = ((await response.json()) as { data: any }).data.startConversation;
+    const params = { productKey: p.publishableKey, conversationToken: started.conversationToken };
+    const onA = liveClient(wsA, { connectionParams: params });
+    const onB = liveClient(wsB, { connectionParams: params });
+    const secretOnB = liveClient(wsB, { connectionParams: { productKey: p.key } });
+    const before = [a.app, b].map((app) => app.deps.pubsub.stats().subscribed);
+    subscribe(onA.client, CONVERSATION_EVENTS, { id: started.id });
+    subscribe(onB.client, CONVERSATION_EVENTS, { id: started.id });
+    const kept = subscribe(secretOnB.client, CONVERSATION_EVENTS, { id: started.id });
+    await listening(a.app, before[0]! + 1);
+    await listening(b, before[1]! + 2);
+
+    const rotate = await a.app.yoga.fetch('http://parley.test/graphql', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-admin-token': TEST_ADMIN_TOKEN },
+      body: JSON.stringify({ query: `mutation($id: ID!) { rotateProductKey(id: $id, kind: PUBLISHABLE) { key } }`, variables: { id: gid('Product', p.id) } }),
+    });
+    expect(((await rotate.json()) as { errors?: unknown }).errors).toBeUndefined();
+    await eventually(() => onA.closed.length > 0 && onB.closed.length > 0, 'both publishable sockets closed');
+    expect([onA.closed[0]!.code, onB.closed[0]!.code]).toEqual([4403, 4403]);
+    expect(secretOnB.closed).toEqual([]);
+    expect(kept.errors).toEqual([]);
+  });
+
   it('both nodes use Redis for events', () => {
     expect([a.app.deps.pubsub.kind, b.deps.pubsub.kind]).toEqual(['redis', 'redis']);
   });

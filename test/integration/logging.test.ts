@@ -108,6 +108,19 @@ describe('logs', () => {
     expect(out.text()).not.toContain(productKey);
   });
 
+  it('masks both kinds of key and conversation tokens, and the token header whole', () => {
+    const out = capture();
+    const log = createLogger('debug', { destination: out.stream });
+    const secret = 'sk_live_AbCdEfGhIjKlMnOpQrStUvWxYz012345';
+    const publishable = 'pk_pub_AbCdEfGhIjKlMnOpQrStUvWxYz012345';
+    const token = 'ct_AZFqD0nVcXCAgR2mJzq1VQBmU3xpkM6bQ0F3sX1p8RU2XH8Ae4fGq4zLwE5VaL0hdWy';
+    log.warn(`keys ${secret} ${publishable} token ${token}`, { 'x-conversation-token': token, conversationToken: token });
+    const line = out.lines()[0];
+    expect(line.msg).toBe('keys sk_live_[redacted] pk_pub_[redacted] token ct_[redacted]');
+    expect(line).toMatchObject({ 'x-conversation-token': '[redacted]', conversationToken: '[redacted]' });
+    for (const value of [secret, publishable, token]) expect(out.text()).not.toContain(value.slice(8));
+  });
+
   it('masks keys, tokens and URL passwords in messages, fields and errors; credential fields whole', () => {
     const out = capture();
     const log = createLogger('debug', { destination: out.stream, secrets: ['custom-secret-value'] });
