@@ -159,8 +159,14 @@ export function createAnswers({ config, store, search, typing, log, metrics, ran
     let typingNow: { stop(): Promise<void> } | undefined;
     try {
       const answer = await store.cache.get<typeof key, CachedAnswer>(policy, key, async () => {
-        typingNow = await typing.assistantTyping(conversationId);
-        const passages = await search.rank(product.id, question, PASSAGES);
+        // Typing is announced while the knowledge is ranked, not before: the answer does not wait on Redis.
+        const typingStarted = typing.assistantTyping(conversationId);
+        let passages: Awaited<ReturnType<typeof search.rank>>;
+        try {
+          passages = await search.rank(product.id, question, PASSAGES);
+        } finally {
+          typingNow = await typingStarted;
+        }
         generated = await engine.answer({
           question,
           product,
