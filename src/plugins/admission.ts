@@ -55,7 +55,13 @@ export function useAdmission({ maxConcurrent, retryAfterS = 1, onReject }: Admis
         running += 1;
         const release = () => void (running -= 1);
         try {
-          return Promise.resolve(executeFn(args)).finally(release) as ReturnType<typeof executeFn>;
+          const result = executeFn(args);
+          // A result that is already there (every field answered at once) is not turned into a promise.
+          if (!(result && typeof (result as PromiseLike<unknown>).then === 'function')) {
+            release();
+            return result;
+          }
+          return Promise.resolve(result).finally(release) as ReturnType<typeof executeFn>;
         } catch (error) {
           release();
           throw error;
