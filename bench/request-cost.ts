@@ -25,7 +25,7 @@ import { DOCUMENTS } from './scenarios.js';
  * does for its servers: graphql-js reads it once at load, and outside
  * production its type checks take a slower path.
  *
- *   npm run bench:cost -- [--requests 200] [--postgres] [--only sendMessage] [--profile dir] [--env NAME=VALUE …]
+ *   npm run bench:cost -- [--requests 200] [--postgres] [--only sendMessage] [--profile dir] [--show-sql] [--env NAME=VALUE …]
  *   npm run bench:cost -- --postgres --only cursor --env PARLEY_RESPONSE_CACHE=false --profile /tmp/p   (a miss)
  */
 
@@ -38,6 +38,8 @@ const { values } = parseArgs({
     only: { type: 'string' },
     /** Writes a V8 CPU profile of the measured requests of each kind into this directory. */
     profile: { type: 'string' },
+    /** Prints the SQL text of one request of each kind. */
+    'show-sql': { type: 'boolean', default: false },
   },
 });
 const requests = Number(values.requests);
@@ -89,8 +91,8 @@ const kinds: Record<string, () => { query: string; variables?: Record<string, un
   }),
 };
 
-const one = async (request: { query: string; variables?: Record<string, unknown> }) => {
-  const scope = newSqlScope();
+const one = async (request: { query: string; variables?: Record<string, unknown> }, showSql = false) => {
+  const scope = newSqlScope(showSql);
   const res = await runInSqlScope(scope, () =>
     app.yoga.fetch(
       'http://parley.local/graphql',
@@ -100,6 +102,7 @@ const one = async (request: { query: string; variables?: Record<string, unknown>
   );
   const text = await res.text();
   if (res.status !== 200 || text.includes('"errors"')) throw new Error(text.slice(0, 300));
+  for (const sql of scope.log ?? []) process.stdout.write(`${sql}\n\n`);
   return scope.statements;
 };
 
@@ -121,7 +124,7 @@ const counter = countRedisCommands();
 const rows: { kind: string; commands: number; roundTrips: number; sql: number; cpuUs: number; byCommand: RedisTally['byCommand'] }[] = [];
 for (const [kind, make] of Object.entries(kinds).filter(([kind]) => !values.only || kind.includes(values.only))) {
   // Warm: caches filled, scripts loaded, leases taken.
-  for (let i = 0; i < 20; i++) await one(make());
+  for (let i = 0; i < 20; i++) await one(make(), values['show-sql'] && i === 19);
   await new Promise((resolve) => setTimeout(resolve, 50));
   counter.reset();
   let sql = 0;

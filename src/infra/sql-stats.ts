@@ -12,12 +12,14 @@ export interface SqlScope {
   durationMs: number;
   /** Filled only when a test asks for the text of the statements. */
   log?: string[];
+  /** The arguments of each statement in `log`, as the driver adapter got them. */
+  args?: unknown[][];
 }
 
 const storage = new AsyncLocalStorage<SqlScope>();
 
 export function newSqlScope(recordText = false): SqlScope {
-  return recordText ? { statements: 0, durationMs: 0, log: [] } : { statements: 0, durationMs: 0 };
+  return recordText ? { statements: 0, durationMs: 0, log: [], args: [] } : { statements: 0, durationMs: 0 };
 }
 
 export function runInSqlScope<T>(scope: SqlScope, fn: () => T): T {
@@ -38,6 +40,7 @@ async function counted<T>(query: SqlQuery, run: () => Promise<T>): Promise<T> {
     scope.statements += 1;
     scope.durationMs += performance.now() - started;
     scope.log?.push(query.sql);
+    scope.args?.push(query.args);
   }
 }
 

@@ -19,6 +19,8 @@ export interface GqlResult<T = any> {
   errors: { message: string; path?: (string | number)[]; extensions?: Record<string, any> }[] | undefined;
   /** SQL statements this request sent to the database. */
   sql: string[];
+  /** The arguments of each of `sql`. */
+  sqlArgs: unknown[][];
 }
 
 export interface RequestOptions {
@@ -94,7 +96,7 @@ export async function createTestApp(
       const scope = newSqlScope(true);
       const response = await runInSqlScope(scope, () => app.yoga.fetch('http://parley.test/graphql', { method: 'POST', headers, body }));
       const result = (await response.json()) as { data: any; errors?: GqlResult['errors'] };
-      return { status: response.status, data: result.data, errors: result.errors, sql: scope.log ?? [] };
+      return { status: response.status, data: result.data, errors: result.errors, sql: scope.log ?? [], sqlArgs: scope.args ?? [] };
     },
     product: async (name = 'Test product') => {
       const { product, key, publishableKey } = await createProduct(prisma, { name });

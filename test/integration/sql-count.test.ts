@@ -150,6 +150,31 @@ describeEachDatabase('SQL statements per nested query', (variant) => {
     expect(old.sql.length).toBeLessThanOrEqual(4);
   });
 
+  it('reads a cursor page of conversations and their messages in index order: no sort, no row beyond the page', async () => {
+    const all = await cold(NESTED_PAGE, { key, variables: { first: 25 } });
+    const edges = all.data.conversations.edges;
+    const plans: string[] = [];
+    for (const variables of [{ first: 5, after: edges[5].cursor }, { last: 5, before: edges[15].cursor }]) {
+      const page = await cold(NESTED_PAGE, { key, variables });
+      const at = page.sql.findIndex((sql) => sql.includes('"Conversation_messages"'));
+      expect(at).toBeGreaterThanOrEqual(0);
+      // The plan PostgreSQL would pick for a product with many conversations: an index scan, the only way to
+      // avoid reading and sorting them all. A page order no index yields shows as a Sort node.
+      const plan = await t.prisma.$transaction(async (tx) => {
+        await tx.$executeRawUnsafe('SET LOCAL enable_seqscan = off');
+        await tx.$executeRawUnsafe('SET LOCAL enable_bitmapscan = off');
+        const rows = await tx.$queryRawUnsafe<{ 'QUERY PLAN': unknown }[]>(`EXPLAIN (FORMAT JSON) ${page.sql[at]}`, ...page.sqlArgs[at]!);
+        return JSON.stringify(rows[0]!['QUERY PLAN']);
+      });
+      plans.push(plan);
+    }
+    for (const plan of plans) {
+      expect(plan).not.toMatch(/"Node Type":"(Sort|Incremental Sort)"/);
+      expect(plan).toContain('Conversation_productId_lastMessageAt_id_idx');
+      expect(plan).toContain('Message_conversationId_createdAt_id_idx');
+    }
+  });
+
   it('answers a repeated nested read from the cache without any statement', async () => {
     const first = await cold(NESTED, { key, variables: { n: 20 } });
     const again = await t.gql(NESTED, { key, variables: { n: 20 } });
