@@ -1,6 +1,6 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { appendFileSync, chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { appendFileSync, chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -235,6 +235,82 @@ export async function startRedis(): Promise<Throwaway> {
   };
   await start();
   return { url: `redis://127.0.0.1:${port}`, start, stop, dispose: stop };
+}
+
+export interface SentinelGroup extends Throwaway {
+  /** Where the sentinels say the master is now (host:port). */
+  master(): Promise<string>;
+  /** Kills the current master's process (SIGKILL), as a crashed machine would. */
+  killMaster(): Promise<string>;
+}
+
+/**
+ * A Redis master with one replica, watched by three sentinels (quorum 2) that
+ * declare it down after 500 ms: for failover tests. The URL is Parley's
+ * Sentinel form, redis+sentinel://…/parley.
+ */
+export async function startRedisSentinel(): Promise<SentinelGroup> {
+  const bin = findRedisServer();
+  if (!bin) throw new Error('redis-server not found');
+  const dir = mkdtempSync(join(tmpdir(), 'parley-sentinel-'));
+  const children = new Map<number, ChildProcess>();
+  const spawnRedis = async (port: number, args: string[]) => {
+    const child = spawn(bin, args, { stdio: 'ignore', cwd: dir });
+    children.set(port, child);
+    await waitForPort(port);
+  };
+  const [masterPort, replicaPort, ...sentinelPorts] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort()]);
+  const plain = ['--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'];
+  await spawnRedis(masterPort!, ['--port', String(masterPort), ...plain]);
+  await spawnRedis(replicaPort!, ['--port', String(replicaPort), ...plain, '--replicaof', '127.0.0.1', String(masterPort)]);
+  for (const port of sentinelPorts) {
+    const file = join(dir, `sentinel-${port}.conf`);
+    writeFileSync(
+      file,
+      [
+        `port ${port}`,
+        'bind 127.0.0.1',
+        `dir ${dir}`,
+        `sentinel monitor parley 127.0.0.1 ${masterPort} 2`,
+        'sentinel down-after-milliseconds parley 500',
+        'sentinel failover-timeout parley 5000',
+        'sentinel parallel-syncs parley 1',
+        '',
+      ].join('\n'),
+    );
+    await spawnRedis(port, [file, '--sentinel']);
+  }
+  const ask = async (): Promise<string> => {
+    for (const port of sentinelPorts) {
+      const reply = spawnSync('redis-cli', ['-p', String(port), '--raw', 'SENTINEL', 'get-master-addr-by-name', 'parley'], { encoding: 'utf8' });
+      const [host, p] = reply.stdout.trim().split('\n');
+      if (reply.status === 0 && host && p) return `${host}:${p}`;
+    }
+    throw new Error('no sentinel answered');
+  };
+  const kill = async (port: number) => {
+    const child = children.get(port);
+    children.delete(port);
+    if (!child || child.exitCode !== null) return;
+    await new Promise<void>((resolve) => {
+      child.once('exit', () => resolve());
+      child.kill('SIGKILL');
+    });
+  };
+  const dispose = async () => {
+    await Promise.all([...children.keys()].map(kill));
+    rmSync(dir, { recursive: true, force: true });
+  };
+  return {
+    url: `redis+sentinel://${sentinelPorts.map((p) => `127.0.0.1:${p}`).join(',')}/parley`,
+    master: ask,
+    killMaster: async () => {
+      const master = await ask();
+      await kill(Number(master.split(':')[1]));
+      return master;
+    },
+    dispose,
+  };
 }
 
 /** Rejects when `promise` has not settled within `ms`, naming `what`: every wait is bounded. */

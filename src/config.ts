@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { parseSentinelUrl } from './infra/redis.js';
 
 // The only reader of process.env. Every variable is documented in .env.example.
 
@@ -14,10 +15,16 @@ const wholeNumber = (min: number, max: number) =>
     .transform(Number)
     .pipe(z.number().int().min(min).max(max));
 
-const redisUrl = z
-  .string()
-  .url()
-  .refine((v) => /^rediss?:\/\//.test(v), 'must be a redis:// or rediss:// URL');
+const redisUrl = z.string().superRefine((v, ctx) => {
+  try {
+    // One Redis (redis://, rediss://) or a master watched by Sentinel (redis+sentinel://…, see src/infra/redis.ts).
+    if (parseSentinelUrl(v)) return;
+    if (/^rediss?:\/\//.test(v) && new URL(v)) return;
+    ctx.addIssue({ code: 'custom', message: 'must be a redis://, rediss:// or redis+sentinel:// URL' });
+  } catch (error) {
+    ctx.addIssue({ code: 'custom', message: error instanceof TypeError ? 'must be a redis://, rediss:// or redis+sentinel:// URL' : (error as Error).message });
+  }
+});
 
 const postgresUrl = z
   .string()

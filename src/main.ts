@@ -2,15 +2,11 @@ import { readFileSync } from 'node:fs';
 import { buildApp, type App } from './app.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { configSecrets, createLogger } from './infra/log.js';
+import { describeRedisUrl } from './infra/redis.js';
 
 const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
 /** `host:port` of a connection URL: never its credentials. */
-function hostOf(url: string): string {
-  const { hostname, port } = new URL(url);
-  return `${hostname}:${port || 6379}`;
-}
-
 const started = performance.now();
 let config;
 try {
@@ -69,7 +65,7 @@ async function serve(app: App, config: Config): Promise<void> {
     version: VERSION,
     url,
     database: app.deps.db.description,
-    redis: config.redis.url ? hostOf(config.redis.url) : 'in-process',
+    redis: config.redis.url ? describeRedisUrl(config.redis.url) : 'in-process',
     startupMs: Math.round(performance.now() - started),
   });
   if (config.env === 'production') return;

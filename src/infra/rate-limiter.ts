@@ -1,6 +1,7 @@
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
 import type { Logger } from './log.js';
+import { openRedis, reportOutages } from './redis.js';
 
 /**
  * Where rate-limit counters live: Redis when there is one, shared by every node,
@@ -52,20 +53,8 @@ export async function createLimiterStore(options: LimiterStoreOptions): Promise<
     return { kind: 'memory', limiter: memory, leased: (spec) => limiterOf(memory(spec)), dispose: async () => {} };
   }
 
-  const client = new Redis(options.redisUrl, {
-    lazyConnect: true,
-    connectTimeout: 2_000,
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 0,
-    commandTimeout: options.timeoutMs ?? 50,
-    retryStrategy: (times: number) => Math.min(50 * times, 2_000),
-  });
-  let reported = false;
-  client.on('error', (error: Error) => {
-    if (!reported) options.log.warn('rate limits: redis unreachable, counting per node', { error: error.message });
-    reported = true;
-  });
-  client.on('ready', () => (reported = false));
+  const client = openRedis(options.redisUrl, { role: 'commands', commandTimeoutMs: options.timeoutMs ?? 50 });
+  reportOutages([client], options.log, { down: 'rate limits: redis unreachable, counting per node' });
   await client.connect().catch(() => {});
   return {
     kind: 'redis',

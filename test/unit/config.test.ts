@@ -245,6 +245,8 @@ describe('loadConfig', () => {
     ['PARLEY_ADMIN_TOKEN', 'no-prefix-0123456789abcdef0123'],
     ['PARLEY_DEMO', 'maybe'],
     ['REDIS_URL', 'http://localhost:6379'],
+    ['REDIS_URL', 'redis+sentinel://sentinel-a:26379,sentinel-b:26379'],
+    ['REDIS_URL', 'redis+sentinel://sentinel-a:port/mymaster'],
     ['PARLEY_REDIS_PREFIX', 'has space'],
     ['PARLEY_CACHE_L1_MAX_MB', '0'],
     ['PARLEY_REDIS_TIMEOUT_MS', 'fast'],

@@ -1,6 +1,7 @@
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import type { Config } from '../../config.js';
 import type { Logger } from '../log.js';
+import { openRedis, reportOutages } from '../redis.js';
 import { Cache } from './cache.js';
 
 export { Cache, cachePolicy, tagKind, type CachePolicy, type CacheStat } from './cache.js';
@@ -16,24 +17,10 @@ export async function createCache(config: Config, log: Logger): Promise<Cache> {
   const c = config.cache;
   let redis: { client: Redis; subscriber: Redis } | undefined;
   if (config.redis.url) {
-    const common = {
-      connectTimeout: 2_000,
-      // Reconnect for ever, backing off to 2 s: Redis coming back must be noticed.
-      retryStrategy: (times: number) => Math.min(50 * times, 2_000),
-      lazyConnect: true,
-    };
-    const client = new Redis(config.redis.url, { ...common, enableOfflineQueue: false, maxRetriesPerRequest: 0 });
-    // The subscriber queues SUBSCRIBE until connected (however long Redis is away).
-    const subscriber = new Redis(config.redis.url, { ...common, autoResubscribe: true, maxRetriesPerRequest: null });
-    let reported = false;
-    for (const connection of [client, subscriber]) {
-      // ioredis emits 'error' on every failed reconnect; the guard and circuit already log the state.
-      connection.on('error', (error: Error) => {
-        if (!reported) log.warn('cache: redis error', { error: error.message });
-        reported = true;
-      });
-      connection.on('ready', () => (reported = false));
-    }
+    const client = openRedis(config.redis.url, { role: 'commands' });
+    const subscriber = openRedis(config.redis.url, { role: 'subscriber' });
+    // The guard and its circuit already log the state; this is the connections' own first error.
+    reportOutages([client, subscriber], log, { down: 'cache: redis error' });
     // Start even when Redis is down: the cache works from L1 until it is back.
     await Promise.allSettled([client.connect(), subscriber.connect()]);
     redis = { client, subscriber };

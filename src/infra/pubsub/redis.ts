@@ -1,8 +1,20 @@
 import { RedisPubSub } from 'graphql-redis-subscriptions';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import type { Logger } from '../log.js';
-import type { EventMap, EventStream, PubSub, PubSubStats, WireEvent } from './index.js';
+import { openRedis, reportOutages } from '../redis.js';
+import { GAP, type EventMap, type EventStream, type PubSub, type PubSubStats, type WireEvent } from './index.js';
 import { BasePubSub } from './stream.js';
+
+/**
+ * Published on a channel after this node failed to publish an event there: its
+ * subscribers read what was stored meanwhile (a GAP), since the event itself is
+ * gone. No event has this shape (events carry a `type`).
+ */
+const GAP_NOTICE = JSON.stringify({ gap: 'events of this channel may be missing' });
+const isGapNotice = (event: object) => 'gap' in event && !('type' in event);
+/** Channels remembered at most; past it one notice on the node-wide channel reaches every stream. */
+const MAX_MISSED = 10_000;
+const NOTICE_RETRY_MS = 1_000;
 
 /** Several nodes: graphql-redis-subscriptions' RedisPubSub on a publisher and a subscriber connection. */
 export class RedisEventPubSub<E extends EventMap> extends BasePubSub<E> implements PubSub<E> {
@@ -13,19 +25,17 @@ export class RedisEventPubSub<E extends EventMap> extends BasePubSub<E> implemen
   /** Streams per channel, counted here because RedisPubSub keeps its own count private. */
   private readonly channels = new Map<string, number>();
   private resubscribed = 0;
+  /** Channels where this node failed to publish an event, until their GAP notice is out. */
+  private readonly missed = new Set<string>();
+  private missedTooMany = false;
+  private noticeTimer: NodeJS.Timeout | undefined;
 
   constructor(url: string, prefix: string, maxBuffered: number, log: Logger) {
     super(prefix, maxBuffered);
-    const common = {
-      connectTimeout: 2_000,
-      // Reconnect for ever, backing off to 2 s: Redis coming back must be noticed.
-      retryStrategy: (times: number) => Math.min(50 * times, 2_000),
-      lazyConnect: true,
-    };
     // A publish while Redis is down fails at once (the event is lost, the write it announces is not).
-    this.redis = new Redis(url, { ...common, enableOfflineQueue: false, maxRetriesPerRequest: 0, commandTimeout: 2_000 });
+    this.redis = openRedis(url, { role: 'commands', commandTimeoutMs: 2_000 });
     // SUBSCRIBE/UNSUBSCRIBE wait for Redis instead of failing; ioredis re-subscribes every channel on reconnect.
-    this.subscriber = new Redis(url, { ...common, autoResubscribe: true, maxRetriesPerRequest: null });
+    this.subscriber = openRedis(url, { role: 'subscriber' });
     // RedisPubSub fires UNSUBSCRIBE/PUNSUBSCRIBE and drops the promise; one rejected during an
     // outage or at shutdown would be an unhandled rejection, which ends a Node process.
     for (const name of ['unsubscribe', 'punsubscribe'] as const) {
@@ -36,19 +46,14 @@ export class RedisEventPubSub<E extends EventMap> extends BasePubSub<E> implemen
         return reply;
       };
     }
-    let reported = false;
-    for (const connection of [this.redis, this.subscriber]) {
-      // ioredis emits 'error' on every failed reconnect: log the first of each outage.
-      connection.on('error', (error: Error) => {
-        if (!reported) log.warn('live events: redis unreachable, events are not crossing nodes', { error: error.message });
-        reported = true;
-      });
-      connection.on('ready', () => {
-        if (reported) log.info('live events: redis reachable again');
-        reported = false;
-      });
-    }
+    reportOutages([this.redis, this.subscriber], log, {
+      down: 'live events: redis unreachable, events are not crossing nodes',
+      back: 'live events: redis reachable again',
+    });
     this.watchOutages(log);
+    // Once it can publish again, this node tells the channels it failed to publish on.
+    this.redis.on('ready', () => void this.sendGapNotices(log));
+    this.log = log;
     this.engine = new RedisPubSub({
       publisher: this.redis,
       subscriber: this.subscriber,
@@ -91,12 +96,80 @@ export class RedisEventPubSub<E extends EventMap> extends BasePubSub<E> implemen
 
   /** Starts even when Redis is down: ioredis keeps trying, and events flow once it is back. */
   async connect(): Promise<void> {
+    // Every stream listens to the node-wide notice (sent when too many channels missed events to name them).
+    void this.engine
+      .subscribe(this.everyChannel(), (event: unknown) => {
+        if (event !== null && typeof event === 'object' && isGapNotice(event)) {
+          this.holdStreams();
+          this.resumeStreams();
+        }
+      })
+      .catch(() => undefined);
     await Promise.allSettled([this.redis.connect(), this.subscriber.connect()]);
   }
 
+  /**
+   * A failed publish loses the event for every node, and the subscribers elsewhere
+   * may never have lost their own connection (so they replay nothing): this node
+   * remembers the channel and, once Redis takes its commands again, publishes a
+   * GAP notice there. Found by killing a Sentinel-watched master: the subscribers'
+   * node was back on the new master (its GAP replayed) before the writers' node
+   * could publish again, and the events written in between reached no one.
+   */
   async publish<K extends keyof E & string>(topic: K, id: string, event: E[K]): Promise<void> {
     if (this.disposed) return;
-    await this.engine.publish(this.channel(topic, id), event);
+    const channel = this.channel(topic, id);
+    try {
+      await this.engine.publish(channel, event);
+    } catch (error) {
+      this.missedOn(channel);
+      throw error;
+    }
+  }
+
+  private readonly log: Logger;
+
+  private everyChannel(): string {
+    return `${this.prefix}gaps`;
+  }
+
+  private missedOn(channel: string): void {
+    if (this.missed.size < MAX_MISSED) this.missed.add(channel);
+    else this.missedTooMany = true;
+    this.retryNotices();
+  }
+
+  private retryNotices(): void {
+    if (this.noticeTimer || this.disposed) return;
+    this.noticeTimer = setTimeout(() => {
+      this.noticeTimer = undefined;
+      void this.sendGapNotices(this.log);
+    }, NOTICE_RETRY_MS);
+    this.noticeTimer.unref();
+  }
+
+  private async sendGapNotices(log: Logger): Promise<void> {
+    if (this.disposed || (this.missed.size === 0 && !this.missedTooMany)) return;
+    if (this.redis.status !== 'ready') return this.retryNotices();
+    const tooMany = this.missedTooMany;
+    const channels = tooMany ? [this.everyChannel()] : [...this.missed];
+    try {
+      const pipeline = this.redis.pipeline();
+      for (const channel of channels) pipeline.publish(channel, GAP_NOTICE);
+      const results = (await pipeline.exec()) ?? [];
+      const failed = results.find(([error]) => error);
+      if (failed) throw failed[0];
+    } catch {
+      return this.retryNotices();
+    }
+    if (tooMany) {
+      this.missedTooMany = false;
+      this.missed.clear();
+    } else {
+      for (const channel of channels) this.missed.delete(channel);
+    }
+    log.info('live events: told the channels this node could not publish on to read what was stored', { channels: tooMany ? 'all' : channels.length });
+    if (this.missed.size > 0 || this.missedTooMany) this.retryNotices();
   }
 
   wire<K extends keyof E & string>(topic: K, id: string, event: E[K]): WireEvent | undefined {
@@ -111,7 +184,7 @@ export class RedisEventPubSub<E extends EventMap> extends BasePubSub<E> implemen
     this.channels.set(channel, (this.channels.get(channel) ?? 0) + 1);
     const subscription = this.engine.subscribe(channel, (event: unknown) => {
       // Anything but one of our JSON objects on our channel is not an event.
-      if (event !== null && typeof event === 'object') stream.push(event as E[K]);
+      if (event !== null && typeof event === 'object') stream.push(isGapNotice(event) ? GAP : (event as E[K]));
     });
     // RedisPubSub also keeps a promise per pending SUBSCRIBE that nothing awaits: a SUBSCRIBE that
     // fails (the connection closed while Redis was down) would reject it unhandled.
@@ -137,7 +210,10 @@ export class RedisEventPubSub<E extends EventMap> extends BasePubSub<E> implemen
       channels: this.channels.size,
       ...this.counts(),
       // RedisPubSub's own registry (private): a listener it kept after an unsubscribe shows here.
-      listeners: Object.keys((this.engine as unknown as { subscriptionMap: object }).subscriptionMap).length,
+      // The node-wide notice's listener is not a stream's.
+      listeners: Object.values((this.engine as unknown as { subscriptionMap: Record<string, [string, unknown]> }).subscriptionMap).filter(
+        ([channel]) => channel !== this.everyChannel(),
+      ).length,
       connected: this.redis.status === 'ready' && this.subscriber.status === 'ready',
       resubscribed: this.resubscribed,
     };
@@ -145,6 +221,7 @@ export class RedisEventPubSub<E extends EventMap> extends BasePubSub<E> implemen
 
   async dispose(): Promise<void> {
     this.disposed = true;
+    clearTimeout(this.noticeTimer);
     await this.endStreams();
     // QUIT after the UNSUBSCRIBEs just queued; a Redis that does not answer is cut.
     await Promise.all(
