@@ -1,14 +1,32 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createHash } from 'node:crypto';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import { ORIGIN_REFUSED, SECRET_KEY_IN_BROWSER } from '../../src/services/origins.js';
 import { createTestApp, TEST_ADMIN_TOKEN, type TestApp } from '../helpers/app.js';
 import { describeEachDatabase } from '../helpers/db.js';
 import { gid } from '../helpers/fixtures.js';
+import { disposeClients, eventually, liveClient, openSse, subscribe } from '../helpers/live.js';
+import { migrate, readMigrations } from '../../src/infra/migrate.js';
+import { uuidv7 } from '../../src/services/ids.js';
+import { within } from '../helpers/time.js';
 
-// Issue 16 point 2: the admin sets a product's browser rules (allowed origins, the secret key in a page).
+// Issue 16 point 2, probed from the outside on a real HTTP server and real sockets: a
+// product's allowed origins bind its keys in browsers, CORS answers accordingly, and a
+// secret key stops working in a web page (but not in Parley's own GraphiQL, nor on servers).
+//
+// Decisions asserted here:
+// - a key used from a page its product does not allow   -> FORBIDDEN (403), no Access-Control-Allow-Origin, nothing written
+// - a preflight                                          -> answered for any origin (it carries no key); the actual request decides
+// - a graphql-ws upgrade from such a page                -> closed with 4403 and the reason
+// - no Origin (servers, curl), the admin token           -> as before
 
 const SHOP = 'https://shop.example';
 const DASH = 'https://dash.example';
 const EVIL = 'https://evil.example';
 
+const START = /* GraphQL */ `mutation($s: String!) { startConversation(input: { sessionId: $s }) { id conversationToken } }`;
+const READ = /* GraphQL */ `query($id: ID!) { conversation(id: $id) { id } }`;
+const SEND = /* GraphQL */ `mutation($c: ID!) { sendMessage(input: { conversationId: $c, content: "Hello from the page" }) { message { id } } }`;
 const RULES = /* GraphQL */ `{ viewer { allowedOrigins secretKeyInBrowser } }`;
 const SET_RULES = /* GraphQL */ `
   mutation($id: ID!, $origins: [String!], $secret: Boolean) {
@@ -52,9 +70,38 @@ function ok(answer: Answer): any {
   return answer.body.data;
 }
 
+function expectRefused(answer: Answer, reason: 'ORIGIN_NOT_ALLOWED' | 'SECRET_KEY_IN_BROWSER') {
+  expect(answer.status, JSON.stringify(answer.body)).toBe(403);
+  expect(answer.body.errors?.[0]?.extensions).toMatchObject({ code: 'FORBIDDEN', reason });
+  expect(answer.body.data ?? null).toBeNull();
+  // The page cannot even read the refusal; caches keep answers to other pages apart.
+  expect(answer.headers.get('access-control-allow-origin')).toBeNull();
+  expect(answer.headers.get('vary')).toMatch(/\bOrigin\b/i);
+}
+
+function expectShared(answer: Answer, origin: string) {
+  expect(answer.headers.get('access-control-allow-origin')).toBe(origin);
+  expect(answer.headers.get('vary')).toMatch(/\bOrigin\b/i);
+  expect(answer.headers.get('access-control-allow-credentials')).toBeNull();
+}
+
+/** A graphql-ws client whose upgrade carries `origin` (as a browser's always does) and `ip`; `lazy: false` keeps one socket. */
+function socketFrom(port: number, origin: string | undefined, connectionParams: Record<string, string>, { ip, lazy = true }: { ip?: string; lazy?: boolean } = {}) {
+  return liveClient(`ws://127.0.0.1:${port}/graphql`, {
+    connectionParams,
+    lazy,
+    webSocketImpl: class extends WebSocket {
+      constructor(url: string, protocols?: string | string[]) {
+        super(url, protocols, { ...(origin ? { origin } : {}), headers: ip ? { 'x-forwarded-for': ip } : {} });
+      }
+    },
+  });
+}
+
 describeEachDatabase('browser rules', (variant) => {
   let t: TestApp;
   let port: number;
+  let self: string;
   const post = poster(() => port);
   /** Origins listed; a secret key that stays on servers. */
   let shop: { id: string; key: string; publishableKey: string };
@@ -69,12 +116,14 @@ describeEachDatabase('browser rules', (variant) => {
   beforeAll(async () => {
     t = await createTestApp(variant);
     port = (await t.app.start(0, '127.0.0.1')).port;
+    self = `http://127.0.0.1:${port}`;
     shop = await t.product('Shop');
     open = await t.product('Open');
     dash = await t.product('Dashboard');
     ok(await setRules(shop.id, { origins: [SHOP, 'http://localhost:3000'] }));
     ok(await setRules(dash.id, { origins: [DASH], secret: true }));
   });
+  afterEach(() => disposeClients());
   afterAll(() => t?.dispose());
 
   describe('the admin sets the rules', () => {
@@ -119,5 +168,215 @@ describeEachDatabase('browser rules', (variant) => {
         expect(answer.body.errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
       }
     });
+  });
+
+  describe('the publishable key in a browser', () => {
+    it('from a page not in the list: FORBIDDEN, unreadable by the page, and nothing is written', async () => {
+      const before = await t.prisma.conversation.count({ where: { productId: shop.id } });
+      for (const origin of [EVIL, 'http://shop.example', 'https://shop.example:8443', 'https://sub.shop.example', 'null']) {
+        expectRefused(await post(START, { origin, key: shop.publishableKey, variables: { s: 'attacker' } }), 'ORIGIN_NOT_ALLOWED');
+      }
+      // With a conversation token taken from the shop's page, another site cannot use it either.
+      const mine = ok(await post(START, { origin: SHOP, key: shop.publishableKey, variables: { s: 'visitor' } })).startConversation;
+      expectRefused(await post(SEND, { origin: EVIL, key: shop.publishableKey, token: mine.conversationToken, variables: { c: mine.id } }), 'ORIGIN_NOT_ALLOWED');
+      expectRefused(await post(READ, { origin: EVIL, key: shop.publishableKey, token: mine.conversationToken, variables: { id: mine.id } }), 'ORIGIN_NOT_ALLOWED');
+      expect(await t.prisma.conversation.count({ where: { productId: shop.id } })).toBe(before + 1);
+      expect(await t.prisma.message.count({ where: { conversation: { productId: shop.id } } })).toBe(0);
+    });
+
+    it('over SSE from a page not in the list: 403 before any stream', async () => {
+      const mine = ok(await post(START, { origin: SHOP, key: shop.publishableKey, variables: { s: 'sse' } })).startConversation;
+      const query = `subscription($id: ID!) { conversationEvents(conversationId: $id) { __typename } }`;
+      const stream = await openSse(port, { origin: EVIL, authorization: `Bearer ${shop.publishableKey}`, 'x-conversation-token': mine.conversationToken }, { query, variables: { id: mine.id } });
+      try {
+        expect(stream.status).toBe(403);
+        expect(stream.headers['access-control-allow-origin']).toBeUndefined();
+      } finally {
+        stream.close();
+      }
+    });
+
+    it('from a listed page: the preflight and the request are answered for that page', async () => {
+      const preflight = await fetch(`${self}/graphql`, {
+        method: 'OPTIONS',
+        headers: { origin: SHOP, 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization, content-type, x-conversation-token' },
+      });
+      expect(preflight.status).toBe(204);
+      expect(preflight.headers.get('access-control-allow-origin')).toBe(SHOP);
+      expect(preflight.headers.get('access-control-allow-methods')).toMatch(/\bPOST\b/);
+      const allowed = (preflight.headers.get('access-control-allow-headers') ?? '').split(/,\s*/);
+      expect(allowed).toEqual(expect.arrayContaining(['authorization', 'content-type', 'x-conversation-token', 'x-request-id', 'x-product-key']));
+      expect(Number(preflight.headers.get('access-control-max-age'))).toBeGreaterThan(0);
+      expect(preflight.headers.get('vary')).toMatch(/\bOrigin\b/i);
+      expect(preflight.headers.get('access-control-allow-credentials')).toBeNull();
+
+      const started = await post(START, { origin: SHOP, key: shop.publishableKey, variables: { s: 'welcome' } });
+      const { id, conversationToken } = ok(started).startConversation;
+      expectShared(started, SHOP);
+      expect(started.headers.get('access-control-expose-headers')).toMatch(/retry-after/);
+      const sent = await post(SEND, { origin: 'http://localhost:3000', key: shop.publishableKey, token: conversationToken, variables: { c: id } });
+      expect(ok(sent).sendMessage.message.id).toBeTruthy();
+      expectShared(sent, 'http://localhost:3000');
+    });
+
+    it('a preflight carries no key, so it is answered for any page: the request that follows is what is refused', async () => {
+      const preflight = await fetch(`${self}/graphql`, { method: 'OPTIONS', headers: { origin: EVIL, 'access-control-request-method': 'POST' } });
+      expect(preflight.status).toBe(204);
+      expect(preflight.headers.get('access-control-allow-origin')).toBe(EVIL);
+      expectRefused(await post(START, { origin: EVIL, key: shop.publishableKey, variables: { s: 'x' } }), 'ORIGIN_NOT_ALLOWED');
+    });
+
+    it('a product with no list (every product made before) accepts it from any page, as before', async () => {
+      ok(await setRules(open.id, { origins: [] }));
+      for (const origin of [EVIL, SHOP, 'null']) {
+        const answer = await post(START, { origin, key: open.publishableKey, variables: { s: 'anywhere' } });
+        expect(ok(answer).startConversation.id).toBeTruthy();
+        expectShared(answer, origin);
+      }
+    });
+
+    it('a change of the list applies to the next request, on a key already in use', async () => {
+      const other = await t.product('Changing');
+      expect(ok(await post(START, { origin: EVIL, key: other.publishableKey, variables: { s: 'a' } })).startConversation.id).toBeTruthy();
+      ok(await setRules(other.id, { origins: [SHOP] }));
+      expectRefused(await post(START, { origin: EVIL, key: other.publishableKey, variables: { s: 'b' } }), 'ORIGIN_NOT_ALLOWED');
+      ok(await setRules(other.id, { origins: [] }));
+      expect(ok(await post(START, { origin: EVIL, key: other.publishableKey, variables: { s: 'c' } })).startConversation.id).toBeTruthy();
+    });
+
+    it('without an Origin (a server, curl) the list does not apply', async () => {
+      expect(ok(await post(START, { key: shop.publishableKey, variables: { s: 'server-side' } })).startConversation.id).toBeTruthy();
+    });
+  });
+
+  describe('the secret key in a browser', () => {
+    it('from another page: FORBIDDEN, saying a secret key must not be used in a web page', async () => {
+      for (const origin of [EVIL, SHOP, 'null']) {
+        const answer = await post(RULES, { origin, key: shop.key });
+        expectRefused(answer, 'SECRET_KEY_IN_BROWSER');
+        expect(answer.body.errors?.[0]?.message).toMatch(/secret key must not be used in a web page/);
+      }
+      // Pages of a product that lists no origins too: every product made before.
+      expectRefused(await post(RULES, { origin: EVIL, key: open.key }), 'SECRET_KEY_IN_BROWSER');
+    });
+
+    it('is not served a response cached for a server', async () => {
+      const query = `{ viewer { name } }`;
+      expect(ok(await post(query, { key: shop.key })).viewer.name).toBe('Shop');
+      expect(ok(await post(query, { key: shop.key })).viewer.name).toBe('Shop');
+      expectRefused(await post(query, { origin: EVIL, key: shop.key }), 'SECRET_KEY_IN_BROWSER');
+    });
+
+    it('without an Origin (servers, curl) and from Parley’s own page (GraphiQL) it works', async () => {
+      expect(ok(await post(RULES, { key: shop.key })).viewer.allowedOrigins).toEqual([SHOP, 'http://localhost:3000']);
+      expect(ok(await post(RULES, { origin: self, key: shop.key })).viewer.secretKeyInBrowser).toBe(false);
+      // Another port of the same host is another page.
+      expectRefused(await post(RULES, { origin: `http://127.0.0.1:${port + 1}`, key: shop.key }), 'SECRET_KEY_IN_BROWSER');
+    });
+
+    it('works in the pages of a product that allows it, at its allowed origins only', async () => {
+      const answer = await post(RULES, { origin: DASH, key: dash.key });
+      expect(ok(answer).viewer).toEqual({ allowedOrigins: [DASH], secretKeyInBrowser: true });
+      expectShared(answer, DASH);
+      expectRefused(await post(RULES, { origin: EVIL, key: dash.key }), 'ORIGIN_NOT_ALLOWED');
+      // Allowed with no list: from any page.
+      const anywhere = await t.product('Anywhere');
+      ok(await setRules(anywhere.id, { secret: true }));
+      expect(ok(await post(RULES, { origin: EVIL, key: anywhere.key })).viewer.secretKeyInBrowser).toBe(true);
+    });
+
+    it('the admin token and requests without a key are not concerned', async () => {
+      expect(ok(await post(`{ products(first: 1) { nodes { id } } }`, { origin: EVIL, admin: true })).products.nodes).toHaveLength(1);
+      const anonymous = await post(`{ __typename }`, { origin: EVIL });
+      expect(ok(anonymous).__typename).toBe('Query');
+      expectShared(anonymous, EVIL);
+    });
+  });
+
+  describe('graphql-ws', () => {
+    it('an upgrade from a page not in the list is closed with 4403, saying why', async () => {
+      const { client, closed } = socketFrom(port, EVIL, { productKey: shop.publishableKey });
+      const refused = subscribe(client, START, { s: 'ws' });
+      await within(refused.ended, 10_000, 'refused socket');
+      await eventually(() => closed.length > 0, 'closed');
+      expect(closed[0]).toEqual({ code: 4403, reason: ORIGIN_REFUSED });
+      expect(refused.results).toEqual([]);
+    });
+
+    it('a secret key from another page is closed with 4403; from no page or Parley’s own it works', async () => {
+      const refused = socketFrom(port, EVIL, { productKey: shop.key });
+      const sub = subscribe(refused.client, RULES);
+      await within(sub.ended, 10_000, 'refused socket');
+      await eventually(() => refused.closed.length > 0, 'closed');
+      expect(refused.closed[0]).toEqual({ code: 4403, reason: SECRET_KEY_IN_BROWSER });
+      for (const origin of [undefined, self]) {
+        const { client } = socketFrom(port, origin, { productKey: shop.key });
+        expect(await subscribe(client, RULES).next(1)).toEqual([{ viewer: { allowedOrigins: [SHOP, 'http://localhost:3000'], secretKeyInBrowser: false } }]);
+      }
+    });
+
+    it('from a listed page it works; a list changed afterwards refuses the socket’s next operations', async () => {
+      const other = await t.product('Socket page');
+      ok(await setRules(other.id, { origins: [SHOP] }));
+      const mine = ok(await post(START, { origin: SHOP, key: other.publishableKey, variables: { s: 'ws' } })).startConversation;
+      const { client, closed } = socketFrom(port, SHOP, { productKey: other.publishableKey, conversationToken: mine.conversationToken }, { lazy: false });
+      expect(await subscribe(client, READ, { id: mine.id }).next(1)).toEqual([{ conversation: { id: mine.id } }]);
+      ok(await setRules(other.id, { origins: [DASH] }));
+      const after = subscribe(client, READ, { id: mine.id });
+      await within(after.ended, 10_000, 'refused operation');
+      expect(after.errors[0]).toMatchObject([{ extensions: { code: 'FORBIDDEN', reason: 'ORIGIN_NOT_ALLOWED' } }]);
+      expect(closed).toEqual([]);
+    });
+  });
+});
+
+// Upgrading: products made before this migration keep working as they did, except a secret key in a page.
+describeEachDatabase('upgrade to browser rules', (variant) => {
+  const BROWSER_RULES_MIGRATION = '20261228000000_browser_rules';
+  const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
+  const secretKey = 'sk_live_' + 'S'.repeat(32);
+  const publishableKey = 'pk_pub_' + 'P'.repeat(32);
+  let t: TestApp;
+  let port: number;
+  let productId: string;
+  const post = poster(() => port);
+
+  beforeAll(async () => {
+    const database = await variant.open();
+    // The database as the release before left it, with a product that has both kinds of key.
+    const before = readMigrations().filter((m) => m.name < BROWSER_RULES_MIGRATION);
+    expect(before.length).toBe(readMigrations().findIndex((m) => m.name === BROWSER_RULES_MIGRATION));
+    await migrate(database.db.prisma, before);
+    const [product] = await database.db.prisma.$queryRawUnsafe<{ id: string }[]>(
+      `INSERT INTO "Product" (id, name, "keyPrefix", "keyHash", "publishableKeyPrefix", "publishableKeyHash", "conversationTokenSecret")
+       VALUES ($1::uuid, 'Before', 'sk_live_SSSS', $2, 'pk_pub_PPPP', $3, $4) RETURNING id::text AS id`,
+      uuidv7(),
+      sha256(secretKey),
+      sha256(publishableKey),
+      'ab'.repeat(32),
+    );
+    productId = product!.id;
+    // Starting the app applies the rest (as a deploy does).
+    t = await createTestApp(variant, {}, { shared: database });
+    t.dispose = ((dispose) => async () => {
+      await dispose();
+      await database.dispose();
+    })(t.dispose);
+    port = (await t.app.start(0, '127.0.0.1')).port;
+  });
+  afterAll(() => t?.dispose());
+
+  it('the product lists no origins and keeps its secret key out of pages', async () => {
+    const row = await t.prisma.product.findUniqueOrThrow({ where: { id: productId } });
+    expect(row.allowedOrigins).toEqual([]);
+    expect(row.secretKeyInBrowser).toBe(false);
+  });
+
+  it('its publishable key works from any page, its secret key from servers; only a secret key in a page is refused', async () => {
+    const started = await post(START, { origin: EVIL, key: publishableKey, variables: { s: 'after-upgrade' } });
+    expect(ok(started).startConversation.conversationToken).toMatch(/^ct_/);
+    expectShared(started, EVIL);
+    expect(ok(await post(`{ viewer { name allowedOrigins } }`, { key: secretKey })).viewer).toEqual({ name: 'Before', allowedOrigins: [] });
+    expectRefused(await post(`{ viewer { name } }`, { origin: EVIL, key: secretKey }), 'SECRET_KEY_IN_BROWSER');
   });
 });
