@@ -1,11 +1,11 @@
 import { createHash } from 'node:crypto';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import WebSocket from 'ws';
 import { ORIGIN_REFUSED, SECRET_KEY_IN_BROWSER } from '../../src/services/origins.js';
 import { createTestApp, TEST_ADMIN_TOKEN, type TestApp } from '../helpers/app.js';
-import { describeEachDatabase } from '../helpers/db.js';
+import { databaseVariants, describeEachDatabase } from '../helpers/db.js';
 import { gid } from '../helpers/fixtures.js';
-import { disposeClients, eventually, liveClient, openSse, subscribe } from '../helpers/live.js';
+import { disposeClients, eventually, liveClient, openSse, subscribe, uniquePrefix } from '../helpers/live.js';
 import { migrate, readMigrations } from '../../src/infra/migrate.js';
 import { uuidv7 } from '../../src/services/ids.js';
 import { within } from '../helpers/time.js';
@@ -329,6 +329,90 @@ describeEachDatabase('browser rules', (variant) => {
     });
   });
 });
+
+// Per-visitor limits of the publishable key: per product and client IP, and per conversation
+// (its token). Addresses are simulated behind one trusted proxy (X-Forwarded-For).
+const pglite = databaseVariants().find((v) => v.name === 'pglite')!;
+const redisUrl = inject('redisUrl');
+
+function expectLimited(answer: Answer, message: RegExp) {
+  expect(answer.status, JSON.stringify(answer.body)).toBe(429);
+  const extensions = answer.body.errors?.[0]?.extensions;
+  expect(extensions?.code).toBe('RATE_LIMITED');
+  expect(answer.headers.get('retry-after')).toBe(String(extensions?.retryAfter));
+  expect(extensions?.retryAfter).toBeGreaterThanOrEqual(1);
+  expect(answer.body.errors?.[0]?.message).toMatch(message);
+  expect(answer.body.data ?? null).toBeNull();
+}
+
+for (const store of ['in-process', 'redis'] as const) {
+  describe.skipIf(store === 'redis' && !redisUrl)(`per-visitor limits of the publishable key (${store})`, () => {
+    let base: TestApp;
+    const apps: TestApp[] = [];
+    const app = async (env: Record<string, string>) => {
+      const redis: Record<string, string> = store === 'redis' ? { REDIS_URL: redisUrl, PARLEY_REDIS_PREFIX: uniquePrefix('visitor') } : {};
+      const t = await createTestApp(pglite, { PARLEY_TRUST_PROXY: '1', ...redis, ...env }, { shared: base.database });
+      apps.push(t);
+      const { port } = await t.app.start(0, '127.0.0.1');
+      return { t, port, post: poster(() => port) };
+    };
+
+    beforeAll(async () => {
+      base = await createTestApp(pglite);
+    });
+    afterEach(async () => {
+      await disposeClients();
+      await Promise.all(apps.splice(0).map((t) => t.dispose()));
+    });
+    afterAll(() => base?.dispose());
+
+    it('one visitor at its limit is refused while another keeps working, and its refused requests cost the product nothing', async () => {
+      const { t, post } = await app({ PARLEY_RATE_LIMIT_VISITOR_IP_PER_MIN: '3', PARLEY_RATE_LIMIT_PRODUCT_PER_MIN: '6' });
+      const { key, publishableKey } = await t.product('Busy shop');
+      const start = (ip: string) => post(START, { origin: SHOP, key: publishableKey, ip, variables: { s: ip } });
+      // The abusive page: 3 requests pass, the next 7 are refused for its address alone.
+      for (let i = 0; i < 3; i++) ok(await start('203.0.113.1'));
+      for (let i = 0; i < 7; i++) expectLimited(await start('203.0.113.1'), /from this address/);
+      // Another visitor of the same product: its own 3, from a product budget the refusals did not spend.
+      for (let i = 0; i < 3; i++) ok(await start('203.0.113.2'));
+      // The product's budget counted what was served, 3 + 3 = 6: now it is spent, for the secret key too.
+      expectLimited(await post(`{ viewer { name } }`, { key, ip: '198.51.100.1' }), /for this product key/);
+      expect(await t.prisma.conversation.count({ where: { product: { name: 'Busy shop' } } })).toBe(6);
+    });
+
+    it('per conversation: a conversation at its limit is refused, another from the same address is not', async () => {
+      const { t, post } = await app({ PARLEY_RATE_LIMIT_VISITOR_CONVERSATION_PER_MIN: '2', PARLEY_RATE_LIMIT_VISITOR_IP_PER_MIN: '100' });
+      const { publishableKey } = await t.product('Chatty');
+      const ip = '203.0.113.7';
+      const started = async (s: string) => ok(await post(START, { key: publishableKey, ip, variables: { s } })).startConversation;
+      const x = await started('x');
+      const y = await started('y');
+      const read = (c: { id: string; conversationToken: string }) => post(READ, { key: publishableKey, token: c.conversationToken, ip, variables: { id: c.id } });
+      for (let i = 0; i < 2; i++) expect(ok(await read(x)).conversation.id).toBe(x.id);
+      expectLimited(await read(x), /for this conversation/);
+      for (let i = 0; i < 2; i++) expect(ok(await read(y)).conversation.id).toBe(y.id);
+    });
+
+    it('graphql-ws operations count per visitor: a refused one fails alone, another address’s socket works', async () => {
+      const { t, port } = await app({ PARLEY_RATE_LIMIT_VISITOR_IP_PER_MIN: '2' });
+      const { publishableKey } = await t.product('Sockets');
+      const abusive = socketFrom(port, SHOP, { productKey: publishableKey }, { ip: '203.0.113.9', lazy: false });
+      for (let i = 0; i < 2; i++) expect((await subscribe(abusive.client, START, { s: `ws-${i}` }).next(1))[0].startConversation.id).toBeTruthy();
+      const refused = subscribe(abusive.client, START, { s: 'ws-3' });
+      await within(refused.ended, 10_000, 'refused operation');
+      expect(refused.errors[0]).toMatchObject([{ extensions: { code: 'RATE_LIMITED' } }]);
+      expect(abusive.closed).toEqual([]);
+      const other = socketFrom(port, SHOP, { productKey: publishableKey }, { ip: '203.0.113.10' });
+      expect((await subscribe(other.client, START, { s: 'other' }).next(1))[0].startConversation.id).toBeTruthy();
+    });
+
+    it('the secret key is limited per product only, never per visitor', async () => {
+      const { t, post } = await app({ PARLEY_RATE_LIMIT_VISITOR_IP_PER_MIN: '1', PARLEY_RATE_LIMIT_VISITOR_CONVERSATION_PER_MIN: '1' });
+      const { key } = await t.product('Server');
+      for (let i = 0; i < 5; i++) expect(ok(await post(`{ viewer { name } }`, { key, ip: '203.0.113.20' })).viewer.name).toBe('Server');
+    });
+  });
+}
 
 // Upgrading: products made before this migration keep working as they did, except a secret key in a page.
 describeEachDatabase('upgrade to browser rules', (variant) => {
