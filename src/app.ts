@@ -27,6 +27,7 @@ import { useEventContext } from './plugins/event-context.js';
 import { useOperationMetrics } from './plugins/metrics.js';
 import { useBodyLimit } from './plugins/body-limit.js';
 import { useCompression } from './plugins/compression.js';
+import { useCors } from './plugins/cors.js';
 import { useCsrfPrevention } from './plugins/csrf.js';
 import { useQueryLimits } from './plugins/query-limits.js';
 import { useRequestId } from './plugins/request-id.js';
@@ -51,7 +52,9 @@ import { createTyping, memoryTypingStore, redisTypingStore } from './services/ty
 import { createAnswers } from './services/answers/index.js';
 import { createKnowledgeSearch } from './services/knowledge.js';
 import { findDemoConversation, seedDemo, type DemoSeed } from './services/seed.js';
+import { BrowserRuleError, checkBrowserUse, type BrowserOrigin } from './services/origins.js';
 import { createRateLimits } from './services/rate-limits.js';
+import { requestOrigin, urlHost } from './request-origin.js';
 import { sweepExpiredKeys } from './services/idempotency.js';
 import { serveGraphqlWs } from './ws.js';
 import { MAX_PAGE_SIZE } from './services/validation.js';
@@ -147,9 +150,18 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   // the response cache before parsing, or the context factory. A request is always the same Request object from
   // the first hook to the context (the body limit replaces it before anyone asks).
   const principals = new WeakMap<Request, Promise<Principal>>();
+  // Requests refused by their product's browser rules: their responses carry no CORS headers (plugins/cors.ts).
+  const refusedOrigins = new WeakSet<Request>();
   const principalOf = (request: Request, initial: { req?: IncomingMessage }): Promise<Principal> => {
     let principal = principals.get(request);
-    if (!principal) principals.set(request, (principal = admit(credentialsFromHeaders(request.headers), clientIp(initial.req, config.http.trustProxy))));
+    if (!principal) {
+      const browser = requestOrigin(
+        { origin: request.headers.get('origin'), host: urlHost(request.url), forwardedHost: request.headers.get('x-forwarded-host') },
+        config.http.trustProxy,
+      );
+      principal = admit(credentialsFromHeaders(request.headers), clientIp(initial.req, config.http.trustProxy), browser, () => refusedOrigins.add(request));
+      principals.set(request, principal);
+    }
     return principal;
   };
   const yoga = createYoga<Record<string, unknown>, Context>({
@@ -163,8 +175,12 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     // (UNAUTHENTICATED, NOT_FOUND, ...) as well; createMaskError already logs the
     // unexpected ones, so Yoga's own output goes to our logger at debug level.
     logging: yogaLogger(log),
+    // Yoga's own CORS would allow every origin; useCors answers by product (see plugins/cors.ts).
+    cors: false,
     plugins: [
       useRequestId(),
+      // Before anything reads a body or a key: a preflight is answered at once.
+      useCors({ refused: (request) => refusedOrigins.has(request) }),
       // Before the response cache's early lookup, which reads only bodies within the limit.
       useBodyLimit({ maxBytes: config.limits.maxBodyBytes, onReject: () => metrics?.rejected('body_size') }),
       // Before the HTTP plugins: their onResponse sees the stored bytes and ETag of a cached response.
@@ -203,9 +219,11 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
       useOperationMetrics(metrics, slowOperationLog(log, config.observability.slowOperationMs)),
     ],
     context: async (initial) => {
-      // graphql-ws operations bring their socket's credentials and address; HTTP requests their headers and socket.
-      const fromSocket = initial as { credentials?: Credentials; clientIp?: string; req?: IncomingMessage };
-      const principal = await (fromSocket.credentials ? admit(fromSocket.credentials, fromSocket.clientIp) : principalOf(initial.request, fromSocket));
+      // graphql-ws operations bring their socket's credentials, address and page; HTTP requests their headers and socket.
+      const fromSocket = initial as { credentials?: Credentials; clientIp?: string; browser?: BrowserOrigin | null; req?: IncomingMessage };
+      const principal = await (fromSocket.credentials
+        ? admit(fromSocket.credentials, fromSocket.clientIp, fromSocket.browser ?? null)
+        : principalOf(initial.request, fromSocket));
       pinIfWrittenRecently(principal);
       return createContext(deps, principal);
     },
@@ -257,16 +275,28 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     drain,
     persisted,
     metrics,
-    authenticate: authenticateLimited,
+    // A socket is refused at connection_init for its key and for the page it was opened from.
+    authenticate: async (credentials, ip, browser) => {
+      const principal = await authenticateLimited(credentials, ip);
+      await checkBrowserUse(store, principal, browser);
+      return principal;
+    },
     revocations,
     beforeExecute: pinIfWrittenRecently,
     maskError,
   });
 
-  /** The principal of a request or socket operation, counted against its rate limit; refusals as their HTTP answers. */
-  async function admit(credentials: Credentials, ip: string | undefined): Promise<Principal> {
+  /**
+   * The principal of a request or socket operation, allowed from the page it comes from (browser rules),
+   * counted against its rate limits; refusals as their HTTP answers. A request refused for its page is not counted.
+   */
+  async function admit(credentials: Credentials, ip: string | undefined, browser: BrowserOrigin | null, onRefusedOrigin?: () => void): Promise<Principal> {
     try {
       const principal = await authenticateLimited(credentials, ip);
+      await checkBrowserUse(store, principal, browser).catch((error: unknown) => {
+        if (error instanceof BrowserRuleError) onRefusedOrigin?.();
+        throw error;
+      });
       await rateLimits.request(principal, ip);
       return principal;
     } catch (error) {
@@ -353,7 +383,7 @@ function requestError(error: ParleyError): GraphQLError {
   const http =
     error.code === 'RATE_LIMITED'
       ? { status: 429, headers: { 'retry-after': String(retryAfter) } }
-      : { status: 401 };
+      : { status: error.code === 'FORBIDDEN' ? 403 : 401 };
   return new GraphQLError(error.message, { extensions: { code: error.code, ...error.extensions, http } });
 }
 

@@ -105,6 +105,8 @@ const envObject = z.object({
   PARLEY_RATE_LIMIT_PRODUCT_PER_MIN: wholeNumber(0, 100_000_000).default(60_000),
   PARLEY_RATE_LIMIT_ANONYMOUS_PER_MIN: wholeNumber(0, 100_000_000).default(300),
   PARLEY_RATE_LIMIT_BAD_CREDENTIALS: wholeNumber(0, 1_000_000).default(20),
+  PARLEY_RATE_LIMIT_VISITOR_IP_PER_MIN: wholeNumber(0, 100_000_000).default(600),
+  PARLEY_RATE_LIMIT_VISITOR_CONVERSATION_PER_MIN: wholeNumber(0, 100_000_000).default(120),
   PARLEY_WS_MESSAGES_PER_SEC: wholeNumber(0, 100_000).default(2_000),
   PARLEY_TRUST_PROXY: wholeNumber(0, 10).default(0),
   PARLEY_COMPRESSION_MIN_BYTES: wholeNumber(0, 100_000_000).default(1_024),
@@ -233,12 +235,16 @@ export type Config = Readonly<{
     /** Schema introspection (and "Did you mean" hints); off in production unless asked for. */
     introspection: boolean;
   }>;
-  /** Per product key, per IP without credentials, wrong credentials per IP; 0 = off (see src/services/rate-limits.ts). */
+  /** Per product key, per visitor of a publishable key, per IP without credentials, wrong credentials per IP; 0 = off (see src/services/rate-limits.ts). */
   rateLimits: Readonly<{
     productPerMinute: number;
     anonymousPerMinute: number;
     /** Wrong keys or tokens from one IP per 5 minutes before its credentials are refused. */
     badCredentialsPerIp: number;
+    /** Publishable-key requests per minute per product and client IP (a visitor), before the product's own budget. */
+    visitorIpPerMinute: number;
+    /** Publishable-key requests per minute per conversation (its conversation token), before the product's own budget. */
+    visitorConversationPerMinute: number;
     /** graphql-ws messages per second per socket; past it the socket is closed (1008). */
     wsMessagesPerSecond: number;
   }>;
@@ -343,6 +349,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       productPerMinute: e.PARLEY_RATE_LIMIT_PRODUCT_PER_MIN,
       anonymousPerMinute: e.PARLEY_RATE_LIMIT_ANONYMOUS_PER_MIN,
       badCredentialsPerIp: e.PARLEY_RATE_LIMIT_BAD_CREDENTIALS,
+      visitorIpPerMinute: e.PARLEY_RATE_LIMIT_VISITOR_IP_PER_MIN,
+      visitorConversationPerMinute: e.PARLEY_RATE_LIMIT_VISITOR_CONVERSATION_PER_MIN,
       wsMessagesPerSecond: e.PARLEY_WS_MESSAGES_PER_SEC,
     },
     http: {

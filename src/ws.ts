@@ -17,6 +17,8 @@ import { runWithReadRouting } from './infra/read-routing.js';
 import { newSqlScope, runInSqlScope } from './infra/sql-stats.js';
 import type { PersistedOperations } from './plugins/persisted.js';
 import { credentialsFromHeaders, type Credentials } from './services/auth.js';
+import { BrowserRuleError, type BrowserOrigin } from './services/origins.js';
+import { requestOrigin } from './request-origin.js';
 import { messageBudget } from './services/rate-limits.js';
 
 export interface GraphqlWsOptions {
@@ -29,8 +31,8 @@ export interface GraphqlWsOptions {
   metrics: Metrics | undefined;
   /** A socket opened with a product key closes with 4403 when that key is rotated (on any node). */
   revocations: KeyRevocations;
-  /** The app's authentication with its wrong-credentials limit; throws a ParleyError. */
-  authenticate(credentials: Credentials, ip: string | undefined): Promise<unknown>;
+  /** The app's authentication with its wrong-credentials limit and browser rules; throws a ParleyError. */
+  authenticate(credentials: Credentials, ip: string | undefined, browser: BrowserOrigin | null): Promise<unknown>;
   /** Called in each operation's read-routing scope before it executes (pins recently written products). */
   beforeExecute(context: Context): void;
   maskError(error: unknown, message: string): Error;
@@ -53,11 +55,14 @@ const WS_POLICY_VIOLATION = 1008;
 export function serveGraphqlWs(options: GraphqlWsOptions): GraphqlWs {
   const { server, yoga, config, drain, persisted, metrics, maskError } = options;
   const wss = new WebSocketServer({ server, path: yoga.graphqlEndpoint });
-  const wsServer = useServer<Record<string, unknown>, { credentials: Credentials; clientIp: string | undefined }>(
+  const wsServer = useServer<Record<string, unknown>, { credentials: Credentials; clientIp: string | undefined; browser: BrowserOrigin | null }>(
     {
       onConnect: async (ctx) => {
         const credentials = wsCredentials(ctx.connectionParams ?? {}, ctx.extra.request);
         const ip = clientIp(ctx.extra.request, config.http.trustProxy);
+        // A browser always sends the page's Origin on an upgrade (no preflight: the check is here).
+        const { headers } = ctx.extra.request;
+        const browser = requestOrigin({ origin: headers.origin, host: headers.host, forwardedHost: headers['x-forwarded-host'] }, config.http.trustProxy);
         // No credentials at all: 4401 Unauthorized (graphql-ws' close after `false` is then a no-op);
         // credentials that fail: graphql-ws' own 4403 Forbidden.
         if (!credentials.productKey && !credentials.adminToken && !credentials.conversationToken && credentials.invalid === undefined) {
@@ -65,15 +70,18 @@ export function serveGraphqlWs(options: GraphqlWsOptions): GraphqlWs {
           return false;
         }
         try {
-          await options.authenticate(credentials, ip);
+          await options.authenticate(credentials, ip, browser);
         } catch (error) {
           if (error instanceof ParleyError && error.code === 'RATE_LIMITED') {
             ctx.extra.socket.close(CloseCode.TooManyInitialisationRequests, 'Too many wrong credentials');
           }
+          // A page its product does not allow: 4403 too, saying why.
+          if (error instanceof BrowserRuleError) ctx.extra.socket.close(CloseCode.Forbidden, error.closeReason);
           return false;
         }
         ctx.extra.credentials = credentials;
         ctx.extra.clientIp = ip;
+        ctx.extra.browser = browser;
         if (credentials.productKey) {
           const socket = ctx.extra.socket;
           const unwatch = options.revocations.watch(sha256(credentials.productKey), () => socket.close(CloseCode.Forbidden, 'Forbidden: the product key was rotated'));
@@ -94,7 +102,8 @@ export function serveGraphqlWs(options: GraphqlWsOptions): GraphqlWs {
         }
         const query = resolved.query ?? '';
         const params = { ...payload, query };
-        const enveloped = yoga.getEnveloped({ credentials: ctx.extra.credentials, clientIp: ctx.extra.clientIp, request: undefined, params });
+        // Each operation is admitted again with the socket's page: browser rules changed since connect apply to it.
+        const enveloped = yoga.getEnveloped({ credentials: ctx.extra.credentials, clientIp: ctx.extra.clientIp, browser: ctx.extra.browser, request: undefined, params });
         const document = enveloped.parse(query);
         const errors = enveloped.validate(enveloped.schema, document);
         if (errors.length) return errors;

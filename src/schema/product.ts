@@ -2,6 +2,7 @@ import { builder } from '../builder.js';
 import { nodeId } from './exposed-columns.js';
 import { FULL_ACCESS, isPublishable, requireAdmin, requireProduct } from '../services/auth.js';
 import { conversationOrder, sessionFilter } from '../services/conversations.js';
+import { ORIGIN_LIMITS } from '../services/origins.js';
 import { createProduct, readViewer, rotateProductKey, updateProduct, type KeyKind as Kind, type ProductStats as Stats } from '../services/products.js';
 import { AnswerStats } from './answers.js';
 import { cursorUuid, nodeUuid, parseGlobalId } from './ids.js';
@@ -51,6 +52,12 @@ export const Product = builder.prismaNode('Product', {
       description: 'The first characters of the publishable key; null until the admin issues one (rotateProductKey kind: PUBLISHABLE).',
     }),
     publishableSearch: t.exposeBoolean('publishableSearch', { description: 'Whether searchKnowledge is open to the publishable key.' }),
+    allowedOrigins: t.exposeStringList('allowedOrigins', {
+      description: 'Web pages (origins) whose browsers may use the keys; empty: the publishable key from any origin.',
+    }),
+    secretKeyInBrowser: t.exposeBoolean('secretKeyInBrowser', {
+      description: 'Whether the secret key is accepted from web pages (at the allowed origins); GraphiQL served by Parley always may.',
+    }),
     createdAt: t.expose('createdAt', { type: 'DateTime' }),
     metadata: t.expose('metadata', { type: 'JSON', description: 'Free-form settings of the product.' }),
     knowledge: t.relatedConnection('knowledge', {
@@ -133,6 +140,10 @@ const UpdateProductInput = builder.inputType('UpdateProductInput', {
     id: t.id({ required: true }),
     name: t.string(),
     publishableSearch: t.boolean({ description: 'Open searchKnowledge to the publishable key (default false).' }),
+    allowedOrigins: t.stringList({
+      description: `Replaces the web pages whose browsers may use the keys: origins as scheme://host[:port] (http or https), at most ${ORIGIN_LIMITS.origins}; [] = any origin for the publishable key.`,
+    }),
+    secretKeyInBrowser: t.boolean({ description: 'Accept the secret key from web pages (at the allowed origins); default false.' }),
   }),
 });
 
@@ -161,12 +172,17 @@ builder.mutationFields((t) => ({
   }),
   updateProduct: t.prismaField({
     type: 'Product',
-    description: "Admin: a product's name and settings.",
+    description: "Admin: a product's name and settings; a setting left out keeps its value.",
     args: { input: t.arg({ type: UpdateProductInput, required: true }) },
     resolve: async (query, _root, { input }, ctx) => {
       requireAdmin(ctx);
       const id = parseGlobalId(String(input.id), 'Product', 'input.id');
-      await updateProduct(ctx, id, { name: input.name ?? undefined, publishableSearch: input.publishableSearch ?? undefined });
+      await updateProduct(ctx, id, {
+        name: input.name ?? undefined,
+        publishableSearch: input.publishableSearch ?? undefined,
+        allowedOrigins: input.allowedOrigins ?? undefined,
+        secretKeyInBrowser: input.secretKeyInBrowser ?? undefined,
+      });
       return ctx.prisma.product.findUniqueOrThrow({ ...query, where: { id } });
     },
   }),

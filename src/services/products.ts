@@ -6,6 +6,7 @@ import type { PrismaClient } from '../infra/db.js';
 import { answerStats, answerStatsSql, type AnswerGroupRow, type AnswerStats, type ProviderRow } from './answers/stats.js';
 import { tags, type Store } from './store.js';
 import type { Prisma, Product } from '../generated/prisma/client.js';
+import { allowedOriginsInput } from './origins.js';
 import { limits, parseInput, text } from './validation.js';
 
 /** A product's two kinds of key. The kind is the column a key's hash is stored in, never its prefix. */
@@ -91,7 +92,7 @@ export function findProductByKeyHash({ prisma, cache }: Store, keyHash: string):
 export function mostActiveProducts(prisma: PrismaClient, limit: number): Promise<Product[]> {
   return prisma.$queryRawUnsafe<Product[]>(
     `SELECT p.id::text AS id, p.name, p."keyPrefix", p."keyHash", p."publishableKeyPrefix", p."publishableKeyHash",
-            p."conversationTokenSecret", p."publishableSearch", p.metadata, p."createdAt"
+            p."conversationTokenSecret", p."publishableSearch", p."allowedOrigins", p."secretKeyInBrowser", p.metadata, p."createdAt"
        FROM "Product" p
        LEFT JOIN LATERAL (SELECT max("lastMessageAt") AS last FROM "Conversation" c WHERE c."productId" = p.id) a ON true
       ORDER BY a.last DESC NULLS LAST, p."createdAt" DESC
@@ -172,9 +173,14 @@ export function publishableSearchAllowed({ prisma, cache }: Store, productId: st
   );
 }
 
-const updateProductInput = z.object({ name: text(limits.productName).optional(), publishableSearch: z.boolean().optional() });
+const updateProductInput = z.object({
+  name: text(limits.productName).optional(),
+  publishableSearch: z.boolean().optional(),
+  allowedOrigins: allowedOriginsInput.optional(),
+  secretKeyInBrowser: z.boolean().optional(),
+});
 
-/** Admin: a product's name and settings. */
+/** Admin: a product's name and settings (the browser rules among them, see origins.ts). */
 export async function updateProduct({ prisma, cache }: Store, productId: string, input: unknown): Promise<Product> {
   const data = parseInput(updateProductInput, input);
   const product = await prisma.product.update({ where: { id: productId }, data }).catch((error: { code?: string }) => {

@@ -6,7 +6,11 @@ import type { Principal } from './auth.js';
 /**
  * Who may send how much. A product key's traffic — all of a site's widgets —
  * is limited per product, whichever addresses it comes from (many visitors
- * share an office or carrier NAT). Unauthenticated requests are limited per
+ * share an office or carrier NAT). A publishable key's requests are first
+ * limited per visitor — per product and client IP, and per conversation when
+ * a conversation token comes with them — so one abusive page or script is
+ * refused before it spends the product's budget (a request refused per visitor
+ * is not counted for the product). Unauthenticated requests are limited per
  * client IP. An IP that keeps sending wrong keys or tokens is refused for the
  * rest of the window, before its credentials cost a database lookup. The
  * admin token is not limited. Limits of 0 are off.
@@ -23,6 +27,10 @@ export interface RateLimitPolicy {
   productPerMinute: number;
   /** Requests per minute per IP without credentials. */
   anonymousPerMinute: number;
+  /** Publishable-key requests per minute per product and client IP. @default 0 (off) */
+  visitorIpPerMinute?: number;
+  /** Publishable-key requests per minute per conversation token's conversation. @default 0 (off) */
+  visitorConversationPerMinute?: number;
   /** Wrong keys or tokens per IP per window before that IP's credentials are refused. */
   badCredentialsPerIp: number;
   badCredentialsWindowSeconds: number;
@@ -43,6 +51,8 @@ export function createRateLimits(store: LimiterStore, policy: RateLimitPolicy, o
   const leased = (name: string, points: number) => (points > 0 ? store.leased({ name, points, durationSeconds: 60 }) : undefined);
   const product = leased('product', policy.productPerMinute);
   const anonymous = leased('ip', policy.anonymousPerMinute);
+  const visitorIp = leased('visitor_ip', policy.visitorIpPerMinute ?? 0);
+  const visitorConversation = leased('visitor_conversation', policy.visitorConversationPerMinute ?? 0);
   const badKeys =
     policy.badCredentialsPerIp > 0
       ? store.limiter({ name: 'badcred', points: policy.badCredentialsPerIp, durationSeconds: policy.badCredentialsWindowSeconds })
@@ -77,7 +87,19 @@ export function createRateLimits(store: LimiterStore, policy: RateLimitPolicy, o
       await badKeys.penalty(ip).catch(() => {});
     },
     async request(principal, ip) {
-      if (principal.product) return consume(product, principal.product.id, 'product', 'too many requests for this product key');
+      if (principal.product) {
+        if (principal.key?.kind === 'PUBLISHABLE') {
+          // Each visitor's own budgets first (together: one wait for Redis, not two): what they refuse
+          // never reaches, nor spends, the product's.
+          await Promise.all([
+            ip ? consume(visitorIp, `${principal.product.id}:${ip}`, 'visitor_ip', 'too many requests from this address for this product') : undefined,
+            principal.conversationId
+              ? consume(visitorConversation, principal.conversationId, 'visitor_conversation', 'too many requests for this conversation')
+              : undefined,
+          ]);
+        }
+        return consume(product, principal.product.id, 'product', 'too many requests for this product key');
+      }
       // The admin token is trusted; an anonymous request is limited per IP when there is one (a socket).
       if (principal.isAdmin || !ip) return;
       return consume(anonymous, ip, 'anonymous_ip', 'too many requests without a key from this address');
