@@ -1,0 +1,394 @@
+/**
+ * The chat panel, loaded by the launcher when it is first opened: the
+ * conversation (kept across page loads), its live events, typing both ways,
+ * ratings and sources. Messages are keyed by id, so whatever arrives twice —
+ * the sendMessage answer and its MessageAdded, a replay after a reconnect —
+ * is shown once.
+ */
+import { createApi, randomId, type Session } from './api.js';
+import { openLive, type LiveStatus } from './live.js';
+import { CLOSE_ICON, STYLE, THUMB_ICON } from './panel-style.js';
+
+export interface PanelOptions {
+  endpoint: string;
+  publishableKey: string;
+  title: string;
+  close(): void;
+}
+
+export interface Panel {
+  focus(): void;
+}
+
+type Role = 'USER' | 'ASSISTANT' | 'SYSTEM';
+type Rating = 'UP' | 'DOWN';
+
+interface MessageData {
+  id: string;
+  role: Role;
+  content: string;
+  createdAt: string;
+  sources: { title: string }[];
+  feedback: { rating: Rating } | null;
+}
+
+interface Entry {
+  id: string;
+  role: Role;
+  li: HTMLLIElement;
+  text: HTMLElement;
+  /** Streamed pieces so far (the stored message replaces them). */
+  draft?: boolean;
+  /** A draft that missed pieces while the socket was down: it waits for the stored message. */
+  stale?: boolean;
+  /** Sent from here, not stored yet: the content it will come back with. */
+  pending?: string;
+}
+
+const MESSAGE = 'id role content createdAt sources{title} feedback{rating}';
+const HISTORY = `query($id:ID!){conversation(id:$id){messages(last:50){edges{cursor node{${MESSAGE}}}}}}`;
+const START = 'mutation($input:StartConversationInput!){startConversation(input:$input){id conversationToken}}';
+const SEND = `mutation($input:SendMessageInput!){sendMessage(input:$input){message{${MESSAGE}}}}`;
+const TYPING = 'mutation($input:SetTypingInput!){setTyping(input:$input)}';
+const RATE = 'mutation($input:SubmitFeedbackInput!){submitFeedback(input:$input){rating}}';
+const EVENTS = `subscription($id:ID!,$after:String){conversationEvents(conversationId:$id,after:$after){__typename ...on MessageAdded{cursor message{${MESSAGE}}} ...on ReplyDelta{messageId delta done} ...on TypingChanged{role isTyping} ...on FeedbackAdded{feedback{rating message{id}}}}}`;
+
+/** Codes that mean this browser's conversation is gone for good (token expired or rotated, conversation deleted). */
+const ENDED = new Set(['UNAUTHENTICATED', 'FORBIDDEN', 'NOT_FOUND']);
+/** `true` is sent again this often while the visitor types (the server forgets it after PARLEY_TYPING_TTL_MS, 5 s by default). */
+const TYPING_REFRESH_MS = 2_000;
+/** No keystroke for this long: not typing any more. */
+const TYPING_IDLE_MS = 3_000;
+/** The visitor's message came back in the sendMessage answer but not on the socket within this: the socket missed it, read again. */
+const ECHO_MS = 3_000;
+/** Retries of writes that carry an idempotency key (a server restart takes a few seconds). */
+const WRITE_RETRIES = 5;
+
+export function mountPanel(frame: HTMLElement, options: PanelOptions): Panel {
+  const api = createApi(options.endpoint, options.publishableKey);
+  frame.removeAttribute('aria-label');
+  frame.setAttribute('aria-labelledby', 'parley-title');
+  frame.innerHTML = `<style>${STYLE}</style><header><h2 id="parley-title"></h2><span class="status"></span><button class="close" type="button" aria-label="Close chat">${CLOSE_ICON}</button></header><ol class="log" aria-label="Messages" tabindex="0"></ol><p class="typing" hidden>Assistant is typing<span aria-hidden="true">…</span></p><p class="error" role="alert"></p><form><label class="sr" for="parley-input">Your message</label><textarea id="parley-input" rows="2" maxlength="8000" placeholder="Ask a question…" enterkeyhint="send"></textarea><button type="submit">Send</button></form><div class="sr" aria-live="polite"></div>`;
+  const $ = <T extends HTMLElement>(selector: string) => frame.querySelector(selector) as T;
+  $('h2').textContent = options.title;
+  const log = $<HTMLOListElement>('.log');
+  const typingLine = $('.typing');
+  const status = $('.status');
+  const errorLine = $('.error');
+  const input = $<HTMLTextAreaElement>('textarea');
+  const form = $<HTMLFormElement>('form');
+  const announcer = $('[aria-live]');
+  $('.close').addEventListener('click', options.close);
+
+  const entries = new Map<string, Entry>();
+  /** The `after` of the next (re)subscription: the cursor of the newest stored message seen. */
+  let cursor: string | null = null;
+  let live: { close(): void } | undefined;
+  let liveReady: Promise<void> = Promise.resolve();
+  let markLive = () => {};
+  /** Since this subscription started, the assistant's typing was seen: its next reply is followed from the first piece. */
+  let followsReplies = false;
+  let starting: Promise<Session> | undefined;
+  let typingSentAt = 0;
+  let idleTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Messages that came on the socket (MessageAdded), not only in an answer. */
+  const echoed = new Set<string>();
+  /** The last message that could not be sent, with its key: sent again, it is stored once. */
+  let unsent: { content: string; key: string } | undefined;
+
+  const showError = (message = '') => (errorLine.textContent = message);
+  const announce = (text: string) => {
+    announcer.textContent = '';
+    // A new node, so a repeated text is announced again.
+    requestAnimationFrame(() => (announcer.textContent = text));
+  };
+
+  function scrollDown(force = false): void {
+    if (force || log.scrollHeight - log.scrollTop - log.clientHeight < 80) log.scrollTop = log.scrollHeight;
+  }
+
+  function createEntry(id: string, role: Role): Entry {
+    const li = document.createElement('li');
+    li.className = role.toLowerCase();
+    li.innerHTML = `<span class="sr">${role === 'USER' ? 'You' : 'Assistant'}: </span><div class="text"></div>`;
+    const entry: Entry = { id, role, li, text: li.querySelector('.text')! };
+    entries.set(id, entry);
+    return entry;
+  }
+
+  /** Stored messages in creation order; drafts and messages being sent after them. */
+  function place(entry: Entry, at?: string): void {
+    const li = entry.li;
+    if (at) li.dataset.at = at;
+    else delete li.dataset.at;
+    li.remove();
+    const before = at ? [...log.children].find((other) => !(other as HTMLElement).dataset.at || (other as HTMLElement).dataset.at! > at) : undefined;
+    log.insertBefore(li, before ?? null);
+  }
+
+  function rekey(entry: Entry, id: string): void {
+    entries.delete(entry.id);
+    entry.id = id;
+    entries.set(id, entry);
+  }
+
+  /** Shows a stored message, once: replaces the draft or the pending message it was. */
+  function show(message: MessageData): Entry {
+    let entry = entries.get(message.id);
+    if (!entry && message.role === 'USER') {
+      entry = [...entries.values()].find((e) => e.pending === message.content);
+      if (entry) rekey(entry, message.id);
+    }
+    entry ??= createEntry(message.id, message.role);
+    const unplaced = entry.draft || entry.pending !== undefined || !entry.li.dataset.at;
+    entry.draft = entry.stale = false;
+    entry.pending = undefined;
+    entry.li.classList.remove('draft', 'stale', 'pending');
+    entry.text.textContent = message.content;
+    if (message.role === 'ASSISTANT') decorate(entry, message);
+    if (unplaced) place(entry, message.createdAt);
+    return entry;
+  }
+
+  /** Sources under an answer, and its thumbs. */
+  function decorate(entry: Entry, message: MessageData): void {
+    entry.li.querySelector('.sources')?.remove();
+    if (message.sources.length) {
+      const list = document.createElement('ul');
+      list.className = 'sources';
+      list.setAttribute('aria-label', 'Sources');
+      for (const source of message.sources) list.appendChild(document.createElement('li')).textContent = source.title;
+      entry.li.appendChild(list);
+    }
+    if (!entry.li.querySelector('.rate')) {
+      const group = document.createElement('div');
+      group.className = 'rate';
+      group.setAttribute('role', 'group');
+      group.setAttribute('aria-label', 'Rate this answer');
+      group.innerHTML = `<button type="button" data-rating="UP" aria-pressed="false" aria-label="Helpful">${THUMB_ICON}</button><button type="button" data-rating="DOWN" aria-pressed="false" aria-label="Not helpful">${THUMB_ICON}</button>`;
+      group.addEventListener('click', (event) => {
+        const button = (event.target as Element).closest('button');
+        if (button) void rate(entry, button.dataset.rating as Rating);
+      });
+      entry.li.appendChild(group);
+    }
+    showRating(entry, message.feedback?.rating ?? null);
+  }
+
+  function showRating(entry: Entry, rating: Rating | null): void {
+    for (const button of entry.li.querySelectorAll<HTMLButtonElement>('.rate button')) {
+      button.setAttribute('aria-pressed', String(button.dataset.rating === rating));
+    }
+  }
+
+  async function rate(entry: Entry, rating: Rating): Promise<void> {
+    const before = entry.li.querySelector('[aria-pressed=true]') as HTMLElement | null;
+    showRating(entry, rating);
+    try {
+      await api.request(RATE, { input: { messageId: entry.id, rating, idempotencyKey: randomId() } }, WRITE_RETRIES);
+      showError();
+    } catch (error) {
+      showRating(entry, (before?.dataset.rating as Rating | undefined) ?? null);
+      showError(`Your rating was not saved: ${(error as Error).message}`);
+    }
+  }
+
+  function onEvent(event: any): void {
+    switch (event.__typename) {
+      case 'MessageAdded': {
+        const known = entries.get(event.message.id);
+        const entry = show(event.message);
+        echoed.add(entry.id);
+        cursor = event.cursor;
+        if (event.message.role === 'ASSISTANT' && (!known || known.draft)) announce(`Assistant: ${event.message.content}`);
+        if (entry.role === 'ASSISTANT') typingLine.hidden = true;
+        break;
+      }
+      case 'ReplyDelta': {
+        let entry = entries.get(event.messageId);
+        if (!entry) {
+          // A piece of a reply that began before this subscription would show a text with a hole: its stored message will come.
+          if (!event.delta || (!followsReplies && !event.done)) break;
+          entry = createEntry(event.messageId, 'ASSISTANT');
+          entry.draft = true;
+          entry.li.classList.add('draft');
+          place(entry);
+        }
+        if (entry.draft && !entry.stale) entry.text.textContent += event.delta;
+        break;
+      }
+      case 'TypingChanged':
+        // USER: this visitor, maybe in another tab. Only the assistant's typing is shown.
+        if (event.role === 'ASSISTANT') {
+          typingLine.hidden = !event.isTyping;
+          if (event.isTyping) followsReplies = true;
+        }
+        break;
+      case 'FeedbackAdded': {
+        const entry = entries.get(event.feedback.message.id);
+        if (entry) showRating(entry, event.feedback.rating);
+        break;
+      }
+    }
+    scrollDown();
+  }
+
+  function onStatus(next: LiveStatus): void {
+    status.textContent = next === 'offline' ? 'Reconnecting…' : '';
+    if (next === 'live') {
+      showError();
+      markLive();
+      return;
+    }
+    // Whatever streamed before the drop missed pieces since; the typing state may be over.
+    followsReplies = false;
+    typingLine.hidden = true;
+    for (const entry of entries.values()) {
+      if (entry.draft && !entry.stale) {
+        entry.stale = true;
+        entry.li.classList.add('stale');
+      }
+    }
+  }
+
+  function subscribe(session: Session): void {
+    live?.close();
+    followsReplies = false;
+    liveReady = new Promise((resolve) => (markLive = resolve));
+    live = openLive({
+      url: options.endpoint.replace(/^http/, 'ws'),
+      connectionParams: { productKey: options.publishableKey, conversationToken: session.token },
+      query: EVENTS,
+      variables: () => ({ id: session.conversationId, after: cursor }),
+      onData: (data) => onEvent(data.conversationEvents),
+      onStatus,
+      onRefused: (code, message) => {
+        if (ENDED.has(code)) forget();
+        else showError(`Live updates stopped: ${message}`);
+      },
+    });
+  }
+
+  /** The conversation cannot be used any more (token expired or rotated): the next message starts a new one. */
+  function forget(): void {
+    live?.close();
+    live = undefined;
+    starting = undefined;
+    api.save(null);
+    cursor = null;
+    status.textContent = '';
+    typingLine.hidden = true;
+  }
+
+  /** Reads the conversation's latest messages, then follows it from the newest one. */
+  async function resume(session: Session): Promise<void> {
+    try {
+      const data = await api.request<any>(HISTORY, { id: session.conversationId }, 2);
+      const edges: { cursor: string; node: MessageData }[] = data.conversation?.messages.edges ?? [];
+      if (!data.conversation) return forget();
+      for (const edge of edges) show(edge.node);
+      cursor = edges.at(-1)?.cursor ?? cursor;
+      scrollDown(true);
+      subscribe(session);
+    } catch (error) {
+      if (ENDED.has((error as { code?: string }).code ?? '')) return forget();
+      showError(`The conversation could not be loaded: ${(error as Error).message}`);
+    }
+  }
+
+  /** The conversation, started (and followed) the first time the visitor types or sends. */
+  function conversation(): Promise<Session> {
+    if (api.session) return Promise.resolve(api.session);
+    starting ??= api
+      .request<any>(START, { input: { sessionId: api.sessionId, idempotencyKey: randomId() } }, WRITE_RETRIES)
+      .then(({ startConversation: started }) => {
+        api.save({ conversationId: started.id, token: started.conversationToken });
+        subscribe(api.session!);
+        return api.session!;
+      })
+      .finally(() => (starting = undefined));
+    return starting;
+  }
+
+  function typing(isTyping: boolean): void {
+    const session = api.session;
+    if (!session) return;
+    typingSentAt = isTyping ? Date.now() : 0;
+    api.request(TYPING, { input: { conversationId: session.conversationId, isTyping } }).catch(() => {});
+  }
+
+  input.addEventListener('input', () => {
+    clearTimeout(idleTimer);
+    if (!input.value.trim()) {
+      if (typingSentAt) typing(false);
+      return;
+    }
+    idleTimer = setTimeout(() => typing(false), TYPING_IDLE_MS);
+    if (Date.now() - typingSentAt < TYPING_REFRESH_MS) return;
+    typingSentAt = Date.now();
+    conversation().then(
+      () => typing(true),
+      () => (typingSentAt = 0),
+    );
+  });
+
+  input.addEventListener('keydown', (event) => {
+    if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      form.requestSubmit();
+    }
+  });
+
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    const content = input.value.trim();
+    if (content) void send(content);
+  });
+
+  async function send(content: string): Promise<void> {
+    input.value = '';
+    clearTimeout(idleTimer);
+    const key = unsent?.content === content ? unsent.key : randomId();
+    const entry = createEntry(`local:${key}`, 'USER');
+    entry.pending = content;
+    entry.text.textContent = content;
+    entry.li.classList.add('pending');
+    place(entry);
+    scrollDown(true);
+    try {
+      const session = await conversation();
+      if (typingSentAt) typing(false);
+      // Sent once the subscription is up, so the reply's first piece finds it listening.
+      await Promise.race([liveReady, new Promise((resolve) => setTimeout(resolve, ECHO_MS))]);
+      const data = await api.request<any>(
+        SEND,
+        { input: { conversationId: session.conversationId, content, stream: true, idempotencyKey: key } },
+        WRITE_RETRIES,
+      );
+      unsent = undefined;
+      showError();
+      const stored = data.sendMessage.message as MessageData;
+      show(stored);
+      // The socket brings the message too; if it does not, it was not listening yet: read what it missed.
+      setTimeout(() => {
+        if (!echoed.has(stored.id) && api.session === session) void resume(session);
+      }, ECHO_MS);
+    } catch (error) {
+      entries.delete(entry.id);
+      entry.li.remove();
+      unsent = { content, key };
+      if (!input.value) input.value = content;
+      if (ENDED.has((error as { code?: string }).code ?? '')) forget();
+      showError(`Your message was not sent: ${(error as Error).message}`);
+    }
+  }
+
+  if (api.session) void resume(api.session);
+
+  return {
+    focus: () => {
+      input.focus();
+      scrollDown(true);
+    },
+  };
+}
