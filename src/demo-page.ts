@@ -70,7 +70,7 @@ function demoPage(key: string, host: string): string {
   <section>
     <h2>Ask the shop assistant</h2>
     <p>The button in the bottom-right corner is Parley's chat widget, answering from the demo product's knowledge base.
-    Try <q>How long does shipping take?</q>, <q>Can I return shoes I bought last week?</q> or <q>When is support open?</q>
+    Try <q>How long does shipping take?</q>, <q>Can I return an item I bought?</q> or <q>When is support open?</q>
     Your conversation stays across reloads; <a href="/graphql">GraphiQL</a> reads it with the demo product's secret key.</p>
     <h2>Embed it in your page</h2>
     <pre><code>${snippet}</code></pre>

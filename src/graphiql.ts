@@ -148,7 +148,7 @@ export function createGraphiQL(setup: GraphiQLSetup): ParleyGraphiQL {
         defaultTabs: [
           { query: exploreQuery, headers },
           { query: LIVE_EVENTS, variables: variables(), headers },
-          { query: SEND_MESSAGE, variables: variables({ content: 'Can I return shoes I bought last week?' }), headers },
+          { query: SEND_MESSAGE, variables: variables({ content: 'Can I return an item I bought?' }), headers },
         ],
       };
     },
