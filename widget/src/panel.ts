@@ -197,10 +197,12 @@ export function mountPanel(frame: HTMLElement, options: PanelOptions): Panel {
     switch (event.__typename) {
       case 'MessageAdded': {
         const known = entries.get(event.message.id);
+        // New to the visitor (a draft was seen, never announced): replays of what is shown are not.
+        const fresh = !known || known.draft;
         const entry = show(event.message);
         echoed.add(entry.id);
         cursor = event.cursor;
-        if (event.message.role === 'ASSISTANT' && (!known || known.draft)) announce(`Assistant: ${event.message.content}`);
+        if (event.message.role === 'ASSISTANT' && fresh) announce(`Assistant: ${event.message.content}`);
         if (entry.role === 'ASSISTANT') typingLine.hidden = true;
         break;
       }
