@@ -1,5 +1,6 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import type { Config } from './config.js';
@@ -139,12 +140,12 @@ async function loadWidget(log: Logger): Promise<WidgetFiles> {
 
 /** Files written by `npm run build:widget` (widget/build.ts writeWidget). */
 export function readWidgetDir(dir: string): WidgetFiles {
-  if (!existsSync(`${dir}/${MANIFEST}`)) throw new Error(`no widget build in ${dir}: run npm run build`);
-  const manifest = JSON.parse(readFileSync(`${dir}/${MANIFEST}`, 'utf8')) as { launcher: string; sizes: unknown };
+  if (!existsSync(join(dir, MANIFEST))) throw new Error(`no widget build in ${dir}: run npm run build`);
+  const manifest = JSON.parse(readFileSync(join(dir, MANIFEST), 'utf8')) as { launcher: string; sizes: unknown };
   const files = new Map<string, { body: Buffer; gzipped: Buffer }>();
   // parley-chat.js there is the npm package's entry; here that name is the redirect.
   for (const name of readdirSync(dir).filter((n) => n.endsWith('.js') && n !== 'parley-chat.js')) {
-    const body = readFileSync(`${dir}/${name}`);
+    const body = readFileSync(join(dir, name));
     files.set(name, { body, gzipped: gzipSync(body, { level: 9 }) });
   }
   if (!files.has(manifest.launcher)) throw new Error(`widget build in ${dir}: the launcher ${manifest.launcher} is missing`);

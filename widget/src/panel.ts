@@ -88,6 +88,8 @@ export function mountPanel(frame: HTMLElement, options: PanelOptions): Panel {
   let markLive = () => {};
   /** Since this subscription started, the assistant's typing was seen: its next reply is followed from the first piece. */
   let followsReplies = false;
+  /** The socket was live once: losing it is "Reconnecting…". */
+  let wasLive = false;
   let starting: Promise<Session> | undefined;
   let typingSentAt = 0;
   let idleTimer: ReturnType<typeof setTimeout> | undefined;
@@ -236,12 +238,15 @@ export function mountPanel(frame: HTMLElement, options: PanelOptions): Panel {
   }
 
   function onStatus(next: LiveStatus): void {
-    status.textContent = next === 'offline' ? 'Reconnecting…' : '';
     if (next === 'live') {
+      wasLive = true;
+      status.textContent = '';
       showError();
       markLive();
       return;
     }
+    // Until it is live again, attempts included: no flicker between them.
+    if (wasLive) status.textContent = 'Reconnecting…';
     // Whatever streamed before the drop missed pieces since; the typing state may be over.
     followsReplies = false;
     typingLine.hidden = true;
