@@ -1,13 +1,12 @@
 /**
  * The chat panel, loaded by the launcher when it is first opened: the
  * conversation (kept across page loads), its live events, typing both ways,
- * ratings and sources. Messages are keyed by id, so whatever arrives twice —
- * the sendMessage answer and its MessageAdded, a replay after a reconnect —
- * is shown once.
+ * ratings and sources (the list itself: message-list.ts).
  */
 import { createApi, randomId, type Session } from './api.js';
 import { openLive, type LiveStatus } from './live.js';
-import { CLOSE_ICON, STYLE, THUMB_ICON } from './panel-style.js';
+import { createMessageList, type Entry, type MessageData, type Rating } from './message-list.js';
+import { CLOSE_ICON, STYLE } from './panel-style.js';
 
 export interface PanelOptions {
   endpoint: string;
@@ -18,31 +17,6 @@ export interface PanelOptions {
 
 export interface Panel {
   focus(): void;
-}
-
-type Role = 'USER' | 'ASSISTANT' | 'SYSTEM';
-type Rating = 'UP' | 'DOWN';
-
-interface MessageData {
-  id: string;
-  role: Role;
-  content: string;
-  createdAt: string;
-  sources: { title: string }[];
-  feedback: { rating: Rating } | null;
-}
-
-interface Entry {
-  id: string;
-  role: Role;
-  li: HTMLLIElement;
-  text: HTMLElement;
-  /** Streamed pieces so far (the stored message replaces them). */
-  draft?: boolean;
-  /** A draft that missed pieces while the socket was down: it waits for the stored message. */
-  stale?: boolean;
-  /** Sent from here, not stored yet: the content it will come back with. */
-  pending?: string;
 }
 
 const MESSAGE = 'id role content createdAt sources{title} feedback{rating}';
@@ -80,7 +54,7 @@ export function mountPanel(frame: HTMLElement, options: PanelOptions): Panel {
   const announcer = $('[aria-live]');
   $('.close').addEventListener('click', options.close);
 
-  const entries = new Map<string, Entry>();
+  const messages = createMessageList(log, (entry, rating) => void rate(entry, rating));
   /** The `after` of the next (re)subscription: the cursor of the newest stored message seen. */
   let cursor: string | null = null;
   let live: { close(): void } | undefined;
@@ -109,88 +83,14 @@ export function mountPanel(frame: HTMLElement, options: PanelOptions): Panel {
     if (force || log.scrollHeight - log.scrollTop - log.clientHeight < 80) log.scrollTop = log.scrollHeight;
   }
 
-  function createEntry(id: string, role: Role): Entry {
-    const li = document.createElement('li');
-    li.className = role.toLowerCase();
-    li.innerHTML = `<span class="sr">${role === 'USER' ? 'You' : 'Assistant'}: </span><div class="text"></div>`;
-    const entry: Entry = { id, role, li, text: li.querySelector('.text')! };
-    entries.set(id, entry);
-    return entry;
-  }
-
-  /** Stored messages in creation order; drafts and messages being sent after them. */
-  function place(entry: Entry, at?: string): void {
-    const li = entry.li;
-    if (at) li.dataset.at = at;
-    else delete li.dataset.at;
-    li.remove();
-    const before = at ? [...log.children].find((other) => !(other as HTMLElement).dataset.at || (other as HTMLElement).dataset.at! > at) : undefined;
-    log.insertBefore(li, before ?? null);
-  }
-
-  function rekey(entry: Entry, id: string): void {
-    entries.delete(entry.id);
-    entry.id = id;
-    entries.set(id, entry);
-  }
-
-  /** Shows a stored message, once: replaces the draft or the pending message it was. */
-  function show(message: MessageData): Entry {
-    let entry = entries.get(message.id);
-    if (!entry && message.role === 'USER') {
-      entry = [...entries.values()].find((e) => e.pending === message.content);
-      if (entry) rekey(entry, message.id);
-    }
-    entry ??= createEntry(message.id, message.role);
-    const unplaced = entry.draft || entry.pending !== undefined || !entry.li.dataset.at;
-    entry.draft = entry.stale = false;
-    entry.pending = undefined;
-    entry.li.classList.remove('draft', 'stale', 'pending');
-    entry.text.textContent = message.content;
-    if (message.role === 'ASSISTANT') decorate(entry, message);
-    if (unplaced) place(entry, message.createdAt);
-    return entry;
-  }
-
-  /** Sources under an answer, and its thumbs. */
-  function decorate(entry: Entry, message: MessageData): void {
-    entry.li.querySelector('.sources')?.remove();
-    if (message.sources.length) {
-      const list = document.createElement('ul');
-      list.className = 'sources';
-      list.setAttribute('aria-label', 'Sources');
-      for (const source of message.sources) list.appendChild(document.createElement('li')).textContent = source.title;
-      entry.li.appendChild(list);
-    }
-    if (!entry.li.querySelector('.rate')) {
-      const group = document.createElement('div');
-      group.className = 'rate';
-      group.setAttribute('role', 'group');
-      group.setAttribute('aria-label', 'Rate this answer');
-      group.innerHTML = `<button type="button" data-rating="UP" aria-pressed="false" aria-label="Helpful">${THUMB_ICON}</button><button type="button" data-rating="DOWN" aria-pressed="false" aria-label="Not helpful">${THUMB_ICON}</button>`;
-      group.addEventListener('click', (event) => {
-        const button = (event.target as Element).closest('button');
-        if (button) void rate(entry, button.dataset.rating as Rating);
-      });
-      entry.li.appendChild(group);
-    }
-    showRating(entry, message.feedback?.rating ?? null);
-  }
-
-  function showRating(entry: Entry, rating: Rating | null): void {
-    for (const button of entry.li.querySelectorAll<HTMLButtonElement>('.rate button')) {
-      button.setAttribute('aria-pressed', String(button.dataset.rating === rating));
-    }
-  }
-
   async function rate(entry: Entry, rating: Rating): Promise<void> {
     const before = entry.li.querySelector('[aria-pressed=true]') as HTMLElement | null;
-    showRating(entry, rating);
+    messages.showRating(entry, rating);
     try {
       await api.request(RATE, { input: { messageId: entry.id, rating, idempotencyKey: randomId() } }, WRITE_RETRIES);
       showError();
     } catch (error) {
-      showRating(entry, (before?.dataset.rating as Rating | undefined) ?? null);
+      messages.showRating(entry, (before?.dataset.rating as Rating | undefined) ?? null);
       showError(`Your rating was not saved: ${(error as Error).message}`);
     }
   }
@@ -198,29 +98,20 @@ export function mountPanel(frame: HTMLElement, options: PanelOptions): Panel {
   function onEvent(event: any): void {
     switch (event.__typename) {
       case 'MessageAdded': {
-        const known = entries.get(event.message.id);
+        const known = messages.get(event.message.id);
         // New to the visitor (a draft was seen, never announced): replays of what is shown are not.
         const fresh = !known || known.draft;
-        const entry = show(event.message);
+        const entry = messages.show(event.message);
         echoed.add(entry.id);
         cursor = event.cursor;
         if (event.message.role === 'ASSISTANT' && fresh) announce(`Assistant: ${event.message.content}`);
         if (entry.role === 'ASSISTANT') typingLine.hidden = true;
         break;
       }
-      case 'ReplyDelta': {
-        let entry = entries.get(event.messageId);
-        if (!entry) {
-          // A piece of a reply that began before this subscription would show a text with a hole: its stored message will come.
-          if (!event.delta || (!followsReplies && !event.done)) break;
-          entry = createEntry(event.messageId, 'ASSISTANT');
-          entry.draft = true;
-          entry.li.classList.add('draft');
-          place(entry);
-        }
-        if (entry.draft && !entry.stale) entry.text.textContent += event.delta;
+      case 'ReplyDelta':
+        // A piece of a reply that began before this subscription would show a text with a hole: its stored message will come.
+        messages.piece(event.messageId, event.delta, followsReplies || event.done);
         break;
-      }
       case 'TypingChanged':
         // USER: this visitor, maybe in another tab. Only the assistant's typing is shown.
         if (event.role === 'ASSISTANT') {
@@ -229,8 +120,8 @@ export function mountPanel(frame: HTMLElement, options: PanelOptions): Panel {
         }
         break;
       case 'FeedbackAdded': {
-        const entry = entries.get(event.feedback.message.id);
-        if (entry) showRating(entry, event.feedback.rating);
+        const entry = messages.get(event.feedback.message.id);
+        if (entry) messages.showRating(entry, event.feedback.rating);
         break;
       }
     }
@@ -250,12 +141,7 @@ export function mountPanel(frame: HTMLElement, options: PanelOptions): Panel {
     // Whatever streamed before the drop missed pieces since; the typing state may be over.
     followsReplies = false;
     typingLine.hidden = true;
-    for (const entry of entries.values()) {
-      if (entry.draft && !entry.stale) {
-        entry.stale = true;
-        entry.li.classList.add('stale');
-      }
-    }
+    messages.staleDrafts();
   }
 
   function subscribe(session: Session): void {
@@ -293,7 +179,7 @@ export function mountPanel(frame: HTMLElement, options: PanelOptions): Panel {
       const data = await api.request<any>(HISTORY, { id: session.conversationId }, 2);
       const edges: { cursor: string; node: MessageData }[] = data.conversation?.messages.edges ?? [];
       if (!data.conversation) return forget();
-      for (const edge of edges) show(edge.node);
+      for (const edge of edges) messages.show(edge.node);
       cursor = edges.at(-1)?.cursor ?? cursor;
       scrollDown(true);
       subscribe(session);
@@ -356,11 +242,7 @@ export function mountPanel(frame: HTMLElement, options: PanelOptions): Panel {
     input.value = '';
     clearTimeout(idleTimer);
     const key = unsent?.content === content ? unsent.key : randomId();
-    const entry = createEntry(`local:${key}`, 'USER');
-    entry.pending = content;
-    entry.text.textContent = content;
-    entry.li.classList.add('pending');
-    place(entry);
+    const entry = messages.pending(`local:${key}`, content);
     scrollDown(true);
     try {
       const session = await conversation();
@@ -375,14 +257,13 @@ export function mountPanel(frame: HTMLElement, options: PanelOptions): Panel {
       unsent = undefined;
       showError();
       const stored = data.sendMessage.message as MessageData;
-      show(stored);
+      messages.show(stored);
       // The socket brings the message too; if it does not, it was not listening yet: read what it missed.
       setTimeout(() => {
         if (!echoed.has(stored.id) && api.session === session) void resume(session);
       }, ECHO_MS);
     } catch (error) {
-      entries.delete(entry.id);
-      entry.li.remove();
+      messages.remove(entry);
       unsent = { content, key };
       if (!input.value) input.value = content;
       if (ENDED.has((error as { code?: string }).code ?? '')) forget();
