@@ -1,10 +1,11 @@
 # Parley as one stateless node: PostgreSQL and Redis come from the environment
 # (see docker-compose.yml). Built from the repository root: `docker build -t parley .`
 #
-# Two stages: the build stage has every dependency (Prisma's generator, TypeScript) and
-# compiles to dist/; the runtime stage has the production dependencies, dist/ and the
-# migrations only, and runs `node dist/main.js` as the process a supervisor signals,
-# under tini as PID 1 (signals forwarded, zombies reaped).
+# Two stages: the build stage has every dependency (Prisma's generator, TypeScript,
+# esbuild) and compiles to dist/ (the server, and the chat widget under dist/widget);
+# the runtime stage has the production dependencies, dist/ and the migrations only,
+# and runs `node dist/main.js` as the process a supervisor signals, under tini as
+# PID 1 (signals forwarded, zombies reaped).
 ARG NODE_IMAGE=node:24-bookworm-slim
 
 FROM ${NODE_IMAGE} AS build
@@ -16,6 +17,7 @@ COPY prisma ./prisma
 RUN npm ci
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
+COPY widget ./widget
 RUN npm run build
 
 FROM ${NODE_IMAGE} AS runtime

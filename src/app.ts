@@ -57,6 +57,7 @@ import { createRateLimits } from './services/rate-limits.js';
 import { requestOrigin, urlHost } from './request-origin.js';
 import { sweepExpiredKeys } from './services/idempotency.js';
 import { serveGraphqlWs } from './ws.js';
+import { createWidgetRoutes } from './widget.js';
 import { MAX_PAGE_SIZE } from './services/validation.js';
 
 export interface App {
@@ -143,6 +144,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     config.env !== 'production'
       ? createGraphiQL({ demoKey: demo?.key ?? null, demoConversation: async () => (demo ? findDemoConversation(db.prisma, demo.productId) : null) })
       : null;
+  const widget = createWidgetRoutes({ config, log, store, demo });
   const responses = config.cache.responses.enabled
     ? new ResponseCache(cache, { prefix: config.redis.prefix, maxBytes: config.cache.responses.l1MaxBytes })
     : undefined;
@@ -263,6 +265,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
       return;
     }
     if (graphiql?.serveAsset(req, res)) return;
+    if (widget.serve(req, res)) return;
     // Each request gets its own SQL scope so statements are counted per request, and its own
     // routing scope: reads may go to replicas until it writes (see infra/read-routing.ts).
     runInSqlScope(newSqlScope(), () => runWithReadRouting(() => yoga(req, res)));

@@ -57,7 +57,8 @@ const explore = (intro: string) => /* GraphQL */ `# Welcome to Parley's GraphiQL
 ${intro}
 #
 # Next tabs: LiveEvents follows a conversation as it
-# happens, SendMessage writes to it.
+# happens, SendMessage writes to it. /demo on this server
+# shows the chat widget on the demo product.
 query Explore {
   viewer {
     name
@@ -86,27 +87,29 @@ query Explore {
 }
 `;
 
-const LIVE_EVENTS = /* GraphQL */ `# Follows one conversation live: messages, the
-# assistant typing and writing its reply, feedback.
-# Press run: it keeps running (the button becomes a
-# stop button), and each event replaces the previous
-# one on the right. A message is followed at once by
-# the assistant's events, so it shows only briefly.
+const LIVE_EVENTS = /* GraphQL */ `# Follows one conversation live. Press run: it keeps
+# running (the button becomes a stop button), and each
+# event replaces the previous one on the right. So this
+# tab asks only for stored messages and ratings: when a
+# message is sent, the assistant's reply is what stays
+# on screen.
 #
-# Then send a message from elsewhere: open this page in
-# a second window and run SendMessage there, or use curl
-# or a chat widget. Switching tabs in this window stops
-# the subscription.
+# To watch a whole exchange (the assistant typing, the
+# reply streaming in piece by piece, sources, ratings),
+# open /demo on this server: the demo shop with the chat
+# widget. Its conversations are the visitor's own; the
+# Explore tab lists them.
 #
+# To send to this conversation: run SendMessage in a
+# second window of this page (switching tabs in this
+# window stops the subscription), or use curl.
 # The conversation id is in the Variables tab below.
 subscription LiveEvents($conversationId: ID!) {
-  conversationEvents(conversationId: $conversationId) {
+  conversationEvents(conversationId: $conversationId, only: [MESSAGE_ADDED, FEEDBACK_ADDED]) {
     __typename
     ... on MessageAdded {
-      message { id role content createdAt }
+      message { id role content createdAt sources { title } }
     }
-    ... on ReplyDelta { messageId delta done }
-    ... on TypingChanged { role isTyping }
     ... on FeedbackAdded { feedback { rating comment } }
   }
 }
@@ -145,7 +148,7 @@ export function createGraphiQL(setup: GraphiQLSetup): ParleyGraphiQL {
         defaultTabs: [
           { query: exploreQuery, headers },
           { query: LIVE_EVENTS, variables: variables(), headers },
-          { query: SEND_MESSAGE, variables: variables({ content: 'Can I return shoes I bought last week?' }), headers },
+          { query: SEND_MESSAGE, variables: variables({ content: 'Can I return an item I bought?' }), headers },
         ],
       };
     },

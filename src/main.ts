@@ -75,6 +75,7 @@ async function serve(app: App, config: Config): Promise<void> {
     `  Database: ${app.deps.db.description}`,
   ];
   if (!config.adminToken) lines.push(`  Admin token: ${app.deps.adminToken}   (kept in ${config.dataDir}/admin-token)`);
+  if (app.demo) lines.push(`  Chat widget demo: ${url.replace(/\/graphql$/, '')}/demo   (the demo product, live in a page)`);
   if (app.demo?.key) {
     lines.push(
       `  Demo product key: ${app.demo.key}`,

@@ -4,7 +4,9 @@ import { NotFoundError } from '../errors.js';
 import { conversationScopes, requireProduct } from '../services/auth.js';
 import {
   conversationEvents,
+  onlyEvents,
   productFeedbackEvents,
+  type ConversationEvent as Event,
   type FeedbackAddedEvent,
   type MessageAddedEvent,
   type ReplyDeltaEvent,
@@ -69,6 +71,16 @@ const ConversationEvent = builder.unionType('ConversationEvent', {
     ({ messageAdded: MessageAdded, replyDelta: ReplyDelta, typingChanged: TypingChanged, feedbackAdded: FeedbackAdded })[event.type],
 });
 
+const ConversationEventKind = builder.enumType('ConversationEventKind', {
+  description: 'The kinds of ConversationEvent, for `conversationEvents(only:)`.',
+  values: {
+    MESSAGE_ADDED: { value: 'messageAdded' },
+    REPLY_DELTA: { value: 'replyDelta' },
+    TYPING_CHANGED: { value: 'typingChanged' },
+    FEEDBACK_ADDED: { value: 'feedbackAdded' },
+  } as const,
+});
+
 builder.subscriptionFields((t) => ({
   conversationEvents: t.field({
     type: ConversationEvent,
@@ -77,15 +89,23 @@ builder.subscriptionFields((t) => ({
       'every message stored after it is delivered first, then live events: no gap, no duplicate. After a pub/sub ' +
       'outage the messages and ratings stored meanwhile come, in order and once, before further live events; ' +
       'typing and reply pieces of that time are lost.',
-    args: { conversationId: t.arg.id({ required: true }), after: t.arg.string() },
+    args: {
+      conversationId: t.arg.id({ required: true }),
+      after: t.arg.string(),
+      only: t.arg({
+        type: [ConversationEventKind],
+        description: 'Deliver only events of these kinds (replayed ones too); every kind when omitted.',
+      }),
+    },
     skipTypeScopes: true,
     authScopes: (_root, args, ctx) => conversationScopes(ctx, parseGlobalId(String(args.conversationId), 'Conversation', 'conversationId')),
-    subscribe: (_root, args, ctx) => {
+    subscribe: async (_root, args, ctx) => {
       const product = requireProduct(ctx);
       const conversationId = parseGlobalId(String(args.conversationId), 'Conversation', 'conversationId');
       const sources = { prisma: ctx.prisma, pubsub: ctx.deps.pubsub, replays: ctx.deps.replays };
       // The replay looks the cursor's row up among this conversation's messages, whichever format the cursor has.
-      return conversationEvents(sources, product.id, conversationId, cursorPlace({ after: args.after })?.id);
+      const events = await conversationEvents(sources, product.id, conversationId, cursorPlace({ after: args.after })?.id);
+      return args.only ? onlyEvents(events, new Set<Event['type']>(args.only)) : events;
     },
     resolve: (event) => event,
   }),

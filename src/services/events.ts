@@ -143,6 +143,27 @@ export async function conversationEvents(
   }
 }
 
+/**
+ * Only the events of these kinds (a subscriber that asked for messages alone).
+ * Filtered after the catch-up: the replay still places every stored event.
+ * return() goes straight to the source, ending a next() that waits there.
+ */
+export function onlyEvents<E extends { type: string }>(events: AsyncIterableIterator<E>, kinds: ReadonlySet<E['type']>): AsyncIterableIterator<E> {
+  return {
+    [Symbol.asyncIterator]() {
+      return this;
+    },
+    async next() {
+      for (;;) {
+        const next = await events.next();
+        if (next.done || kinds.has(next.value.type)) return next;
+      }
+    },
+    return: async () => (await events.return?.()) ?? { done: true, value: undefined },
+    throw: async (error?: unknown) => (await events.throw?.(error)) ?? { done: true, value: undefined },
+  };
+}
+
 /** Every feedback of the product, for dashboards; after a GAP, what was rated meanwhile comes first. */
 export async function productFeedbackEvents(
   { prisma, pubsub, replays }: EventSources,

@@ -2,7 +2,8 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { PrismaClient } from '../infra/db.js';
 import { insertMessage } from './messages.js';
-import { findProductByKey, issueProductKey, newConversationTokenSecret } from './products.js';
+import { findProductByKey, issueProductKey, keyKindOf, newConversationTokenSecret, rotateProductKey, sha256 } from './products.js';
+import type { Store } from './store.js';
 
 export interface DemoSeed {
   productId: string;
@@ -93,4 +94,31 @@ export async function findDemoConversation(prisma: PrismaClient, productId: stri
     select: { id: true },
   });
   return conversation?.id ?? null;
+}
+
+/**
+ * The demo product's publishable key, for the development-only /demo page.
+ *
+ * Keys are stored hashed, so the page cannot read one from the database: the
+ * key is issued here the first time it is needed (for the demo product only)
+ * and kept in the data dir, as the demo's secret key is. Keeping it, rather
+ * than issuing one at each start and holding it in memory, is what lets a
+ * visitor's conversation survive a restart: issuing a publishable key replaces
+ * the product's conversation-token secret, which would end every conversation
+ * token the widget holds in localStorage. A publishable key is meant to be
+ * seen (it is in every page that embeds the widget), so the file adds no
+ * exposure; it is written owner-only like its neighbours all the same. A file
+ * that no longer matches (the key was rotated) is replaced by a new key.
+ */
+export async function demoPublishableKey(store: Store, dataDir: string, productId: string): Promise<string> {
+  const keyFile = join(dataDir, 'demo-publishable-key');
+  if (existsSync(keyFile)) {
+    const key = readFileSync(keyFile, 'utf8').trim();
+    const product = await findProductByKey(store.prisma, key);
+    if (product?.id === productId && keyKindOf(product, sha256(key)) === 'PUBLISHABLE') return key;
+  }
+  const { key } = await rotateProductKey(store, productId, 'PUBLISHABLE');
+  mkdirSync(dataDir, { recursive: true });
+  writeFileSync(keyFile, key + '\n', { mode: 0o600 });
+  return key;
 }

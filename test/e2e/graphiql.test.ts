@@ -245,6 +245,8 @@ describe('GraphiQL in headless Chromium', () => {
 
     // Start the subscription example (over SSE, authenticated by the headers editor's key).
     await selectTab(page, 'LiveEvents', 'subscription LiveEvents(');
+    // The tab sends newcomers to the demo page for the whole exchange.
+    expect(await text(page, '.graphiql-query-editor')).toContain('open /demo on this server');
     const variables = await page.evaluate<string | null>(`localStorage.getItem('graphiql:tabState')`);
     const conversationId = JSON.parse(JSON.parse(variables!).tabs[1].variables).conversationId as string;
     expect(Buffer.from(conversationId, 'base64').toString()).toMatch(/^Conversation:/);
@@ -262,15 +264,20 @@ describe('GraphiQL in headless Chromium', () => {
     await waitForEvent(page, (e) => e.__typename === 'MessageAdded' && e.message.role === 'USER' && e.message.content === fromApi, 'MessageAdded of the API message');
     const afterApi = await paneShowsLatest(page);
     console.log(`[graphiql] events GraphiQL received after one message: ${afterApi.map((e) => e.__typename + (e.role ? `(${e.role} ${e.isTyping})` : e.message ? `(${e.message.role})` : '')).join(', ')}`);
+    // The example asks for stored messages and ratings only: what stays on screen is the reply (issue 16 point 4).
+    expect(afterApi.map((e) => `${e.__typename} ${e.message?.role}`)).toEqual(['MessageAdded USER', 'MessageAdded ASSISTANT']);
+    await waitForText(page, '.graphiql-response', afterApi.at(-1).message.content.slice(0, 30), EVENT_MS, 'the reply in the result pane');
 
     // The flow the tab's comment describes: SendMessage run from a second GraphiQL window.
     const second = await openGraphiQL();
     await selectTab(second, 'SendMessage', 'mutation SendMessage(');
     await second.locator('.graphiql-execute-button').click();
     await waitForText(second, '.graphiql-response', '"sendMessage"', UI_MS, 'the SendMessage result in the second window');
-    await waitForEvent(page, (e) => e.__typename === 'MessageAdded' && e.message.content === 'Can I return shoes I bought last week?', 'MessageAdded of the second window’s message');
+    await waitForEvent(page, (e) => e.__typename === 'MessageAdded' && e.message.content === 'Can I return an item I bought?', 'MessageAdded of the second window’s message');
     await page.bringToFront();
-    await paneShowsLatest(page);
+    const afterSecond = await paneShowsLatest(page);
+    // The example question is one the demo knowledge answers: a newcomer sees a real reply, not "I don't know".
+    expect(afterSecond.at(-1).message.content).toContain('30 days');
     await page.screenshot({ path: join(ARTIFACTS, 'graphiql-subscription.png') });
 
     // Offline by construction: every script, style, worker and icon came from Parley.

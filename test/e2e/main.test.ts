@@ -151,6 +151,12 @@ async function firstRunThenRestart(label: string, env: Record<string, string>): 
   expect(out).toContain(`curl -s http://localhost:${first.port}/graphql`);
   expect(out).toContain(`authorization: Bearer ${demoKey}`);
   expect(out).toMatch(/"query":"\{ viewer \{/);
+  // npm start serves the chat widget (built from source on first use) and its demo page, with no build step.
+  expect(out).toContain(`Chat widget demo: http://localhost:${first.port}/demo`);
+  const demo = await fetch(`${first.base}/demo`);
+  expect(demo.status).toBe(200);
+  expect(await demo.text()).toMatch(/<parley-chat endpoint="\/graphql" publishable-key="pk_pub_/);
+  expect((await fetch(`${first.base}/widget/parley-chat.js`)).headers.get('content-type')).toBe('text/javascript; charset=utf-8');
   expect(readFileSync(join(dataDir, 'admin-token'), 'utf8').trim()).toBe(adminToken);
   expect(readFileSync(join(dataDir, 'demo-key'), 'utf8').trim()).toBe(demoKey);
 
@@ -265,7 +271,7 @@ describe('src/main.ts as a process', () => {
     }
   }, 120_000);
 
-  it('npm run build compiles to dist/, and node dist/main.js serves the API and stops on SIGTERM', async () => {
+  it('npm run build compiles to dist/, and node dist/main.js serves the API and the widget and stops on SIGTERM', async () => {
     const built = spawnSync('npm', ['run', 'build'], { cwd: ROOT, encoding: 'utf8', timeout: 180_000 });
     expect(built.status, built.stdout + built.stderr).toBe(0);
     const env: Record<string, string> = { NODE_ENV: 'production', PARLEY_ADMIN_TOKEN: 'adm_e2e_built_0123456789abcdef' };
@@ -279,6 +285,12 @@ describe('src/main.ts as a process', () => {
       });
       const { viewer } = await gql(running.base, `{ viewer { name } }`, { authorization: `Bearer ${created.createProduct.key}` });
       expect(viewer.name).toBe('Built');
+      // The build wrote the widget next to the server (dist/widget): served at its hash, immutable; no /demo in production.
+      const launcher = await fetch(`${running.base}/widget/parley-chat.js`);
+      expect(launcher.status).toBe(200);
+      expect(launcher.url).toMatch(/\/widget\/[A-Z0-9]{8}\.js$/);
+      expect(launcher.headers.get('cache-control')).toBe('public, max-age=31536000, immutable');
+      expect((await fetch(`${running.base}/demo`)).status).toBe(404);
       expect(await stopParley(running)).toBe(0);
     } finally {
       for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');

@@ -33,6 +33,8 @@ export interface FakeLlm {
   /** Base URL for PARLEY_LLM_BASE_URL (…/v1). */
   url: string;
   requests: RecordedRequest[];
+  /** Each streamed piece as it was written: its request's index and when (performance.timeOrigin + now(), ms since the epoch). */
+  sent: { request: number; content: string; at: number }[];
   /** Behaviours of the next requests, in order. */
   script(...behaviours: Behaviour[]): void;
   /** What requests get once the script is used up. @default { kind: 'answer' } */
@@ -56,6 +58,7 @@ export async function startFakeLlm(): Promise<FakeLlm> {
   const fake: FakeLlm = {
     url: '',
     requests: [],
+    sent: [],
     otherwise: { kind: 'answer' },
     script: (...behaviours) => void queue.push(...behaviours),
     waitForRequests: (n) =>
@@ -119,6 +122,7 @@ export async function startFakeLlm(): Promise<FakeLlm> {
         for (const content of chunks) {
           if (behaviour.kind === 'answer' && behaviour.delayMs) await new Promise((r) => setTimeout(r, behaviour.delayMs));
           res.write(`data: ${JSON.stringify({ object: 'chat.completion.chunk', model: request.model, choices: [{ index: 0, delta: { content }, finish_reason: null }] })}\n\n`);
+          fake.sent.push({ request: fake.requests.indexOf(request), content, at: performance.timeOrigin + performance.now() });
         }
         if (behaviour.kind === 'cut') {
           // Let the pieces reach the client before the connection goes.

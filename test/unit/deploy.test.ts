@@ -107,7 +107,7 @@ describe('Dockerfile', () => {
     // Build: every dependency (prisma generate runs in npm ci), then the compile.
     expect(build).toMatch(/^RUN npm ci$/m);
     expect(build).toMatch(/^RUN npm run build$/m);
-    for (const path of ['package.json', 'package-lock.json', 'prisma', 'prisma.config.ts', 'tsconfig.build.json', 'src']) expect(build).toContain(path);
+    for (const path of ['package.json', 'package-lock.json', 'prisma', 'prisma.config.ts', 'tsconfig.build.json', 'src', 'widget']) expect(build).toContain(path);
     // Runtime: production dependencies, the compiled code and the migrations; no sources, no dev tools.
     expect(runtime).toMatch(/^RUN npm ci --omit=dev --ignore-scripts\b/m);
     expect(runtime).toMatch(/^COPY --from=build \/app\/dist \.\/dist$/m);
@@ -123,7 +123,9 @@ describe('Dockerfile', () => {
     expect(runtime).toMatch(/^ENTRYPOINT \["\/usr\/bin\/tini", "--"\]$/m);
     expect(runtime).toMatch(/^CMD \["node", "dist\/main\.js"\]$/m);
     expect(pkg.scripts['start:built']).toBe('node dist/main.js');
-    expect(pkg.scripts['build']).toBe('tsc -p tsconfig.build.json');
+    // The chat widget is built into dist/widget with the server: the runtime stage's COPY of dist/ carries it.
+    expect(pkg.scripts['build']).toBe('tsc -p tsconfig.build.json && npm run build:widget');
+    expect(pkg.scripts['build:widget']).toBe('tsx widget/build.ts dist/widget');
     // npm start: one node process (tsx as a loader), not sh -> npm -> tsx's CLI -> node.
     expect(pkg.scripts['start']).toBe('node --import tsx src/main.ts');
   });
