@@ -1,12 +1,6 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildApp, type App } from '../../src/app.js';
-import { loadConfig } from '../../src/config.js';
-import { openDatabase, type Database } from '../../src/infra/db.js';
 import { findRedisServer, startRedisSentinel, type SentinelGroup } from '../../scripts/servers.js';
-import { createTestApp, recordingLogger, TEST_ADMIN_TOKEN, type TestApp } from '../helpers/app.js';
+import { createAppWithOwnPool, createTestApp, dataOf, type TestApp } from '../helpers/app.js';
 import { databaseVariants } from '../helpers/db.js';
 import { CONVERSATION_EVENTS, disposeClients, eventually, liveClient, subscribe, uniquePrefix } from '../helpers/live.js';
 
@@ -24,66 +18,49 @@ if (process.env.CI === 'true' && !haveRedis) throw new Error('CI=true but redis-
 describe.skipIf(!postgres.available || !haveRedis)('Redis through Sentinel, and a failover', () => {
   let group: SentinelGroup;
   let a: TestApp;
-  let b: App;
-  let bDatabase: Database;
-  let bDataDir: string;
+  let b: { t: TestApp; dispose(): Promise<void> };
   let wsB: string;
-  let product: { id: string; key: string };
-  const bLog = recordingLogger();
+  let key: string;
 
-  const gql = async (app: App, query: string, variables: Record<string, unknown> = {}) => {
-    const response = await app.yoga.fetch('http://parley.test/graphql', {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: `Bearer ${product.key}` },
-      body: JSON.stringify({ query, variables }),
-    });
-    const body = (await response.json()) as { data: any; errors?: unknown[] };
-    expect(body.errors, JSON.stringify(body.errors)).toBeUndefined();
-    expect(response.status).toBe(200);
-    return body.data;
-  };
-  const start = async (app: App) => (await gql(app, `mutation { startConversation(input: { sessionId: "sentinel" }) { id } }`)).startConversation.id as string;
-  const send = async (app: App, c: string, content: string) =>
-    (await gql(app, `mutation($c: ID!, $t: String!) { sendMessage(input: { conversationId: $c, content: $t }) { message { id } } }`, { c, t: content }))
+  const gql = async (node: TestApp, query: string, variables: Record<string, unknown> = {}) => dataOf(await node.gql(query, { key, variables }));
+  const start = async (node: TestApp) => (await gql(node, `mutation { startConversation(input: { sessionId: "sentinel" }) { id } }`)).startConversation.id as string;
+  const send = async (node: TestApp, c: string, content: string) =>
+    (await gql(node, `mutation($c: ID!, $t: String!) { sendMessage(input: { conversationId: $c, content: $t }) { message { id } } }`, { c, t: content }))
       .sendMessage.message.id as string;
-  const client = () => liveClient(wsB, { connectionParams: { productKey: product.key } }).client;
+  const client = () => liveClient(wsB, { connectionParams: { productKey: key } }).client;
+  const subscribedOnB = () => b.t.app.deps.pubsub.stats().subscribed;
 
   beforeAll(async () => {
     group = await startRedisSentinel();
     const env = { REDIS_URL: group.url, PARLEY_REDIS_PREFIX: uniquePrefix('sentinel') };
     a = await createTestApp(postgres, env);
-    bDataDir = mkdtempSync(join(tmpdir(), 'parley-sentinel-b-'));
-    bDatabase = await openDatabase({ url: a.database.url, poolSize: 5 });
-    const config = loadConfig({ NODE_ENV: 'test', PARLEY_DATA_DIR: bDataDir, PARLEY_ADMIN_TOKEN: TEST_ADMIN_TOKEN, PARLEY_DEMO: 'false', PARLEY_LOG_LEVEL: 'silent', ...env });
-    b = await buildApp(config, { db: bDatabase, log: bLog.log });
-    wsB = `ws://127.0.0.1:${(await b.start(0, '127.0.0.1')).port}/graphql`;
-    product = await a.product('Sentinel');
+    b = await createAppWithOwnPool({ DATABASE_URL: a.database.url!, ...env });
+    wsB = `ws://127.0.0.1:${(await b.t.app.start(0, '127.0.0.1')).port}/graphql`;
+    ({ key } = await a.product('Sentinel'));
   }, 60_000);
   afterAll(async () => {
     await disposeClients();
-    await b?.stop();
-    await bDatabase?.close();
-    if (bDataDir) rmSync(bDataDir, { recursive: true, force: true });
+    await b?.dispose();
     await a?.dispose();
     await group?.dispose();
   });
 
   it('reaches the master the sentinels name: an event sent on node A reaches a subscriber on node B', async () => {
-    expect([a.app.deps.pubsub.kind, b.deps.pubsub.kind]).toEqual(['redis', 'redis']);
-    const c = await start(a.app);
-    const streams = b.deps.pubsub.stats().subscribed;
+    expect([a.app.deps.pubsub.kind, b.t.app.deps.pubsub.kind]).toEqual(['redis', 'redis']);
+    const c = await start(a);
+    const streams = subscribedOnB();
     const s = subscribe(client(), CONVERSATION_EVENTS, { id: c });
-    await eventually(() => b.deps.pubsub.stats().subscribed > streams, 'subscribed on B');
-    const id = await send(a.app, c, 'before the failover');
+    await eventually(() => subscribedOnB() > streams, 'subscribed on B');
+    const id = await send(a, c, 'before the failover');
     await s.until((e) => e.conversationEvents.message?.id === id, 'the message on B');
   });
 
   it('a killed master: every request still succeeds, the replica is promoted, and events cross nodes through the new master', async () => {
-    const c = await start(a.app);
+    const c = await start(a);
     const sent: string[] = [];
-    const streams = b.deps.pubsub.stats().subscribed;
+    const streams = subscribedOnB();
     const before = subscribe(client(), CONVERSATION_EVENTS, { id: c });
-    await eventually(() => b.deps.pubsub.stats().subscribed > streams, 'subscribed on B');
+    await eventually(() => subscribedOnB() > streams, 'subscribed on B');
 
     const old = await group.killMaster();
     // While the sentinels notice (500 ms) and promote the replica, writes and reads go on: Redis is never in the request path's way.
@@ -91,8 +68,8 @@ describe.skipIf(!postgres.available || !haveRedis)('Redis through Sentinel, and 
     let failedOver = false;
     void promoted.then(() => (failedOver = true));
     while (!failedOver) {
-      sent.push(await send(a.app, c, `during the failover ${sent.length}`));
-      await gql(b, `{ conversations(first: 5) { edges { node { id messageCount } } } }`);
+      sent.push(await send(a, c, `during the failover ${sent.length}`));
+      await gql(b.t, `{ conversations(first: 5) { edges { node { id messageCount } } } }`);
       await new Promise((r) => setTimeout(r, 100));
     }
     await promoted;
@@ -100,10 +77,10 @@ describe.skipIf(!postgres.available || !haveRedis)('Redis through Sentinel, and 
 
     // A subscription opened after the failover gets events through the new master.
     const after = subscribe(client(), CONVERSATION_EVENTS, { id: c });
-    await eventually(() => b.deps.pubsub.stats().subscribed > streams + 1, 'subscribed on B through the new master', 20_000);
+    await eventually(() => subscribedOnB() > streams + 1, 'subscribed on B through the new master', 20_000);
     const last = await eventually(
       async () => {
-        const id = await send(a.app, c, 'after the failover');
+        const id = await send(a, c, 'after the failover');
         try {
           return await after.until((e) => e.conversationEvents.message?.id === id, 'the message on B', 2_000);
         } catch {

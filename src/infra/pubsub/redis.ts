@@ -97,14 +97,14 @@ export class RedisEventPubSub<E extends EventMap> extends BasePubSub<E> implemen
   /** Starts even when Redis is down: ioredis keeps trying, and events flow once it is back. */
   async connect(): Promise<void> {
     // Every stream listens to the node-wide notice (sent when too many channels missed events to name them).
-    void this.engine
-      .subscribe(this.everyChannel(), (event: unknown) => {
-        if (event !== null && typeof event === 'object' && isGapNotice(event)) {
-          this.holdStreams();
-          this.resumeStreams();
-        }
-      })
-      .catch(() => undefined);
+    const every = this.engine.subscribe(this.everyChannel(), (event: unknown) => {
+      if (event !== null && typeof event === 'object' && isGapNotice(event)) {
+        this.holdStreams();
+        this.resumeStreams();
+      }
+    });
+    every.catch(() => undefined);
+    this.unhandledSubscribe(this.everyChannel());
     await Promise.allSettled([this.redis.connect(), this.subscriber.connect()]);
   }
 
@@ -128,6 +128,15 @@ export class RedisEventPubSub<E extends EventMap> extends BasePubSub<E> implemen
   }
 
   private readonly log: Logger;
+
+  /**
+   * RedisPubSub keeps a promise per pending SUBSCRIBE that nothing awaits: a SUBSCRIBE that
+   * fails (the connection closed while Redis was down) would reject it unhandled.
+   */
+  private unhandledSubscribe(channel: string): void {
+    const pending = (this.engine as unknown as { subsPendingRefsMap: Map<string, { pending: Promise<unknown> }> }).subsPendingRefsMap;
+    pending.get(channel)?.pending.catch(() => undefined);
+  }
 
   private everyChannel(): string {
     return `${this.prefix}gaps`;
@@ -186,10 +195,7 @@ export class RedisEventPubSub<E extends EventMap> extends BasePubSub<E> implemen
       // Anything but one of our JSON objects on our channel is not an event.
       if (event !== null && typeof event === 'object') stream.push(isGapNotice(event) ? GAP : (event as E[K]));
     });
-    // RedisPubSub also keeps a promise per pending SUBSCRIBE that nothing awaits: a SUBSCRIBE that
-    // fails (the connection closed while Redis was down) would reject it unhandled.
-    const pending = (this.engine as unknown as { subsPendingRefsMap: Map<string, { pending: Promise<unknown> }> }).subsPendingRefsMap;
-    pending.get(channel)?.pending.catch(() => undefined);
+    this.unhandledSubscribe(channel);
     const stream = this.open<E[K]>(
       subscription.then(() => undefined),
       () => {
