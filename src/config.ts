@@ -1,7 +1,8 @@
 import { z } from 'zod';
 import { parseSentinelUrl } from './infra/redis.js';
 
-// The only reader of process.env. Every variable is documented in .env.example.
+// The only reader of process.env. Every variable is documented in .env.example and
+// docs/configuration.md (test/unit/docs.test.ts checks both).
 
 const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
