@@ -21,7 +21,7 @@ import { searchQuestions } from './scenarios.js';
  * (yoga.fetch), one at a time. Reports the reply's own `latencyMs` (time to
  * produce the answer) and the whole sendMessage mutation (which also stores
  * the question and the reply). Uses DATABASE_URL / REDIS_URL when set, else
- * embedded PGlite in memory; PARLEY_SEARCH_BATCH_MS as configured (10 ms).
+ * embedded PGlite in memory; PARLEY_SEARCH_BATCH_MS as configured (default 0: no window).
  */
 
 const argument = (name: string, fallback: number) => {

@@ -54,6 +54,8 @@ export interface BenchOptions {
   infra: InfraOptions;
   scenarios?: readonly ScenarioName[];
   log?: (line: string) => void;
+  /** Extra Node options for the Parley server, e.g. `--cpu-prof` to see where its time goes. */
+  parleyNodeArgs?: string[];
 }
 
 export interface SqlPerRequest {
@@ -152,7 +154,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
 
     const start = async (kind: ServerKind) => {
       log(`starting ${kind}...`);
-      const server = await launchServer(kind, infra.serverEnv());
+      const server = await launchServer(kind, infra.serverEnv(), kind === 'parley' ? options.parleyNodeArgs : []);
       servers[kind] = server.description;
       if (kind === 'parley' && names.includes('nestedCursor') && !parleyCursors.size) {
         await fetchParleyCursors(server, dataset, parleyCursors);

@@ -29,6 +29,8 @@ const { values } = parseArgs({
     scenarios: { type: 'string' },
     embedded: { type: 'boolean', default: false },
     out: { type: 'string' },
+    /** e.g. --parley-node-args="--cpu-prof --cpu-prof-dir=/tmp/prof" to see where Parley's time goes. */
+    'parley-node-args': { type: 'string', default: '' },
   },
 });
 
@@ -61,6 +63,7 @@ const commitWorthy =
   !values.out &&
   !values.embedded &&
   !scenarios &&
+  !values['parley-node-args'] &&
   (['size', 'duration', 'warmup', 'connections'] as const).every((name) => values[name] === DEFAULTS[name]);
 
 const result = await runBench({
@@ -69,6 +72,7 @@ const result = await runBench({
   warmupSeconds,
   connections,
   ...(scenarios ? { scenarios } : {}),
+  parleyNodeArgs: values['parley-node-args']!.split(' ').filter(Boolean),
   infra: {
     databaseUrl: values.embedded ? undefined : process.env.DATABASE_URL,
     redisUrl: values.embedded ? undefined : process.env.REDIS_URL,

@@ -74,7 +74,7 @@ const envObject = z.object({
   PARLEY_WS_KEEPALIVE_MS: wholeNumber(0, 600_000).default(12_000),
   PARLEY_ANSWER_ENGINE: z.enum(['local', 'openai']).default('local'),
   PARLEY_ANSWER_TTL_S: wholeNumber(1, 30 * 86_400).default(86_400),
-  PARLEY_SEARCH_BATCH_MS: wholeNumber(0, 1_000).default(2),
+  PARLEY_SEARCH_BATCH_MS: wholeNumber(0, 1_000).default(0),
   PARLEY_LLM_BASE_URL: z
     .string()
     .url()

@@ -103,8 +103,11 @@ export async function searchKnowledge(
 
 /**
  * Ranks the product's knowledge for concurrent questions together: the searches
- * of one product that start within `windowMs` of each other are one SQL
- * statement (see rankKnowledgeBatch), whoever asks — searchKnowledge or an answer.
+ * of one product that are batched together are one SQL statement (see
+ * rankKnowledgeBatch), whoever asks — searchKnowledge or an answer. A batch is
+ * what arrives within `windowMs`, or with no window (0) what arrives while
+ * the previous batch runs: a question asked when nothing is being ranked goes
+ * at once, and under load the batches grow with it, as group commit does.
  */
 export interface KnowledgeSearch {
   rank(productId: string, query: string, first: number): Promise<RankedHit[]>;
@@ -114,11 +117,36 @@ export interface KnowledgeSearch {
 
 export function createKnowledgeSearch(prisma: PrismaClient, windowMs: number): KnowledgeSearch {
   let statements = 0;
+  // With no window: one batch runs at a time; the next waits for it (DataLoader keeps adding to it meanwhile).
+  let running = 0;
+  const waiting: (() => void)[] = [];
+  const scheduleBatch =
+    windowMs > 0
+      ? (run: () => void) => void setTimeout(run, windowMs).unref()
+      : (run: () => void) => {
+          if (running === 0) setImmediate(run);
+          else waiting.push(run);
+        };
+  const batchDone = () => {
+    running -= 1;
+    const next = waiting.shift();
+    if (next) setImmediate(next);
+  };
   // One loader for the process, so a batch holds the searches of every request that starts within
   // the window (batchScheduleFn), not only one request's. Nothing is cached here (cache: false):
   // searchKnowledge and answers cache what they make of a ranking under their own policies.
   const loader = new DataLoader<RankRequest & { productId: string }, RankedHit[], RankRequest & { productId: string }>(
     async (requests) => {
+      running += 1;
+      try {
+        return await rankBatch(requests);
+      } finally {
+        batchDone();
+      }
+    },
+    { cache: false, maxBatchSize: 50, batchScheduleFn: scheduleBatch },
+  );
+  async function rankBatch(requests: readonly (RankRequest & { productId: string })[]): Promise<(RankedHit[] | Error)[]> {
       // One statement per product (a batch never mixes products), one ranking per distinct question.
       const byProduct = new Map<string, Map<string, RankRequest>>();
       for (const { productId, query, first } of requests) {
@@ -137,9 +165,7 @@ export function createKnowledgeSearch(prisma: PrismaClient, windowMs: number): K
         }),
       );
       return requests.map(({ productId, query, first }) => ranked.get(productId)!.get(JSON.stringify([query, first]))!);
-    },
-    { cache: false, maxBatchSize: 50, ...(windowMs > 0 ? { batchScheduleFn: (run: () => void) => void setTimeout(run, windowMs).unref() } : {}) },
-  );
+  }
   return {
     rank: (productId, query, first) => loader.load({ productId, query, first }),
     get statements() {

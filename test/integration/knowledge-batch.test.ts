@@ -101,3 +101,32 @@ describeEachDatabase('knowledge search batching', (variant) => {
     expect(search.statements).toBe(2);
   });
 });
+
+describeEachDatabase('knowledge search batching without a window (the default)', (variant) => {
+  let t: TestApp;
+  let a: { id: string; key: string };
+
+  beforeAll(async () => {
+    t = await createTestApp(variant, { PARLEY_SEARCH_BATCH_MS: '0' });
+    a = await t.product('Adaptive');
+    await addKnowledgeBatch(t.store, a.id, { entries: ENTRIES });
+  });
+  afterAll(() => t?.dispose());
+
+  it('a question asked while nothing is ranked goes at once; those asked while a ranking runs go together after it', async () => {
+    const search = createKnowledgeSearch(t.prisma, 0);
+    const first = search.rank(a.id, QUESTIONS[0]!, 3);
+    // Let the first batch start: it runs alone, with no window to wait for.
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(search.statements).toBe(1);
+    const rest = QUESTIONS.slice(1).map((q) => search.rank(a.id, q, 3));
+    expect(search.statements).toBe(1);
+    const [alone, ...together] = await Promise.all([first, ...rest]);
+    // The eight asked meanwhile were one statement, sent once the first had answered.
+    expect(search.statements).toBe(2);
+    expect(alone!.map((h) => h.entry.title)).toEqual((await rankKnowledge(t.prisma, a.id, QUESTIONS[0]!, 3)).map((h) => h.entry.title));
+    for (const [i, hits] of together.entries()) {
+      expect(hits.map((h) => h.entry.title)).toEqual((await rankKnowledge(t.prisma, a.id, QUESTIONS[i + 1]!, 3)).map((h) => h.entry.title));
+    }
+  });
+});

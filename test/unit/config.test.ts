@@ -37,7 +37,7 @@ describe('loadConfig', () => {
       answers: {
         engine: 'local',
         ttlMs: 86_400_000,
-        searchBatchMs: 2,
+        searchBatchMs: 0,
         llm: {
           baseUrl: 'https://api.openai.com/v1',
           apiKey: undefined,
