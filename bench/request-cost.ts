@@ -1,4 +1,6 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { Session } from 'node:inspector/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,6 +9,7 @@ import { buildApp, type App } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
 import { openDatabase } from '../src/infra/db.js';
 import { migrate } from '../src/infra/migrate.js';
+import { startTracing } from '../src/infra/tracing.js';
 import { newSqlScope, runInSqlScope } from '../src/infra/sql-stats.js';
 import { insertMessage } from '../src/services/messages.js';
 import { createProduct } from '../src/services/products.js';
@@ -25,7 +28,7 @@ import { DOCUMENTS } from './scenarios.js';
  * does for its servers: graphql-js reads it once at load, and outside
  * production its type checks take a slower path.
  *
- *   npm run bench:cost -- [--requests 200] [--postgres] [--only sendMessage] [--profile dir] [--show-sql] [--env NAME=VALUE …]
+ *   npm run bench:cost -- [--requests 200] [--postgres] [--only sendMessage] [--profile dir] [--show-sql] [--trace] [--env NAME=VALUE …]
  *   npm run bench:cost -- --postgres --only cursor --env PARLEY_RESPONSE_CACHE=false --profile /tmp/p   (a miss)
  */
 
@@ -40,6 +43,8 @@ const { values } = parseArgs({
     profile: { type: 'string' },
     /** Prints the SQL text of one request of each kind. */
     'show-sql': { type: 'boolean', default: false },
+    /** Traces every request (OpenTelemetry SDK, OTLP over HTTP to a sink in this process that drops them). */
+    trace: { type: 'boolean', default: false },
   },
 });
 const requests = Number(values.requests);
@@ -62,7 +67,7 @@ for (let c = 0; c < 20; c++) {
 const conversationGlobalId = (id: string) => Buffer.from(`Conversation:${id}`).toString('base64');
 
 const dataDir = mkdtempSync(join(tmpdir(), 'parley-cost-'));
-const config = loadConfig({
+const configEnv = {
   NODE_ENV: 'production',
   PARLEY_DATA_DIR: dataDir,
   PARLEY_ADMIN_TOKEN: 'adm_request_cost_0123456789abcdef',
@@ -70,8 +75,24 @@ const config = loadConfig({
   REDIS_URL: redisUrl,
   PARLEY_REDIS_PREFIX: `cost${Date.now()}:`,
   ...env,
-});
-const app: App = await buildApp(config, { db });
+};
+const config = loadConfig(configEnv);
+// The sink answers OTLP like a collector would (200, body read) and keeps nothing.
+const sink = values.trace
+  ? await new Promise<Server>((resolve) => {
+      const server = createServer((req, res) => req.resume().on('end', () => res.end('{}')));
+      server.listen(0, '127.0.0.1', () => resolve(server));
+    })
+  : undefined;
+const tracing = sink
+  ? startTracing({
+      enabled: true,
+      env: { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: `http://127.0.0.1:${(sink.address() as AddressInfo).port}/v1/traces` },
+      log: { debug() {}, info() {}, warn() {}, error() {}, always() {} },
+      version: 'bench',
+    })
+  : undefined;
+const app: App = await buildApp(sink ? loadConfig({ ...configEnv, OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:1' }) : config, { db });
 // What node:http gives Yoga for a request from 127.0.0.1: the client address of the per-address checks.
 const serverContext = { req: { socket: { remoteAddress: '127.0.0.1' }, headers: {} } };
 
@@ -169,6 +190,8 @@ for (const r of rows) {
 }
 
 await app.stop();
+await tracing?.shutdown();
+sink?.close();
 await db.close();
 await redis?.dispose();
 await postgres?.dispose();

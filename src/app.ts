@@ -31,6 +31,7 @@ import { useCors } from './plugins/cors.js';
 import { useCsrfPrevention } from './plugins/csrf.js';
 import { useQueryLimits } from './plugins/query-limits.js';
 import { useRequestId } from './plugins/request-id.js';
+import { useTracing } from './plugins/tracing.js';
 import { useRequestParamsCheck } from './plugins/request-params.js';
 import { slowOperationLog } from './plugins/slow-operations.js';
 import { usePageSizeLimit } from './plugins/page-size.js';
@@ -181,6 +182,8 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     cors: false,
     plugins: [
       useRequestId(),
+      // Outermost but the id: the operation's span holds everything done for it.
+      ...(config.observability.tracing ? [useTracing()] : []),
       // Before anything reads a body or a key: a preflight is answered at once.
       useCors({ refused: (request) => refusedOrigins.has(request) }),
       // Before the response cache's early lookup, which reads only bodies within the limit.

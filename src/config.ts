@@ -27,6 +27,11 @@ const redisUrl = z.string().superRefine((v, ctx) => {
   }
 });
 
+const httpUrl = z
+  .string()
+  .url()
+  .refine((v) => /^https?:\/\//.test(v), 'must be an http:// or https:// URL');
+
 const postgresUrl = z
   .string()
   .url()
@@ -95,6 +100,11 @@ const envObject = z.object({
   PARLEY_METRICS: bool.default(true),
   PARLEY_METRICS_TOKEN: z.string().trim().min(16, 'PARLEY_METRICS_TOKEN must be at least 16 characters').optional(),
   PARLEY_SLOW_MS: wholeNumber(0, 600_000).default(1_000),
+  // OpenTelemetry's own variables (the exporter reads the other OTEL_EXPORTER_OTLP_* itself; see src/infra/tracing.ts).
+  OTEL_EXPORTER_OTLP_ENDPOINT: httpUrl.optional(),
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: httpUrl.optional(),
+  OTEL_SERVICE_NAME: z.string().trim().min(1).optional(),
+  OTEL_SDK_DISABLED: bool.default(false),
   PARLEY_MAX_DEPTH: wholeNumber(1, 100).default(10),
   PARLEY_MAX_COST: wholeNumber(1, 100_000_000).default(100_000),
   PARLEY_MAX_ALIASES: wholeNumber(0, 10_000).default(15),
@@ -218,6 +228,8 @@ export type Config = Readonly<{
     metricsToken: string | undefined;
     /** Operations slower than this are logged at warn with their SQL count (0 = never). */
     slowOperationMs: number;
+    /** OpenTelemetry traces are exported (an OTLP endpoint is set and the SDK is not disabled). */
+    tracing: boolean;
   }>;
   /** Query safety: refused before anything executes (see src/plugins/query-limits.ts). */
   limits: Readonly<{
@@ -335,7 +347,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     conversationTokenTtlMs: e.PARLEY_CONVERSATION_TOKEN_TTL_DAYS * 86_400_000,
     demo: e.PARLEY_DEMO ?? e.NODE_ENV !== 'production',
     logLevel: e.PARLEY_LOG_LEVEL,
-    observability: { metrics: e.PARLEY_METRICS, metricsToken: e.PARLEY_METRICS_TOKEN, slowOperationMs: e.PARLEY_SLOW_MS },
+    observability: {
+      metrics: e.PARLEY_METRICS,
+      metricsToken: e.PARLEY_METRICS_TOKEN,
+      slowOperationMs: e.PARLEY_SLOW_MS,
+      tracing: !e.OTEL_SDK_DISABLED && Boolean(e.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ?? e.OTEL_EXPORTER_OTLP_ENDPOINT),
+    },
     limits: {
       maxDepth: e.PARLEY_MAX_DEPTH,
       maxCost: e.PARLEY_MAX_COST,

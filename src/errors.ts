@@ -79,3 +79,9 @@ export class DatabaseUnavailableError extends ParleyError {
     super(message, extensions);
   }
 }
+
+/** The code a GraphQL error goes out with: set in its extensions, or its original ParleyError's; else masked. */
+export function graphqlErrorCode(error: { extensions?: Record<string, unknown> | undefined; originalError?: unknown }): string {
+  const code = error.extensions?.code ?? (error.originalError as { code?: unknown } | undefined)?.code;
+  return typeof code === 'string' ? code : 'INTERNAL_SERVER_ERROR';
+}

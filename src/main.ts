@@ -3,6 +3,7 @@ import { buildApp, type App } from './app.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { configSecrets, createLogger } from './infra/log.js';
 import { describeRedisUrl } from './infra/redis.js';
+import { startTracing } from './infra/tracing.js';
 
 const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -19,6 +20,7 @@ try {
   throw error;
 }
 const log = createLogger(config.logLevel, { secrets: configSecrets(config) });
+const tracing = startTracing({ enabled: config.observability.tracing, log, version: VERSION });
 
 // Signals are handled from the first moment: a SIGTERM during start-up (PGlite's
 // first start takes seconds) stops cleanly once the app exists, instead of the
@@ -28,7 +30,11 @@ let app: App | undefined;
 let stopRequested = false;
 const stopAndExit = (running: App) =>
   running.stop().then(
-    () => process.exit(0),
+    // Spans still batched are sent before the process goes.
+    async () => {
+      await tracing?.shutdown();
+      process.exit(0);
+    },
     (error) => {
       log.error('stop failed', { error });
       process.exit(1);

@@ -1,5 +1,6 @@
 import { getOperationAST, type ExecutionResult, type GraphQLError } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
+import { graphqlErrorCode } from '../errors.js';
 import type { Metrics, OperationSample } from '../infra/metrics.js';
 import { currentSqlScope } from '../infra/sql-stats.js';
 
@@ -33,7 +34,7 @@ export function useOperationMetrics(metrics: Metrics | undefined, onOperation?: 
             durationMs: performance.now() - started,
             sqlStatements: sql?.statements ?? 0,
             sqlMs: sql?.durationMs ?? 0,
-            errorCode: single.errors?.length ? errorCode(single.errors[0]!) : undefined,
+            errorCode: single.errors?.length ? graphqlErrorCode(single.errors[0]!) : undefined,
           };
           metrics?.operation(sample);
           onOperation?.(sample);
@@ -60,7 +61,3 @@ export function useOperationMetrics(metrics: Metrics | undefined, onOperation?: 
   };
 }
 
-function errorCode(error: GraphQLError): string {
-  const code = error.extensions?.code ?? (error.originalError as { code?: unknown } | undefined)?.code;
-  return typeof code === 'string' ? code : 'INTERNAL_SERVER_ERROR';
-}

@@ -1,3 +1,4 @@
+import { withSpan } from '../tracing.js';
 import { parseRetryAfter, ProviderError } from './resilience.js';
 
 /**
@@ -31,7 +32,21 @@ export interface ChatResult {
 }
 
 /** Calls `onDelta` with each piece of text as it arrives; resolves with the whole text. */
-export async function streamChatCompletion(
+export function streamChatCompletion(
+  options: ChatClientOptions,
+  request: ChatRequest,
+  onDelta: (text: string) => void,
+  signal?: AbortSignal,
+): Promise<ChatResult> {
+  // A span per call (each retry is one), with the model and, once known, the answer's length.
+  return withSpan('chat.completions', { 'gen_ai.operation.name': 'chat', 'gen_ai.request.model': request.model }, async (span) => {
+    const result = await callChatCompletion(options, request, onDelta, signal);
+    span.setAttribute('parley.answer.length', result.content.length);
+    return result;
+  });
+}
+
+async function callChatCompletion(
   options: ChatClientOptions,
   request: ChatRequest,
   onDelta: (text: string) => void,
