@@ -79,10 +79,23 @@ export interface BuildOptions {
 }
 
 export async function buildApp(config: Config, options: BuildOptions = {}): Promise<App> {
+  // What start-up opened, closed again (last first) when a later step fails: a failed start leaves no
+  // pool, Redis connection or timer behind (main.ts has no app to stop then).
+  const opened: (() => unknown)[] = [];
+  try {
+    return await build(config, options, (close) => void opened.push(close));
+  } catch (error) {
+    for (const close of opened.reverse()) await Promise.resolve().then(close).catch(() => undefined);
+    throw error;
+  }
+}
+
+async function build(config: Config, options: BuildOptions, opened: (close: () => unknown) => void): Promise<App> {
   const log = options.log ?? createLogger(config.logLevel, { secrets: configSecrets(config) });
   // A stale or broken allow-list stops the start here, before anything is opened.
   const allowList = config.persisted.operationsFile ? loadAllowList(config.persisted.operationsFile, schema) : new Map<string, string>();
   const db = options.db ?? (await openDatabase(databaseOptions(config)));
+  if (!options.db) opened(() => db.close());
   const migration = await migrate(db.prisma);
   if (migration.applied.length) log.info('migrations applied', { applied: migration.applied });
   // Pools hold DATABASE_POOL_MIN connections (and replicas are checked) before /readyz can say ready.
@@ -90,7 +103,9 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   const adminToken = config.adminToken ?? loadOrCreateAdminToken(config.dataDir).token;
   const demo = config.demo ? await seedDemo(db.prisma, config.dataDir) : null;
   const cache = await createCache(config, log);
+  opened(() => cache.dispose());
   const pubsub = await createPubSub<ParleyEvents>({ redisUrl: config.redis.url, prefix: config.redis.prefix, log });
+  opened(() => pubsub.dispose());
   const metrics = config.observability.metrics ? createMetrics() : undefined;
   metrics?.observeCache(() => cache.snapshot());
   metrics?.observeDatabase(db);
@@ -106,6 +121,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   const revocations = new KeyRevocations();
   cache.onBump((tags) => revocations.revokeTags(tags));
   const limiterStore = await createLimiterStore({ redisUrl: config.redis.url, prefix: config.redis.prefix, timeoutMs: config.cache.redisTimeoutMs, log });
+  opened(() => limiterStore.dispose());
   const rateLimits = createRateLimits(
     limiterStore,
     { ...config.rateLimits, badCredentialsWindowSeconds: BAD_CREDENTIALS_WINDOW_S },
@@ -117,6 +133,10 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   const store = { prisma: db.prisma, cache, events };
   const knowledgeSearch = createKnowledgeSearch(db.prisma, config.answers.searchBatchMs);
   const answers = createAnswers({ config: config.answers, store, search: knowledgeSearch, typing, log, metrics });
+  opened(() => {
+    typing.dispose();
+    return answers.dispose(0);
+  });
   // A quarter of the pool: after an outage the node's subscriptions catch up while requests still get connections.
   const replays = new Replays(Math.max(1, Math.floor(config.database.poolSize / 4)));
   const deps: AppDeps = { config, db, log, adminToken, cache, pubsub, events, replays, typing, metrics, knowledgeSearch, answers };
@@ -130,6 +150,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     KEY_SWEEP_MS,
   );
   sweep.unref();
+  opened(() => clearInterval(sweep));
 
   const maskError = maskDatabaseUnavailable(createMaskError(log), log);
   const persisted = createPersistedOperations({
