@@ -7,7 +7,7 @@ import type { Config } from './config.js';
 import { createContext, eventContext, type AppDeps, type Context } from './context.js';
 import { clientIp } from './client-ip.js';
 import { Drain } from './drain.js';
-import { DatabaseUnavailableError, ParleyError, UnauthenticatedError } from './errors.js';
+import { DatabaseUnavailableError, HTTP_STATUS, ParleyError, UnauthenticatedError } from './errors.js';
 import { createGraphiQL } from './graphiql.js';
 import { createCache } from './infra/cache/index.js';
 import { warmCache } from './warm.js';
@@ -407,10 +407,8 @@ const BAD_CREDENTIALS_WINDOW_S = 300;
 /** An error raised while building the context (authentication, rate limits) as the HTTP answer it is. */
 function requestError(error: ParleyError): GraphQLError {
   const retryAfter = error.extensions.retryAfter;
-  const http =
-    error.code === 'RATE_LIMITED'
-      ? { status: 429, headers: { 'retry-after': String(retryAfter) } }
-      : { status: error.code === 'FORBIDDEN' ? 403 : 401 };
+  const status = HTTP_STATUS[error.code] ?? 401;
+  const http = error.code === 'RATE_LIMITED' ? { status, headers: { 'retry-after': String(retryAfter) } } : { status };
   return new GraphQLError(error.message, { extensions: { code: error.code, ...error.extensions, http } });
 }
 

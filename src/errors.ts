@@ -85,3 +85,6 @@ export function graphqlErrorCode(error: { extensions?: Record<string, unknown> |
   const code = error.extensions?.code ?? (error.originalError as { code?: unknown } | undefined)?.code;
   return typeof code === 'string' ? code : 'INTERNAL_SERVER_ERROR';
 }
+
+/** The HTTP status a request answered only with this error gets (others are 200, as GraphQL over HTTP says). */
+export const HTTP_STATUS: Partial<Record<string, number>> = { UNAUTHENTICATED: 401, FORBIDDEN: 403, RATE_LIMITED: 429, OVERLOADED: 503 };

@@ -2,9 +2,8 @@ import { PothosValidationError } from '@pothos/core';
 import { GraphQLError, type ExecutionResult } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
 import type { Logger } from '../infra/log.js';
-import { ParleyError } from '../errors.js';
+import { HTTP_STATUS, ParleyError } from '../errors.js';
 
-const httpStatus: Record<string, number> = { UNAUTHENTICATED: 401, FORBIDDEN: 403, RATE_LIMITED: 429, OVERLOADED: 503 };
 
 /**
  * Expected errors keep their message and get `extensions.code`; anything else
@@ -19,7 +18,7 @@ export function createMaskError(log: Logger) {
       const code = original.code;
       return new GraphQLError(original.message, {
         ...location,
-        extensions: { code, ...original.extensions, ...(httpStatus[code] ? { http: { status: httpStatus[code] } } : {}) },
+        extensions: { code, ...original.extensions, ...(HTTP_STATUS[code] ? { http: { status: HTTP_STATUS[code] } } : {}) },
       });
     }
     if (original instanceof PothosValidationError) {
