@@ -1,10 +1,10 @@
-import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { promisify } from 'node:util';
 import { gzip } from 'node:zlib';
 import { encodeGlobalID } from '@pothos/plugin-relay';
 import type { GraphiQLOptions } from 'graphql-yoga';
+import { sha256 } from './infra/hash.js';
 
 /**
  * GraphiQL as Parley serves it: the page from this process, and its scripts,
@@ -277,5 +277,5 @@ function escapeHtml(text: string): string {
 
 /** A short mark of the demo key: tells data dirs apart without storing the key once more. */
 function fingerprint(key: string): string {
-  return createHash('sha256').update(key).digest('hex').slice(0, 16);
+  return sha256(key).slice(0, 16);
 }

@@ -11,7 +11,7 @@ import type { Drain } from './drain.js';
 import { ParleyError } from './errors.js';
 import { paramsProblem } from './plugins/request-params.js';
 import type { KeyRevocations } from './plugins/key-revocation.js';
-import { sha256 } from './services/products.js';
+import { sha256 } from './infra/hash.js';
 import type { Metrics } from './infra/metrics.js';
 import { runWithReadRouting } from './infra/read-routing.js';
 import { newSqlScope, runInSqlScope } from './infra/sql-stats.js';

@@ -1,10 +1,10 @@
-import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { GraphQLError, parse, validate, type GraphQLSchema } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
 import type { Redis } from 'ioredis';
 import { LRUCache } from 'lru-cache';
 import { RedisGuard } from '../infra/cache/redis-guard.js';
+import { sha256 } from '../infra/hash.js';
 
 /**
  * Persisted operations, two ways (PARLEY_APQ, PARLEY_PERSISTED_ONLY):
@@ -53,9 +53,6 @@ const APQ_TTL_S = 7 * 86_400;
 const LOCAL_MAX_CHARS = 8 * 1024 * 1024;
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 
-export function sha256(text: string): string {
-  return createHash('sha256').update(text).digest('hex');
-}
 
 export function createPersistedOperations(options: PersistedOptions): PersistedOperations {
   const local = new LRUCache<string, string>({ maxSize: LOCAL_MAX_CHARS, sizeCalculation: (v) => Math.max(1, v.length) });

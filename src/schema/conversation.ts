@@ -5,7 +5,7 @@ import type { Conversation as ConversationRow, Message as MessageRow, Prisma } f
 import { conversationScopes, FULL_ACCESS, isPublishable, mayUseConversation, requireProduct } from '../services/auth.js';
 import { currentSigner, issueConversationToken } from '../services/conversation-tokens.js';
 import { idempotencyKey } from '../services/idempotency.js';
-import { sha256 } from '../services/products.js';
+import { sha256 } from '../infra/hash.js';
 import { listConversations, startConversation } from '../services/conversations.js';
 import { messageOrder } from '../services/messages.js';
 import { nodeUuid, parseGlobalId } from './ids.js';

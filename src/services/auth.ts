@@ -1,7 +1,8 @@
 import { ForbiddenError, UnauthenticatedError } from '../errors.js';
 import type { Product } from '../generated/prisma/client.js';
 import { verifyConversationToken } from './conversation-tokens.js';
-import { findProductByKeyHash, keyKindOf, looksLikeProductKey, publishableSearchAllowed, secretsEqual, sha256, type KeyKind } from './products.js';
+import { sha256 } from '../infra/hash.js';
+import { findProductByKeyHash, keyKindOf, looksLikeProductKey, publishableSearchAllowed, secretsEqual, type KeyKind } from './products.js';
 import type { Store } from './store.js';
 
 export const ADMIN_TOKEN_PREFIX = 'adm_';

@@ -1,7 +1,7 @@
-import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { BadUserInputError, ConflictError } from '../errors.js';
 import type { PrismaClient } from '../infra/db.js';
+import { sha256 } from '../infra/hash.js';
 
 /**
  * Client idempotency keys (issue 13 point 11). A write that carries a key
@@ -41,9 +41,7 @@ export interface KeyRequest {
 
 /** The same request content always hashes the same: the operation and its normalised inputs, in order. */
 export function requestHash(operation: IdempotentOperation, ...parts: (string | null | undefined)[]): string {
-  return createHash('sha256')
-    .update(JSON.stringify([operation, ...parts.map((p) => p ?? null)]))
-    .digest('base64url');
+  return sha256(JSON.stringify([operation, ...parts.map((p) => p ?? null)]), 'base64url');
 }
 
 /**

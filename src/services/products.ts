@@ -8,6 +8,7 @@ import { tags, type Store } from './store.js';
 import type { Prisma, Product } from '../generated/prisma/client.js';
 import { allowedOriginsInput } from './origins.js';
 import { limits, parseInput, text } from './validation.js';
+import { sha256 } from '../infra/hash.js';
 
 /** A product's two kinds of key. The kind is the column a key's hash is stored in, never its prefix. */
 export type KeyKind = 'SECRET' | 'PUBLISHABLE';
@@ -26,9 +27,6 @@ export interface IssuedKey {
   keyHash: string;
 }
 
-export function sha256(value: string): string {
-  return createHash('sha256').update(value).digest('hex');
-}
 
 /** 192 random bits; only the prefix (for display) and the sha256 are stored. */
 export function issueProductKey(kind: KeyKind = 'SECRET'): IssuedKey {

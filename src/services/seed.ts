@@ -2,7 +2,8 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { PrismaClient } from '../infra/db.js';
 import { insertMessage } from './messages.js';
-import { findProductByKey, issueProductKey, keyKindOf, newConversationTokenSecret, rotateProductKey, sha256 } from './products.js';
+import { sha256 } from '../infra/hash.js';
+import { findProductByKey, issueProductKey, keyKindOf, newConversationTokenSecret, rotateProductKey } from './products.js';
 import type { Store } from './store.js';
 
 export interface DemoSeed {

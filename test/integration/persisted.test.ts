@@ -5,7 +5,7 @@ import type { Client } from 'graphql-ws';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { buildApp } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
-import { sha256 } from '../../src/plugins/persisted.js';
+import { sha256 } from '../../src/infra/hash.js';
 import { createTestApp, TEST_ADMIN_TOKEN, type TestApp } from '../helpers/app.js';
 import { databaseVariants } from '../helpers/db.js';
 import { disposeClients, liveClient, uniquePrefix } from '../helpers/live.js';

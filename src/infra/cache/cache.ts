@@ -1,4 +1,4 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { deserialize, serialize } from 'node:v8';
 import type { Redis } from 'ioredis';
 import { LRUCache } from 'lru-cache';
@@ -7,6 +7,7 @@ import type { WireEvent } from '../pubsub/index.js';
 import { readFromPrimary } from '../read-routing.js';
 import { EPOCH_TAG, Generations } from './generations.js';
 import { RedisGuard } from './redis-guard.js';
+import { sha256 } from '../hash.js';
 
 /**
  * Two-layer resolver cache: L1 in process (bounded by entries and bytes), L2 in
@@ -107,7 +108,7 @@ export function tagKind(tag: string): string {
   return tag.replace(/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{64}/gi, '*');
 }
 
-const hash = (value: string) => createHash('sha256').update(value).digest('base64url').slice(0, 22);
+const hash = (value: string) => sha256(value, 'base64url').slice(0, 22);
 
 export class Cache {
   private readonly l1: LRUCache<string, Entry>;

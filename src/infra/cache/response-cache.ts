@@ -1,7 +1,7 @@
-import { createHash } from 'node:crypto';
 import { deserialize, serialize } from 'node:v8';
 import { LRUCache } from 'lru-cache';
 import type { Cache } from './cache.js';
+import { sha256 } from '../hash.js';
 
 /**
  * Finished, serialized GraphQL responses (the `response` cache of cacheStats).
@@ -51,7 +51,7 @@ export interface ResponseLookup {
 const NAME = 'response';
 
 export function weakEtag(text: string): string {
-  return `W/"${createHash('sha256').update(text).digest('base64url').slice(0, 27)}"`;
+  return `W/"${sha256(text, 'base64url').slice(0, 27)}"`;
 }
 
 export class ResponseCache {
@@ -84,7 +84,7 @@ export class ResponseCache {
 
   /** `{prefix}resp:{scope}:{hash}`: the scope (a product) is part of the key, so no entry is ever shared across products. */
   key(scope: string, identity: string): string {
-    return `${this.options.prefix}resp:${scope}:${createHash('sha256').update(identity).digest('base64url')}`;
+    return `${this.options.prefix}resp:${scope}:${sha256(identity, 'base64url')}`;
   }
 
   /** The entry under `key` if its tags' generations have not moved, counted as a hit or miss of its layer. */
