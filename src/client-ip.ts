@@ -11,14 +11,21 @@ export function clientIp(req: Pick<IncomingMessage, 'headers' | 'socket'> | unde
   const peer = req?.socket?.remoteAddress;
   if (!req || !peer) return undefined;
   if (trustedProxies <= 0) return normalise(peer);
-  const header = req.headers['x-forwarded-for'];
+  return normalise(trustedForwardedEntry(req.headers['x-forwarded-for'], trustedProxies) ?? peer);
+}
+
+/**
+ * The entry of a comma-separated X-Forwarded-* header that the outermost of
+ * `trustedProxies` proxies wrote: `trustedProxies` from the right. Entries
+ * further left are the client's to write. Fewer entries than proxies: the
+ * request skipped a proxy, and the leftmost is the best there is.
+ */
+export function trustedForwardedEntry(header: string | string[] | null | undefined, trustedProxies: number): string | undefined {
   const forwarded = (Array.isArray(header) ? header.join(',') : (header ?? ''))
     .split(',')
     .map((entry) => entry.trim())
     .filter(Boolean);
-  // Fewer entries than proxies: the request skipped a proxy; the leftmost is the best there is.
-  const client = forwarded.length ? forwarded[Math.max(0, forwarded.length - trustedProxies)] : undefined;
-  return normalise(client ?? peer);
+  return forwarded.length ? forwarded[Math.max(0, forwarded.length - trustedProxies)] : undefined;
 }
 
 /** One client, one key: IPv4 as itself even on a dual-stack socket. */

@@ -1,3 +1,4 @@
+import { trustedForwardedEntry } from './client-ip.js';
 import { browserOrigin, type BrowserOrigin } from './services/origins.js';
 
 export interface OriginHeaders {
@@ -15,16 +16,8 @@ export interface OriginHeaders {
  * client's to write), as for X-Forwarded-For (client-ip.ts).
  */
 export function requestOrigin(headers: OriginHeaders, trustedProxies: number): BrowserOrigin | null {
-  const hosts = [headers.host];
-  if (trustedProxies > 0 && headers.forwardedHost) {
-    const raw = headers.forwardedHost;
-    const forwarded = (Array.isArray(raw) ? raw.join(',') : raw)
-      .split(',')
-      .map((entry) => entry.trim())
-      .filter(Boolean);
-    if (forwarded.length) hosts.push(forwarded[Math.max(0, forwarded.length - trustedProxies)]);
-  }
-  return browserOrigin(headers.origin, hosts);
+  const forwarded = trustedProxies > 0 ? trustedForwardedEntry(headers.forwardedHost, trustedProxies) : undefined;
+  return browserOrigin(headers.origin, [headers.host, forwarded]);
 }
 
 /** The host of a request URL as a browser writes it in an Origin (no default port). */

@@ -33,6 +33,8 @@ export interface Tracing {
 }
 
 export interface TracingOptions {
+  /** config.observability.tracing: an OTLP endpoint is set and the SDK is not disabled. */
+  enabled: boolean;
   env?: NodeJS.ProcessEnv;
   log: Logger;
   version: string;
@@ -40,8 +42,8 @@ export interface TracingOptions {
   exporter?: SpanExporter;
 }
 
-/** Starts tracing when asked for (`enabled`: config.observability.tracing, see above); undefined when it is off. */
-export function startTracing({ enabled, env = process.env, log, version, exporter }: TracingOptions & { enabled: boolean }): Tracing | undefined {
+/** Starts tracing when asked for (see above); undefined when it is off. */
+export function startTracing({ enabled, env = process.env, log, version, exporter }: TracingOptions): Tracing | undefined {
   if (!exporter && !enabled) return undefined;
   const provider = new NodeTracerProvider({
     resource: resourceFromAttributes({ 'service.name': env.OTEL_SERVICE_NAME || 'parley', 'service.version': version }),

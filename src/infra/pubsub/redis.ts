@@ -30,7 +30,12 @@ export class RedisEventPubSub<E extends EventMap> extends BasePubSub<E> implemen
   private missedTooMany = false;
   private noticeTimer: NodeJS.Timeout | undefined;
 
-  constructor(url: string, prefix: string, maxBuffered: number, log: Logger) {
+  constructor(
+    url: string,
+    prefix: string,
+    maxBuffered: number,
+    private readonly log: Logger,
+  ) {
     super(prefix, maxBuffered);
     // A publish while Redis is down fails at once (the event is lost, the write it announces is not).
     this.redis = openRedis(url, { role: 'commands', commandTimeoutMs: 2_000 });
@@ -52,8 +57,7 @@ export class RedisEventPubSub<E extends EventMap> extends BasePubSub<E> implemen
     });
     this.watchOutages(log);
     // Once it can publish again, this node tells the channels it failed to publish on.
-    this.redis.on('ready', () => void this.sendGapNotices(log));
-    this.log = log;
+    this.redis.on('ready', () => void this.sendGapNotices());
     this.engine = new RedisPubSub({
       publisher: this.redis,
       subscriber: this.subscriber,
@@ -127,8 +131,6 @@ export class RedisEventPubSub<E extends EventMap> extends BasePubSub<E> implemen
     }
   }
 
-  private readonly log: Logger;
-
   /**
    * RedisPubSub keeps a promise per pending SUBSCRIBE that nothing awaits: a SUBSCRIBE that
    * fails (the connection closed while Redis was down) would reject it unhandled.
@@ -152,12 +154,12 @@ export class RedisEventPubSub<E extends EventMap> extends BasePubSub<E> implemen
     if (this.noticeTimer || this.disposed) return;
     this.noticeTimer = setTimeout(() => {
       this.noticeTimer = undefined;
-      void this.sendGapNotices(this.log);
+      void this.sendGapNotices();
     }, NOTICE_RETRY_MS);
     this.noticeTimer.unref();
   }
 
-  private async sendGapNotices(log: Logger): Promise<void> {
+  private async sendGapNotices(): Promise<void> {
     if (this.disposed || (this.missed.size === 0 && !this.missedTooMany)) return;
     if (this.redis.status !== 'ready') return this.retryNotices();
     const tooMany = this.missedTooMany;
@@ -177,7 +179,7 @@ export class RedisEventPubSub<E extends EventMap> extends BasePubSub<E> implemen
     } else {
       for (const channel of channels) this.missed.delete(channel);
     }
-    log.info('live events: told the channels this node could not publish on to read what was stored', { channels: tooMany ? 'all' : channels.length });
+    this.log.info('live events: told the channels this node could not publish on to read what was stored', { channels: tooMany ? 'all' : channels.length });
     if (this.missed.size > 0 || this.missedTooMany) this.retryNotices();
   }
 
