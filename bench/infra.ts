@@ -87,6 +87,8 @@ export async function provisionInfra(options: InfraOptions): Promise<BenchInfra>
           DATABASE_POOL_SIZE: String(poolSize),
         };
         for (const name of ['PATH', 'HOME', 'TMPDIR', 'LANG']) if (process.env[name]) env[name] = process.env[name];
+        // Parley's settings given to the bench (e.g. PARLEY_RESPONSE_CACHE=false npm run bench): what a run compares.
+        for (const [name, value] of Object.entries(process.env)) if (name.startsWith('PARLEY_') && env[name] === undefined) env[name] = value;
         if (database.options.url) env.DATABASE_URL = database.options.url;
         if (redis.url) env.REDIS_URL = redis.url;
         return env;

@@ -38,6 +38,7 @@ import { usePageSizeLimit } from './plugins/page-size.js';
 import { createPersistedOperations, loadAllowList, usePersistedOperations } from './plugins/persisted.js';
 import { useHttpCache } from './plugins/http-cache.js';
 import { useResponseCache } from './plugins/response-cache.js';
+import { usePlannedReads } from './plugins/planned-reads.js';
 import { ResponseCache } from './infra/cache/response-cache.js';
 import { RESPONSE_TAGS } from './schema/response-tags.js';
 import { principalKey, type Principal } from './services/auth.js';
@@ -168,7 +169,12 @@ async function build(config: Config, options: BuildOptions, opened: (close: () =
       : null;
   const widget = createWidgetRoutes({ config, log, store, demo });
   const responses = config.cache.responses.enabled
-    ? new ResponseCache(cache, { prefix: config.redis.prefix, maxBytes: config.cache.responses.l1MaxBytes })
+    ? new ResponseCache(cache, {
+        prefix: config.redis.prefix,
+        maxBytes: config.cache.responses.l1MaxBytes,
+        admitAfter: config.cache.responses.admitAfter,
+        admitWindowMs: config.cache.responses.ttlMs,
+      })
     : undefined;
   // One authentication (and one rate-limit count) per HTTP request, whoever asks first:
   // the response cache before parsing, or the context factory. A request is always the same Request object from
@@ -236,6 +242,8 @@ async function build(config: Config, options: BuildOptions, opened: (close: () =
       ...useQueryLimits({ ...config.limits, hideSuggestions: !config.limits.introspection }, (limit) => metrics?.rejected(`query_${limit}`)),
       usePageSizeLimit({ max: MAX_PAGE_SIZE }),
       ...(replicas ? [usePrimaryForMutations()] : []),
+      // Before admission and dedup, whose execute functions wrap this one's: a planned read takes a slot and is shared.
+      ...(config.plannedReads ? [usePlannedReads()] : []),
       // Before dedup, whose execute function wraps this one's: identical queries joined there share one slot.
       useAdmission({ maxConcurrent: config.limits.maxConcurrentOperations, onReject: () => metrics?.rejected('overloaded') }),
       useRequestDedup({ onJoin: () => cache.countDedupJoin() }),

@@ -72,8 +72,10 @@ const envObject = z.object({
   PARLEY_CACHE_GENERATION_TRUST_MS: wholeNumber(0, 60_000).default(0),
   PARLEY_WARM_PRODUCTS: wholeNumber(0, 10_000).default(20),
   PARLEY_RESPONSE_CACHE: bool.default(true),
+  PARLEY_PLANNED_READS: bool.default(true),
   PARLEY_RESPONSE_CACHE_TTL_S: wholeNumber(1, 86_400).default(60),
   PARLEY_RESPONSE_CACHE_MAX_MB: wholeNumber(1, 65_536).default(64),
+  PARLEY_RESPONSE_CACHE_ADMIT_AFTER: wholeNumber(1, 10).default(2),
   PARLEY_TYPING_TTL_MS: wholeNumber(100, 600_000).default(5_000),
   PARLEY_CONVERSATION_TOKEN_TTL_DAYS: wholeNumber(1, 3_650).default(30),
   PARLEY_WS_KEEPALIVE_MS: wholeNumber(0, 600_000).default(12_000),
@@ -169,6 +171,8 @@ export type Config = Readonly<{
   }>;
   /** Without a URL, cache L2, pub/sub and locks stay in-process (one node). */
   redis: Readonly<{ url: string | undefined; prefix: string }>;
+  /** Queries of conversations and what lies beneath them answered from one planned SQL statement (plugins/planned-reads.ts). */
+  plannedReads: boolean;
   cache: Readonly<{
     l1MaxEntries: number;
     l1MaxBytes: number;
@@ -179,7 +183,8 @@ export type Config = Readonly<{
     /** Products whose hot reads are loaded into the cache at start-up. */
     warmProducts: number;
     /** Whole query responses cached per product, document and variables (off: every query executes). */
-    responses: Readonly<{ enabled: boolean; ttlMs: number; l1MaxBytes: number }>;
+    /** admitAfter: the request of a response (per node, within its TTL) that stores it; 1 = every response. */
+    responses: Readonly<{ enabled: boolean; ttlMs: number; l1MaxBytes: number; admitAfter: number }>;
   }>;
   live: Readonly<{
     /** A typing indicator not refreshed for this long is broadcast as stopped. */
@@ -312,6 +317,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       replicaMaxLagMs: e.PARLEY_REPLICA_MAX_LAG_MS,
     },
     redis: { url: e.REDIS_URL, prefix: e.PARLEY_REDIS_PREFIX },
+    plannedReads: e.PARLEY_PLANNED_READS,
     cache: {
       l1MaxEntries: e.PARLEY_CACHE_L1_MAX_ENTRIES,
       l1MaxBytes: e.PARLEY_CACHE_L1_MAX_MB * 1024 * 1024,
@@ -322,6 +328,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
         enabled: e.PARLEY_RESPONSE_CACHE,
         ttlMs: e.PARLEY_RESPONSE_CACHE_TTL_S * 1000,
         l1MaxBytes: e.PARLEY_RESPONSE_CACHE_MAX_MB * 1024 * 1024,
+        admitAfter: e.PARLEY_RESPONSE_CACHE_ADMIT_AFTER,
       },
     },
     live: { typingTtlMs: e.PARLEY_TYPING_TTL_MS, wsKeepAliveMs: e.PARLEY_WS_KEEPALIVE_MS },

@@ -211,6 +211,8 @@ export function useResponseCache(options: ResponseCacheOptions): Plugin<Context>
             const reads = ctx.responseReads;
             // A cache policy read under tags the document's types do not name: its writes would not drop this entry.
             if (reads.tags.some((tag) => !entry.tags.includes(tag))) return;
+            // Stored only once asked for again (see ResponseCache.admit): most one-off pages never are.
+            if (!responses.admit(entry.key)) return;
             stored = responses.store(entry.key, entry.tags, entry.gens, JSON.stringify(result), Math.min(ttlMs, reads.ttlMs));
             serialized.set(result, stored);
           }

@@ -16,6 +16,9 @@ const CacheStat = builder.objectRef<Stat>('CacheStat').implement({
     misses: t.exposeInt('misses'),
     sets: t.exposeInt('sets'),
     evictions: t.exposeInt('evictions', { description: 'Entries dropped to stay within the entry and byte bounds.' }),
+    skipped: t.exposeInt('skipped', {
+      description: 'Responses not stored because they were asked for only once so far (PARLEY_RESPONSE_CACHE_ADMIT_AFTER).',
+    }),
     invalidations: t.exposeInt('invalidations', { description: 'Bumps of the tags this cache depends on.' }),
     singleFlightJoins: t.exposeInt('singleFlightJoins', { description: 'Reads that waited for a load already running.' }),
     dedupJoins: t.exposeInt('dedupJoins', { description: 'Requests that shared an identical request in flight.' }),

@@ -12,10 +12,10 @@ const NESTED = `query Nested($n: Int!) { conversations(first: $n) { edges { node
 const VIEWER = `{ viewer { name stats { conversationCount messageCount feedbackUp feedbackDown } knowledge(first: 5) { edges { node { title } } } } }`;
 const WIDGET = `query Widget($id: ID!) { conversation(id: $id) { id messages(last: 3) { edges { node { content } } } } }`;
 
-type Stat = { cache: string; layer: string; hits: number; misses: number; sets: number };
+type Stat = { cache: string; layer: string; hits: number; misses: number; sets: number; skipped: number };
 
 async function responseStats(t: TestApp): Promise<{ l1: Stat | undefined; l2: Stat | undefined }> {
-  const { data } = await t.gql(`{ cacheStats { cache layer hits misses sets } }`, { admin: true });
+  const { data } = await t.gql(`{ cacheStats { cache layer hits misses sets skipped } }`, { admin: true });
   const rows = (data.cacheStats as Stat[]).filter((s) => s.cache === 'response');
   return { l1: rows.find((s) => s.layer === 'L1'), l2: rows.find((s) => s.layer === 'L2') };
 }
@@ -27,7 +27,8 @@ describeEachDatabase('response cache', (variant) => {
   let conversations: { id: string }[];
 
   beforeAll(async () => {
-    t = await createTestApp(variant, { PARLEY_WARM_PRODUCTS: '0' });
+    // Every response stored from its first request: what these tests look at (admission is tested below).
+    t = await createTestApp(variant, { PARLEY_WARM_PRODUCTS: '0', PARLEY_RESPONSE_CACHE_ADMIT_AFTER: '1' });
     a = await t.product('A');
     b = await t.product('B');
     conversations = await seedConversations(t.prisma, a.id, { conversations: 3, messages: 4, feedbackEvery: 2 });
@@ -225,7 +226,12 @@ describe.skipIf(!postgresUrl || !redisUrl)('response cache across two nodes on o
   let product: { id: string; key: string };
 
   beforeAll(async () => {
-    const env = { REDIS_URL: redisUrl, PARLEY_REDIS_PREFIX: `rc${randomBytes(4).toString('hex')}:`, PARLEY_WARM_PRODUCTS: '0' };
+    const env = {
+      REDIS_URL: redisUrl,
+      PARLEY_REDIS_PREFIX: `rc${randomBytes(4).toString('hex')}:`,
+      PARLEY_WARM_PRODUCTS: '0',
+      PARLEY_RESPONSE_CACHE_ADMIT_AFTER: '1',
+    };
     const postgres = databaseVariants().find((v) => v.name === 'postgres')!;
     nodeA = await createTestApp(postgres, env);
     nodeB = await createTestApp(postgres, env, { shared: nodeA.database });
@@ -250,5 +256,49 @@ describe.skipIf(!postgresUrl || !redisUrl)('response cache across two nodes on o
     await nodeA.gql(`mutation { startConversation(input: { sessionId: "s", title: "Written on A" }) { id } }`, { key: product.key });
     const fresh = await nodeB.gql(NESTED, { key: product.key, variables: { n: 5 } });
     expect(fresh.data.conversations.edges.map((e: any) => e.node.title)).toContain('Written on A');
+  });
+});
+
+describeEachDatabase('response cache admission (the default: stored when asked for again)', (variant) => {
+  let t: TestApp;
+  let key: string;
+
+  beforeAll(async () => {
+    t = await createTestApp(variant, { PARLEY_WARM_PRODUCTS: '0' });
+    const product = await t.product('Admitted');
+    key = product.key;
+    await seedConversations(t.prisma, product.id, { conversations: 3, messages: 2 });
+  });
+  afterAll(() => t?.dispose());
+
+  it('does not store a response asked for once, stores it on its second request, and serves the third', async () => {
+    const none = { hits: 0, misses: 0, sets: 0, skipped: 0 } as Stat;
+    const before = { l1: (await responseStats(t)).l1 ?? none };
+    const once = await t.gql(NESTED, { key, variables: { n: 1 } });
+    expect(once.errors).toBeUndefined();
+    const first = await t.gql(NESTED, { key, variables: { n: 3 } });
+    const afterFirst = await responseStats(t);
+    expect(afterFirst.l1!.sets - before.l1!.sets).toBe(0);
+    expect(afterFirst.l1!.skipped - before.l1!.skipped).toBe(2);
+
+    const second = await t.gql(NESTED, { key, variables: { n: 3 } });
+    expect(second.data).toEqual(first.data);
+    // Not stored on its first request, so executed again (from the resolver caches); stored now.
+    const afterSecond = await responseStats(t);
+    expect(afterSecond.l1!.hits).toBe(afterFirst.l1!.hits);
+    expect(afterSecond.l1!.sets - afterFirst.l1!.sets).toBe(1);
+
+    const third = await t.gql(NESTED, { key, variables: { n: 3 } });
+    expect(third.data).toEqual(first.data);
+    expect(third.sql).toEqual([]);
+    const afterThird = await responseStats(t);
+    expect(afterThird.l1!.hits - afterSecond.l1!.hits).toBe(1);
+    expect(afterThird.l1!.skipped).toBe(afterFirst.l1!.skipped);
+  });
+
+  it('counts the responses it did not store on /metrics', async () => {
+    const { port } = await t.app.start(0, '127.0.0.1');
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    expect(text).toMatch(/parley_cache_skipped_total\{cache="response",layer="L1"\} [1-9]/);
   });
 });

@@ -32,7 +32,8 @@ describe('loadConfig', () => {
         replicaMaxLagMs: 1_000,
       },
       redis: { url: undefined, prefix: 'parley:' },
-      cache: { l1MaxEntries: 10_000, l1MaxBytes: 64 * 1024 * 1024, redisTimeoutMs: 50, generationTrustMs: 0, warmProducts: 20, responses: { enabled: true, ttlMs: 60_000, l1MaxBytes: 64 * 1024 * 1024 } },
+      plannedReads: true,
+      cache: { l1MaxEntries: 10_000, l1MaxBytes: 64 * 1024 * 1024, redisTimeoutMs: 50, generationTrustMs: 0, warmProducts: 20, responses: { enabled: true, ttlMs: 60_000, l1MaxBytes: 64 * 1024 * 1024, admitAfter: 2 } },
       live: { typingTtlMs: 5_000, wsKeepAliveMs: 12_000 },
       answers: {
         engine: 'local',
@@ -99,6 +100,8 @@ describe('loadConfig', () => {
         PARLEY_RESPONSE_CACHE: 'false',
         PARLEY_RESPONSE_CACHE_TTL_S: '5',
         PARLEY_RESPONSE_CACHE_MAX_MB: '2',
+        PARLEY_RESPONSE_CACHE_ADMIT_AFTER: '1',
+        PARLEY_PLANNED_READS: 'false',
         PARLEY_TYPING_TTL_MS: '2500',
         PARLEY_WS_KEEPALIVE_MS: '30000',
         PARLEY_LOG_LEVEL: 'warn',
@@ -159,7 +162,8 @@ describe('loadConfig', () => {
         replicaMaxLagMs: 500,
       },
       redis: { url: 'rediss://:secret@cache.internal:6380/2', prefix: 'parley-eu:' },
-      cache: { l1MaxEntries: 500, l1MaxBytes: 8 * 1024 * 1024, redisTimeoutMs: 25, generationTrustMs: 100, warmProducts: 5, responses: { enabled: false, ttlMs: 5_000, l1MaxBytes: 2 * 1024 * 1024 } },
+      plannedReads: false,
+      cache: { l1MaxEntries: 500, l1MaxBytes: 8 * 1024 * 1024, redisTimeoutMs: 25, generationTrustMs: 100, warmProducts: 5, responses: { enabled: false, ttlMs: 5_000, l1MaxBytes: 2 * 1024 * 1024, admitAfter: 1 } },
       live: { typingTtlMs: 2_500, wsKeepAliveMs: 30_000 },
       answers: {
         engine: 'openai',

@@ -69,6 +69,8 @@ export interface CacheStat {
   misses: number;
   sets: number;
   evictions: number;
+  /** Values not stored because they were asked for only once so far (the response cache's admission). */
+  skipped: number;
   invalidations: number;
   singleFlightJoins: number;
   dedupJoins: number;
@@ -84,7 +86,7 @@ interface Entry {
 }
 
 export interface Counters {
-  l1: { hits: number; misses: number; sets: number; evictions: number };
+  l1: { hits: number; misses: number; sets: number; evictions: number; skipped: number };
   l2: { hits: number; misses: number; sets: number };
   singleFlightJoins: number;
   dedupJoins: number;
@@ -94,7 +96,7 @@ export interface Counters {
 }
 
 const counters = (): Counters => ({
-  l1: { hits: 0, misses: 0, sets: 0, evictions: 0 },
+  l1: { hits: 0, misses: 0, sets: 0, evictions: 0, skipped: 0 },
   l2: { hits: 0, misses: 0, sets: 0 },
   singleFlightJoins: 0,
   dedupJoins: 0,
@@ -321,6 +323,7 @@ export class Cache {
           layer: 'L2',
           ...c.l2,
           evictions: 0,
+          skipped: 0,
           invalidations,
           singleFlightJoins: 0,
           dedupJoins: 0,

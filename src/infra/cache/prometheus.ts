@@ -5,6 +5,7 @@ const counters: [keyof CacheStat, string, string][] = [
   ['misses', 'parley_cache_misses_total', 'Reads this cache layer could not answer.'],
   ['sets', 'parley_cache_sets_total', 'Values stored in this cache layer.'],
   ['evictions', 'parley_cache_evictions_total', 'Entries dropped to stay within the L1 bounds.'],
+  ['skipped', 'parley_cache_skipped_total', 'Values not stored because they were asked for only once so far (response cache admission).'],
   ['invalidations', 'parley_cache_invalidations_total', 'Bumps of the tags the cache depends on.'],
   ['singleFlightJoins', 'parley_cache_single_flight_joins_total', 'Reads that waited for a load already running.'],
   ['dedupJoins', 'parley_cache_dedup_joins_total', 'Requests that shared an identical request in flight.'],

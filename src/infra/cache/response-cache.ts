@@ -35,6 +35,13 @@ export interface ResponseCacheOptions {
   prefix: string;
   /** L1 bound in bytes (the text's length plus its UTF-8 bytes). @default 64 MiB */
   maxBytes?: number;
+  /**
+   * The request of a response, counted per entry key on this node within `admitWindowMs`, that stores it:
+   * 1 stores every response, 2 (PARLEY_RESPONSE_CACHE_ADMIT_AFTER's default) a response asked for again. @default 1
+   */
+  admitAfter?: number;
+  /** How long a request is remembered for admission. @default 60_000 */
+  admitWindowMs?: number;
 }
 
 export interface ResponseLookup {
@@ -56,6 +63,13 @@ export function weakEtag(text: string): string {
 
 export class ResponseCache {
   private readonly l1: LRUCache<string, StoredResponse>;
+  /**
+   * Requests of entries not stored yet (TinyLFU's "doorkeeper"): a response asked for once in a while
+   * is never stored. Measured on nested cursor pages, which are mostly asked for once: storing each
+   * (its copy in L1 pushed out by the next, v8-serialised and SET in Redis, ~110 KB) cost 2.3 ms of
+   * CPU per request, 40 % of the request (5.8 vs 3.5 ms with the cache off).
+   */
+  private readonly sightings: LRUCache<string, number> | undefined;
 
   constructor(
     private readonly cache: Cache,
@@ -70,6 +84,24 @@ export class ResponseCache {
         if (reason === 'evict') this.cache.countersOf(NAME).l1.evictions += 1;
       },
     });
+    const admitAfter = options.admitAfter ?? 1;
+    this.sightings = admitAfter > 1 ? new LRUCache<string, number>({ max: 50_000, ttl: options.admitWindowMs ?? 60_000 }) : undefined;
+  }
+
+  /**
+   * Whether the response under `key`, just executed, is stored: with `admitAfter` n, on its n-th request
+   * within the window on this node. One not stored is counted as `skipped` in its layer's counters.
+   */
+  admit(key: string): boolean {
+    if (!this.sightings) return true;
+    const seen = (this.sightings.get(key) ?? 0) + 1;
+    if (seen >= (this.options.admitAfter ?? 1)) {
+      this.sightings.delete(key);
+      return true;
+    }
+    this.sightings.set(key, seen);
+    this.cache.countersOf(NAME).l1.skipped += 1;
+    return false;
   }
 
   /** Bytes held in this node (never above maxBytes). */
