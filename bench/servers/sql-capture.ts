@@ -14,8 +14,8 @@ import { currentSqlScope, type SqlScope } from '../../src/infra/sql-stats.js';
  * `http.server.request.start` diagnostics channel is published synchronously
  * just before the server's request handler runs, so entering an
  * AsyncLocalStorage there makes the request visible to everything the handler
- * does; every Prisma call passes through `db.prisma` first, where the request
- * meets its SqlScope. A request counts once its response has finished (cached
+ * does; every Prisma call passes through `db.prisma` first, and every statement
+ * sent without Prisma through `db.queryRows`, where the request meets its SqlScope. A request counts once its response has finished (cached
  * ones that sent no SQL count as 0); requests the load generator cut off at
  * the end of a run are left out, since they never ran to completion.
  */
@@ -90,17 +90,25 @@ export function captureRequestSql(db: Database): SqlCapture {
     () => ({}),
     (record) => record.scope?.statements ?? 0,
   );
+  const tie = () => {
+    const record = requests.current();
+    const scope = currentSqlScope();
+    if (record && scope && !record.scope) record.scope = scope;
+  };
   const prisma = new Proxy(db.prisma, {
     get(target, prop) {
-      const record = requests.current();
-      const scope = currentSqlScope();
-      if (record && scope && !record.scope) record.scope = scope;
+      tie();
       const value = Reflect.get(target, prop, target);
       return typeof value === 'function' ? value.bind(target) : value;
     },
   });
+  // Statements sent without Prisma's client (planned reads) meet their request here.
+  const queryRows: Database['queryRows'] = (sql, args) => {
+    tie();
+    return db.queryRows(sql, args);
+  };
   return {
-    db: { ...db, prisma, ping: () => db.ping(), close: () => db.close() },
+    db: { ...db, prisma, queryRows, ping: () => db.ping(), close: () => db.close() },
     reset: requests.reset,
     read: requests.read,
   };

@@ -11,6 +11,7 @@ import { PrismaClient } from '../generated/prisma/client.js';
 import { routingAdapter } from './read-routing.js';
 import { ReplicaMonitor, type ReplicaStatus } from './replica-monitor.js';
 import { countingAdapter } from './sql-stats.js';
+import type { ArgType, SqlDriverAdapter, SqlDriverAdapterFactory } from '@prisma/driver-adapter-utils';
 
 export type { PrismaClient, ReplicaStatus };
 
@@ -34,6 +35,13 @@ export interface Database {
   /** A human description without credentials, for logs. */
   readonly description: string;
   ping(): Promise<void>;
+  /**
+   * One read statement sent through the driver adapter Prisma uses (so counted, and routed to a replica
+   * where reads may go), without Prisma's query engine: for a statement written by hand whose rows are read
+   * as they come (planned reads). Rows are objects keyed by column; values are as the driver gives them
+   * (times as ISO-8601 strings, JSON as its text). Parameters: strings and integers, cast in the SQL.
+   */
+  queryRows<T extends object>(sql: string, args: readonly (string | number)[]): Promise<T[]>;
   /**
    * Opens DATABASE_POOL_MIN connections on every pool (in parallel) and checks
    * the replicas once, so the first requests neither wait for connections nor
@@ -89,9 +97,11 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
   const dataDir = options.dataDir ?? 'memory://';
   if (!dataDir.startsWith('memory://')) mkdirSync(dataDir, { recursive: true });
   const pglite = await PGlite.create(dataDir.startsWith('memory://') ? undefined : resolve(dataDir));
-  const prisma = new PrismaClient({ adapter: countingAdapter(new PrismaPGlite(pglite)) });
+  const adapter = countingAdapter(new PrismaPGlite(pglite));
+  const prisma = new PrismaClient({ adapter });
   return {
     prisma,
+    queryRows: rowsQuery(adapter),
     kind: 'pglite',
     description: dataDir.startsWith('memory://') ? 'embedded PGlite (in memory)' : `embedded PGlite at ${resolve(dataDir)}`,
     ping: async () => void (await prisma.$queryRawUnsafe('SELECT 1')),
@@ -171,7 +181,8 @@ function openPostgres(url: string, options: DatabaseOptions): Database {
       mapError: (error, name) => poolTimeout(error, name, timeoutMs),
     },
   );
-  const prisma = new PrismaClient({ adapter: countingAdapter(adapter) });
+  const counted = countingAdapter(adapter);
+  const prisma = new PrismaClient({ adapter: counted });
   const where = (u: string) => {
     const parsed = new URL(u);
     return `${parsed.hostname}:${parsed.port || 5432}${parsed.pathname}`;
@@ -182,6 +193,7 @@ function openPostgres(url: string, options: DatabaseOptions): Database {
 
   return {
     prisma,
+    queryRows: rowsQuery(counted),
     kind: 'postgres',
     description: `PostgreSQL ${where(url)} (pool ${max}${replicaNote})`,
     ping: async () => void (await prisma.$queryRawUnsafe('SELECT 1')),
@@ -211,6 +223,25 @@ function openPostgres(url: string, options: DatabaseOptions): Database {
       await prisma.$disconnect();
       await Promise.all(all.map(({ pool }) => (pool.ended ? undefined : pool.end())));
     },
+  };
+}
+
+/**
+ * Database.queryRows over an adapter factory. Measured on a nested cursor page: the same statement through
+ * `$queryRawUnsafe` spent ~9 % of the request's CPU in Prisma's client (argument typing, its query
+ * interpreter, per-value conversion) for rows that are then read as they are.
+ */
+function rowsQuery(factory: SqlDriverAdapterFactory): Database['queryRows'] {
+  let driver: Promise<SqlDriverAdapter> | undefined;
+  return async <T extends object>(sql: string, args: readonly (string | number)[]) => {
+    driver ??= factory.connect();
+    const argTypes: ArgType[] = args.map((arg) => ({ scalarType: typeof arg === 'number' ? 'int' : 'string', arity: 'scalar' }));
+    const { columnNames, rows } = await (await driver).queryRaw({ sql, args: [...args], argTypes });
+    return rows.map((row) => {
+      const out: Record<string, unknown> = {};
+      for (let i = 0; i < columnNames.length; i++) out[columnNames[i]!] = row[i];
+      return out as T;
+    });
   };
 }
 

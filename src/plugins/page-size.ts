@@ -19,53 +19,76 @@ import { BadUserInputError } from '../errors.js';
  * @default max 100
  */
 export function usePageSizeLimit({ max = 100 }: { max?: number } = {}): Plugin {
+  // The arguments to check, found once per document (a walk of the document per request showed in profiles).
+  const found = new WeakMap<DocumentNode, Map<string, SizedArguments | null>>();
+  const argumentsOf = (document: DocumentNode, operationName: string | undefined) => {
+    let byOperation = found.get(document);
+    if (!byOperation) found.set(document, (byOperation = new Map()));
+    let sized = byOperation.get(operationName ?? '');
+    if (sized === undefined) byOperation.set(operationName ?? '', (sized = sizedArguments(document, operationName)));
+    return sized;
+  };
   const plugin: Plugin = {
     onExecute({ args }) {
-      const document = args.document as DocumentNode;
-      const operation = getOperationAST(document, args.operationName ?? undefined);
+      const sized = argumentsOf(args.document as DocumentNode, args.operationName ?? undefined);
       // No single operation to run: graphql-js reports that itself.
-      if (!operation) return;
-      const variables = variableValues(operation, (args.variableValues ?? {}) as Record<string, unknown>);
-      const fragments = new Map<string, FragmentDefinitionNode>();
-      for (const definition of document.definitions) {
-        if (definition.kind === Kind.FRAGMENT_DEFINITION) fragments.set(definition.name.value, definition);
-      }
-      const pending: (OperationDefinitionNode | FragmentDefinitionNode)[] = [operation];
-      const seen = new Set<string>();
-      while (pending.length) {
-        visit(pending.pop()!, {
-          FragmentSpread(spread) {
-            const name = spread.name.value;
-            const fragment = fragments.get(name);
-            if (fragment && !seen.has(name)) {
-              seen.add(name);
-              pending.push(fragment);
-            }
-          },
-          Field(field) {
-            for (const arg of field.arguments ?? []) {
-              // A list argument (`nodes(ids:)`) holds at most `max` items too: 10,000 ids stalled a node for seconds.
-              const items = listLength(arg.value, variables);
-              if (items !== undefined && items > max) {
-                const where = `${field.alias?.value ?? field.name.value}.${arg.name.value}`;
-                throw refusal(`${where} takes at most ${max} items, got ${items}`, where);
-              }
-              if (arg.name.value !== 'first' && arg.name.value !== 'last') continue;
-              const value = valueOf(arg.value, variables);
-              if (typeof value !== 'number') continue;
-              if (!(value >= 0 && value <= max)) {
-                const where = `${field.alias?.value ?? field.name.value}.${arg.name.value}`;
-                throw refusal(`${where} must be between 0 and ${max}, got ${value}`, where);
-              }
-            }
-          },
-        });
+      if (!sized) return;
+      const variables = variableValues(sized.operation, (args.variableValues ?? {}) as Record<string, unknown>);
+      for (const { where, value, size } of sized) {
+        // A list argument (`nodes(ids:)`) holds at most `max` items too: 10,000 ids stalled a node for seconds.
+        const items = listLength(value, variables);
+        if (items !== undefined && items > max) throw refusal(`${where} takes at most ${max} items, got ${items}`, where);
+        if (!size) continue;
+        const n = valueOf(value, variables);
+        if (typeof n !== 'number') continue;
+        if (!(n >= 0 && n <= max)) throw refusal(`${where} must be between 0 and ${max}, got ${n}`, where);
       }
     },
   };
   // Subscriptions too: their events are executed outside onExecute.
   plugin.onSubscribe = ({ args }) => void plugin.onExecute!({ args } as Parameters<NonNullable<Plugin['onExecute']>>[0]);
   return plugin;
+}
+
+/** An argument whose value is checked: `first`/`last` (size) or any list. */
+interface SizedArgument {
+  where: string;
+  value: ValueNode;
+  size: boolean;
+}
+
+type SizedArguments = SizedArgument[] & { operation: OperationDefinitionNode };
+
+/** The arguments of the operation that runs and of the fragments it spreads; null when there is no single operation. */
+function sizedArguments(document: DocumentNode, operationName: string | undefined): SizedArguments | null {
+  const operation = getOperationAST(document, operationName);
+  if (!operation) return null;
+  const fragments = new Map<string, FragmentDefinitionNode>();
+  for (const definition of document.definitions) {
+    if (definition.kind === Kind.FRAGMENT_DEFINITION) fragments.set(definition.name.value, definition);
+  }
+  const out: SizedArgument[] = [];
+  const pending: (OperationDefinitionNode | FragmentDefinitionNode)[] = [operation];
+  const seen = new Set<string>();
+  while (pending.length) {
+    visit(pending.pop()!, {
+      FragmentSpread(spread) {
+        const name = spread.name.value;
+        const fragment = fragments.get(name);
+        if (fragment && !seen.has(name)) {
+          seen.add(name);
+          pending.push(fragment);
+        }
+      },
+      Field(field) {
+        for (const arg of field.arguments ?? []) {
+          const where = `${field.alias?.value ?? field.name.value}.${arg.name.value}`;
+          out.push({ where, value: arg.value, size: arg.name.value === 'first' || arg.name.value === 'last' });
+        }
+      },
+    });
+  }
+  return Object.assign(out, { operation });
 }
 
 /** Refused before execution: 400 under application/graphql-response+json (200 under application/json). */

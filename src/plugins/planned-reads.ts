@@ -161,7 +161,8 @@ function selectionOf(
         const key = selection.alias?.value ?? selection.name.value;
         const name = selection.name.value;
         // One field per response key: merging two selections of one key is the executor's.
-        if (keys.has(key)) return false;
+        // `__proto__` would set a plain object's prototype instead of a key.
+        if (keys.has(key) || key === '__proto__') return false;
         keys.add(key);
         if (name === '__typename') {
           out.push({ key, name, node: selection, type: typeName });
@@ -283,7 +284,7 @@ async function answer(plan: Plan, request: PlannedRequest, ctx: Context): Promis
     request.owner !== undefined && request.owner !== productId
       ? []
       : await readConversationTree(
-          ctx,
+          { db: ctx.deps.db, cache: ctx.cache },
           productId,
           request.conversationArgs.sessionId ?? null,
           { take: request.take, towardsNewer: request.towardsNewer, ...(request.from ? { from: request.from } : {}) },
@@ -291,7 +292,7 @@ async function answer(plan: Plan, request: PlannedRequest, ctx: Context): Promis
         );
   const writer = new Writer(request.messageArgs);
   const connection = keysetConnection(request.conversationArgs, (row: ConversationRow) => placeCursor(row.lastMessageAt, row.id, productId), rows);
-  const data: Record<string, unknown> = Object.create(null);
+  const data: Record<string, unknown> = {};
   for (const s of plan.root) {
     data[s.key] = s.name === '__typename' ? 'Query' : writer.object(s.type, s.children!, connection);
   }
@@ -314,7 +315,9 @@ class Writer {
   }
 
   object(type: string, fields: Selected[], value: unknown): Record<string, unknown> {
-    const out: Record<string, unknown> = Object.create(null);
+    // A plain object (not graphql-js' Object.create(null), a dictionary): objects of one selection share
+    // a shape, which JSON.stringify writes on its fast path. No key is `__proto__` (see selectionOf).
+    const out: Record<string, unknown> = {};
     for (const f of fields) out[f.key] = f.name === '__typename' ? type : this.field(type, f, value);
     return out;
   }

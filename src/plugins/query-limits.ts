@@ -65,10 +65,16 @@ export function useQueryLimits(limits: QueryLimits, onReject?: (limit: string) =
  * written in (a refusal throws, as in validation). Subscriptions too.
  */
 function useCostOfVariables(check: (schema: GraphQLSchema, document: DocumentNode) => void): Plugin {
+  // Documents none of whose page sizes is a variable: nothing to check again (known once per document).
+  const literalSizes = new WeakSet<DocumentNode>();
   const plugin: Plugin = {
     onExecute({ args }) {
+      if (literalSizes.has(args.document)) return;
       const operation = getOperationAST(args.document, args.operationName ?? undefined);
-      if (!operation?.variableDefinitions?.length) return;
+      if (!operation?.variableDefinitions?.length || !sizesFromVariables(args.document)) {
+        literalSizes.add(args.document);
+        return;
+      }
       const sent = (args.variableValues ?? {}) as Record<string, unknown>;
       const values = new Map<string, unknown>();
       for (const definition of operation.variableDefinitions) {
@@ -92,4 +98,15 @@ function useCostOfVariables(check: (schema: GraphQLSchema, document: DocumentNod
   };
   plugin.onSubscribe = ({ args }) => void plugin.onExecute!({ args } as Parameters<NonNullable<Plugin['onExecute']>>[0]);
   return plugin;
+}
+
+/** Whether a `first`/`last` argument of the document takes a variable. */
+function sizesFromVariables(document: DocumentNode): boolean {
+  let found = false;
+  visit(document, {
+    Argument(node) {
+      if ((node.name.value === 'first' || node.name.value === 'last') && node.value.kind === Kind.VARIABLE) found = true;
+    },
+  });
+  return found;
 }

@@ -1,6 +1,7 @@
 import { cachePolicy } from '../infra/cache/index.js';
 import { tags, type Store } from './store.js';
 import type { ConversationPage, ConversationPosition } from './conversations.js';
+import type { Database } from '../infra/db.js';
 
 /**
  * A page of a product's conversations with what a query selects beneath them
@@ -92,15 +93,21 @@ export function treeTags(productId: string, shape: TreeShape): string[] {
 }
 
 export async function readConversationTree(
-  { prisma, cache }: Store,
+  { db, cache }: { db: Database; cache: Store['cache'] },
   productId: string,
   sessionId: string | null,
   page: ConversationPage & { from?: ConversationPosition },
   shape: TreeShape,
 ): Promise<ConversationRow[]> {
-  const read = () => {
+  const read = async () => {
     const { sql, params } = treeStatement(productId, sessionId, page, shape);
-    return prisma.$queryRawUnsafe<ConversationRow[]>(sql, ...params);
+    const rows = await db.queryRows<ConversationRow>(sql, params);
+    // The driver gives JSON columns as their text.
+    for (const row of rows) {
+      if (typeof row.messages === 'string') row.messages = JSON.parse(row.messages) as MessageRow[];
+      if (typeof row.lastMessage === 'string') row.lastMessage = JSON.parse(row.lastMessage) as MessageRow;
+    }
+    return rows;
   };
   if (page.from) return read();
   return cache.get(firstPagePolicy, { productId, sessionId, shape, page }, read);
@@ -112,9 +119,9 @@ export function treeStatement(
   sessionId: string | null,
   page: ConversationPage & { from?: ConversationPosition },
   shape: TreeShape,
-): { sql: string; params: unknown[] } {
-  const params: unknown[] = [];
-  const param = (value: unknown, type: string) => {
+): { sql: string; params: (string | number)[] } {
+  const params: (string | number)[] = [];
+  const param = (value: string | number, type: string) => {
     params.push(value);
     return `$${params.length}::${type}`;
   };
