@@ -45,6 +45,7 @@ export interface Context extends ScopeContext {
 /** Fresh loaders per request (and, for subscriptions, per event). */
 export function createContext(deps: AppDeps, principal: Principal): Context {
   const responseReads: Context['responseReads'] = { tags: [], ttlMs: Infinity };
+  let loaders: Loaders | undefined;
   const cache = deps.cache.withTagRecorder((tags, ttlMs) => {
     for (const tag of tags) if (!responseReads.tags.includes(tag)) responseReads.tags.push(tag);
     if (ttlMs < responseReads.ttlMs) responseReads.ttlMs = ttlMs;
@@ -55,7 +56,10 @@ export function createContext(deps: AppDeps, principal: Principal): Context {
     prisma: deps.db.prisma,
     cache,
     events: deps.events,
-    loaders: createLoaders(deps.db.prisma, cache),
+    // Made when first used: a planned read or a cached response never uses them (~1 % of a planned read's CPU).
+    get loaders() {
+      return (loaders ??= createLoaders(deps.db.prisma, cache));
+    },
     responseReads,
     startedConversations: new Set(),
   };

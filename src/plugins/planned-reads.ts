@@ -21,6 +21,7 @@ import {
   CONVERSATION_COLUMNS,
   FEEDBACK_COLUMNS,
   MESSAGE_COLUMNS,
+  readConversation,
   readConversationTree,
   type ConversationColumn,
   type ConversationRow,
@@ -31,6 +32,7 @@ import {
   type TreeShape,
 } from '../services/conversation-tree.js';
 import { isUuid } from '../services/ids.js';
+import { parseGlobalId } from '../schema/ids.js';
 import { noNul } from '../services/validation.js';
 
 /**
@@ -50,7 +52,7 @@ import { noNul } from '../services/validation.js';
 
 /** The fields answered here, by type; every other field leaves the whole operation to the executor. */
 const FIELDS: Readonly<Record<string, ReadonlySet<string>>> = {
-  Query: new Set(['conversations']),
+  Query: new Set(['conversations', 'conversation']),
   QueryConversationsConnection: new Set(['edges', 'nodes', 'pageInfo']),
   QueryConversationsConnectionEdge: new Set(['cursor', 'node']),
   ConversationMessagesConnection: new Set(['edges', 'nodes', 'pageInfo']),
@@ -72,6 +74,7 @@ interface Selected {
 
 interface Plan {
   root: Selected[];
+  /** The root field read: `conversations` (a page) or `conversation` (one by id, e.g. the chat widget's). */
   conversations: Selected;
   conversationsField: GraphQLField<unknown, unknown>;
   messages?: { node: FieldNode; field: GraphQLField<unknown, unknown> } | undefined;
@@ -94,10 +97,12 @@ export function usePlannedReads(): Plugin<Context> {
       setExecuteFn((executeArgs) => {
         const ctx = executeArgs.contextValue as Context;
         const run = () => executeFn(executeArgs);
-        // Only a product's secret key: a publishable key's reads go through auth-scopes, an admin's are not a product's.
-        if (!ctx.product || ctx.isAdmin || ctx.key?.kind !== 'SECRET') return run();
+        // A product's key, not an admin's request. A publishable key only for the one conversation its token
+        // opens (every row below it is of that conversation); anything else is for auth-scopes to refuse.
+        if (!ctx.product || ctx.isAdmin || !ctx.key) return run();
         const request = planRequest(plan, executeArgs.schema as GraphQLSchema, executeArgs.document, executeArgs.operationName, executeArgs.variableValues);
         if (!request) return run();
+        if (ctx.key.kind !== 'SECRET' && (request.id === undefined || !ctx.conversationId || request.id !== ctx.conversationId)) return run();
         // Anything that goes wrong (the database, a row the plan did not expect) is left to the executor,
         // which reports it with its path and code as for any query.
         return answer(plan, request, ctx).catch(run) as ReturnType<typeof executeFn>;
@@ -115,10 +120,10 @@ export function makePlan(schema: GraphQLSchema, document: DocumentNode, operatio
     if (definition.kind === Kind.FRAGMENT_DEFINITION) fragments.set(definition.name.value, definition);
   }
   const root = selectionOf(schema, fragments, 'Query', operation.selectionSet);
-  const lists = root?.filter((s) => s.name === 'conversations');
-  if (!root || lists?.length !== 1) return null;
-  const conversations = lists[0]!;
-  // The conversations selected, wherever they are (edges.node, nodes).
+  const reads = root?.filter((s) => s.name !== '__typename');
+  if (!root || reads?.length !== 1) return null;
+  const conversations = reads[0]!;
+  // The conversations selected, wherever they are (edges.node, nodes; the root field itself for one by id).
   const conversationSelections = childrenOfType(conversations, 'Conversation');
   const messageFields = conversationSelections.filter((s) => s.name === 'messages');
   // Two pages of messages (aliases with other arguments) would need two subqueries: left to the executor.
@@ -132,7 +137,7 @@ export function makePlan(schema: GraphQLSchema, document: DocumentNode, operatio
   return {
     root,
     conversations,
-    conversationsField: queryType.getFields()['conversations']!,
+    conversationsField: queryType.getFields()[conversations.name]!,
     messages: messagesField && { node: messagesField.node, field: conversationType.getFields()['messages']! },
     shape: {
       columns: [...columns],
@@ -222,6 +227,8 @@ function messageColumns(selections: Selected[], paged: boolean): MessageColumns 
 /** One request's arguments, checked as the resolvers check them. */
 interface PlannedRequest {
   conversationArgs: PageArgs & { sessionId?: string | null };
+  /** `conversation(id)`: the conversation's id. */
+  id?: string | undefined;
   messageArgs: PageArgs | undefined;
   shape: TreeShape;
   /** The product whose list the cursor was issued for: another's gives an empty page, as the resolver answers. */
@@ -246,6 +253,7 @@ function planRequest(
     const variables = getVariableValues(schema, operation.variableDefinitions ?? [], raw ?? {}, { maxErrors: 1 });
     if (!variables.coerced) return undefined;
     const conversationArgs = getArgumentValues(plan.conversationsField, plan.conversations.node, variables.coerced) as PlannedRequest['conversationArgs'];
+    const id = plan.conversations.name === 'conversation' ? parseGlobalId(String(conversationArgs['id' as keyof PageArgs]), 'Conversation', 'id') : undefined;
     refuseMixedDirections(conversationArgs);
     if (conversationArgs.sessionId != null && !noNul(conversationArgs.sessionId)) return undefined;
     const place = cursorPlace(conversationArgs);
@@ -267,6 +275,7 @@ function planRequest(
       conversationArgs,
       messageArgs,
       shape: { ...plan.shape, messages },
+      id,
       owner: place?.owner,
       from: place && { lastMessageAt: place.at, id: place.id },
       take,
@@ -279,6 +288,13 @@ function planRequest(
 
 async function answer(plan: Plan, request: PlannedRequest, ctx: Context): Promise<ExecutionResult> {
   const productId = ctx.product!.id;
+  const writer = new Writer(request.messageArgs);
+  if (request.id !== undefined) {
+    const [row] = await readConversation(ctx.deps.db, productId, request.id, request.shape);
+    const data: Record<string, unknown> = {};
+    for (const s of plan.root) data[s.key] = s.name === '__typename' ? 'Query' : row ? writer.object('Conversation', s.children!, row) : null;
+    return { data };
+  }
   // A cursor issued for another product's list gives an empty page, as the resolver answers.
   const rows =
     request.owner !== undefined && request.owner !== productId
@@ -290,7 +306,6 @@ async function answer(plan: Plan, request: PlannedRequest, ctx: Context): Promis
           { take: request.take, towardsNewer: request.towardsNewer, ...(request.from ? { from: request.from } : {}) },
           request.shape,
         );
-  const writer = new Writer(request.messageArgs);
   const connection = keysetConnection(request.conversationArgs, (row: ConversationRow) => placeCursor(row.lastMessageAt, row.id, productId), rows);
   const data: Record<string, unknown> = {};
   for (const s of plan.root) {

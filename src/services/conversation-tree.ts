@@ -92,6 +92,22 @@ export function treeTags(productId: string, shape: TreeShape): string[] {
   return out;
 }
 
+/** One conversation of the product by id, with the same shapes beneath it: no row when it is not the product's. */
+export function readConversation(db: Database, productId: string, id: string, shape: TreeShape): Promise<ConversationRow[]> {
+  const { sql, params } = treeStatement(productId, null, { take: 1, towardsNewer: false }, shape, id);
+  return rowsOf(db, sql, params);
+}
+
+async function rowsOf(db: Database, sql: string, params: (string | number)[]): Promise<ConversationRow[]> {
+  const rows = await db.queryRows<ConversationRow>(sql, params);
+  // The driver gives JSON columns as their text.
+  for (const row of rows) {
+    if (typeof row.messages === 'string') row.messages = JSON.parse(row.messages) as MessageRow[];
+    if (typeof row.lastMessage === 'string') row.lastMessage = JSON.parse(row.lastMessage) as MessageRow;
+  }
+  return rows;
+}
+
 export async function readConversationTree(
   { db, cache }: { db: Database; cache: Store['cache'] },
   productId: string,
@@ -99,15 +115,9 @@ export async function readConversationTree(
   page: ConversationPage & { from?: ConversationPosition },
   shape: TreeShape,
 ): Promise<ConversationRow[]> {
-  const read = async () => {
+  const read = () => {
     const { sql, params } = treeStatement(productId, sessionId, page, shape);
-    const rows = await db.queryRows<ConversationRow>(sql, params);
-    // The driver gives JSON columns as their text.
-    for (const row of rows) {
-      if (typeof row.messages === 'string') row.messages = JSON.parse(row.messages) as MessageRow[];
-      if (typeof row.lastMessage === 'string') row.lastMessage = JSON.parse(row.lastMessage) as MessageRow;
-    }
-    return rows;
+    return rowsOf(db, sql, params);
   };
   if (page.from) return read();
   return cache.get(firstPagePolicy, { productId, sessionId, shape, page }, read);
@@ -119,6 +129,8 @@ export function treeStatement(
   sessionId: string | null,
   page: ConversationPage & { from?: ConversationPosition },
   shape: TreeShape,
+  /** One conversation by id instead of a page. */
+  id?: string,
 ): { sql: string; params: (string | number)[] } {
   const params: (string | number)[] = [];
   const param = (value: string | number, type: string) => {
@@ -126,6 +138,7 @@ export function treeStatement(
     return `$${params.length}::${type}`;
   };
   const where = [`c."productId" = ${param(productId, 'uuid')}`];
+  if (id !== undefined) where.push(`c.id = ${param(id, 'uuid')}`);
   if (sessionId !== null) where.push(`c."sessionId" = ${param(sessionId, 'text')}`);
   const direction = page.towardsNewer ? 'ASC' : 'DESC';
   if (page.from) {

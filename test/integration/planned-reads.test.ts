@@ -101,10 +101,16 @@ describeEachDatabase('planned reads', (variant) => {
   });
 
   /** The query asked of both apps: the same status, data and errors; the planned app's SQL is returned. */
-  const both = async (query: string, variables: Record<string, unknown> = {}, asKey = key, refused = false): Promise<GqlResult> => {
+  const both = async (
+    query: string,
+    variables: Record<string, unknown> = {},
+    asKey = key,
+    refused = false,
+    headers: Record<string, string> = {},
+  ): Promise<GqlResult> => {
     await planned.app.deps.cache.flush();
-    const a = await planned.gql(query, { key: asKey, variables });
-    const b = await resolved.gql(query, { key: asKey, variables });
+    const a = await planned.gql(query, { key: asKey, variables, headers });
+    const b = await resolved.gql(query, { key: asKey, variables, headers });
     const shape = (r: GqlResult) => ({
       status: r.status,
       data: r.data,
@@ -190,6 +196,32 @@ describeEachDatabase('planned reads', (variant) => {
     // A publishable key's checks run in the executor: the list is closed to it.
     const widget = await both(EVERYTHING, { first: 2 }, publishableKey, true);
     expect(widget.errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
+  });
+
+  it("answers the chat widget's read of one conversation, for the secret key and for the token's own conversation", async () => {
+    const WIDGET = `query($id: ID!) { conversation(id: $id) { __typename id title messages(last: 4) { edges { cursor node { ${MESSAGE_FIELDS} } } pageInfo { hasPreviousPage startCursor } } lastMessage { content } } }`;
+    const id = encodeGlobalID('Conversation', conversations[0]!.id);
+    const secret = await both(WIDGET, { id });
+    expect(secret.data.conversation.messages.edges).toHaveLength(4);
+    expect(treeStatements(secret)).toHaveLength(1);
+    const older = await both(WIDGET.replace('messages(last: 4)', 'messages(last: 4, before: $before)').replace('($id: ID!)', '($id: ID!, $before: String)'), {
+      id,
+      before: secret.data.conversation.messages.pageInfo.startCursor,
+    });
+    expect(older.data.conversation.messages.edges).toHaveLength(4);
+    // Another product's conversation is null, as a missing one; a malformed id is the executor's error.
+    const theirs = await both(WIDGET, { id }, otherKey);
+    expect(theirs.data.conversation).toBeNull();
+    await both(WIDGET, { id: 'nope' }, key, true);
+
+    // The publishable key with a token: planned for the token's own conversation only.
+    const started = dataOf(await planned.gql(`mutation { startConversation(input: { sessionId: "w" }) { id conversationToken } }`, { key }));
+    const headers = { 'x-conversation-token': started.startConversation.conversationToken };
+    const own = await both(WIDGET, { id: started.startConversation.id }, publishableKey, false, headers);
+    expect(own.data.conversation.id).toBe(started.startConversation.id);
+    expect(treeStatements(own)).toHaveLength(1);
+    const other = await both(WIDGET, { id }, publishableKey, true, headers);
+    expect(treeStatements(other)).toEqual([]);
   });
 
   it('keeps a first page until a write changes it, and shows the write after', async () => {
