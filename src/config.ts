@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { parseSentinelUrl } from './infra/redis.js';
+import type { LogLevel } from './infra/log.js';
 
 // The only reader of process.env. Every variable is documented in .env.example and
 // docs/configuration.md (test/unit/docs.test.ts checks both).
@@ -225,7 +226,7 @@ export type Config = Readonly<{
   conversationTokenTtlMs: number;
   /** Seed a demo product on an empty database. Off in production unless asked for. */
   demo: boolean;
-  logLevel: 'debug' | 'info' | 'warn' | 'error' | 'silent';
+  logLevel: LogLevel;
   observability: Readonly<{
     /** Serve GET /metrics (Prometheus) and measure every operation. */
     metrics: boolean;
@@ -394,4 +395,9 @@ function deepFreeze<T>(value: T): T {
     Object.freeze(value);
   }
   return value;
+}
+
+/** The configured secrets a log line must never show (the shapes of keys and tokens are masked anyway). */
+export function configSecrets(config: Config): string[] {
+  return [config.adminToken, config.answers.llm.apiKey, config.observability.metricsToken].filter((s): s is string => Boolean(s));
 }

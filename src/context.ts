@@ -7,7 +7,7 @@ import { createLoaders, type Loaders } from './loaders/index.js';
 import type { Answers } from './services/answers/index.js';
 import type { Principal, ScopeContext } from './services/auth.js';
 import type { Replays } from './services/event-replay.js';
-import type { LiveEvents, ParleyPubSub } from './services/events.js';
+import type { LiveEvents, ParleyPubSub } from './services/types.js';
 import type { KnowledgeSearch } from './services/knowledge.js';
 import type { Typing } from './services/typing.js';
 import type { Store } from './services/store.js';

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { buildApp, type App } from './app.js';
-import { ConfigError, loadConfig, type Config } from './config.js';
-import { configSecrets, createLogger } from './infra/log.js';
+import { ConfigError, configSecrets, loadConfig, type Config } from './config.js';
+import { createLogger } from './infra/log.js';
 import { describeRedisUrl } from './infra/redis.js';
 import { startTracing } from './infra/tracing.js';
 

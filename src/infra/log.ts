@@ -1,6 +1,5 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { pino, type DestinationStream, type Logger as Pino } from 'pino';
-import type { Config } from '../config.js';
 
 /**
  * Structured JSON logs through pino, one object per line: `time` (ISO),
@@ -43,12 +42,9 @@ export function currentRequestId(): string | undefined {
   return requestIds.getStore();
 }
 
-/** The configured secrets a line must never show (the shapes of keys and tokens are masked anyway). */
-export function configSecrets(config: Config): string[] {
-  return [config.adminToken, config.answers.llm.apiKey, config.observability.metricsToken].filter((s): s is string => Boolean(s));
-}
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error' | 'silent';
 
-export function createLogger(level: Config['logLevel'], options: LoggerOptions = {}): Logger {
+export function createLogger(level: LogLevel, options: LoggerOptions = {}): Logger {
   const destination =
     options.destination ??
     pino.multistream(

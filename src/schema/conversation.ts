@@ -7,7 +7,7 @@ import { currentSigner, issueConversationToken } from '../services/conversation-
 import { idempotencyKey } from '../services/idempotency.js';
 import { sha256 } from '../infra/hash.js';
 import { listConversations, startConversation } from '../services/conversations.js';
-import { messageOrder } from '../services/messages.js';
+import { messageOrder } from '../services/store.js';
 import { nodeUuid, parseGlobalId } from './ids.js';
 import { IDEMPOTENCY_KEY, Message } from './message.js';
 import { cursorPlace, keysetConnection, pageSize, placeCursor, refuseMixedDirections, type PageArgs } from './pages.js';

@@ -1,14 +1,12 @@
 import { z } from 'zod';
 import { NotFoundError } from '../errors.js';
 import type { PrismaClient } from '../infra/db.js';
-import type { Message, MessageRole, Prisma } from '../generated/prisma/client.js';
+import type { Message, MessageRole } from '../generated/prisma/client.js';
 import { tags, type Store } from './store.js';
 import { uuidv7 } from './ids.js';
 import { claimedBy, claimKeyCte, idempotencyKey, requestHash, type KeyRequest } from './idempotency.js';
 import { limits, parseInput, text } from './validation.js';
 
-/** Oldest to newest; the id breaks ties so cursors are stable. */
-export const messageOrder: Prisma.MessageOrderByWithRelationInput[] = [{ createdAt: 'asc' }, { id: 'asc' }];
 
 const sendInput = z.object({ content: text(limits.messageContent), idempotencyKey });
 

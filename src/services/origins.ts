@@ -1,7 +1,6 @@
 import { z } from 'zod';
 import { ForbiddenError } from '../errors.js';
 import { cachePolicy } from '../infra/cache/index.js';
-import type { Principal } from './auth.js';
 import { tags, type Store } from './store.js';
 
 /**
@@ -126,7 +125,12 @@ export class BrowserRuleError extends ForbiddenError {
  * No Origin (servers), the admin token and requests without a key are not concerned.
  * Nothing is read for a request without an Origin or from Parley's own page.
  */
-export async function checkBrowserUse(store: Store, principal: Principal, browser: BrowserOrigin | null): Promise<void> {
+export async function checkBrowserUse(
+  store: Store,
+  // What it reads of a Principal (services/auth.ts, which imports this module through products.ts).
+  principal: { product: { id: string } | null; key: { kind: string } | null },
+  browser: BrowserOrigin | null,
+): Promise<void> {
   if (!browser || !principal.product || !principal.key) return;
   const secret = principal.key.kind === 'SECRET';
   if (secret && browser.sameOrigin) return;

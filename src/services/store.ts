@@ -1,6 +1,7 @@
 import type { Cache } from '../infra/cache/index.js';
 import type { PrismaClient } from '../infra/db.js';
-import type { LiveEvents } from './events.js';
+import type { Prisma } from '../generated/prisma/client.js';
+import type { LiveEvents } from './types.js';
 
 /**
  * What a service needs to write: the database, the cache it must keep true, and
@@ -27,3 +28,6 @@ export const tags = {
   feedback: (productId: string) => `product:${productId}:feedback`,
   conversation: (conversationId: string) => `conversation:${conversationId}`,
 };
+
+/** The order of a conversation's messages (oldest first; the id breaks ties): pages, cursors and the replay of live events. */
+export const messageOrder: Prisma.MessageOrderByWithRelationInput[] = [{ createdAt: 'asc' }, { id: 'asc' }];

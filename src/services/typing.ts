@@ -4,7 +4,7 @@ import type { PrismaClient } from '../infra/db.js';
 import type { Logger } from '../infra/log.js';
 import type { WireEvent } from '../infra/pubsub/index.js';
 import type { MessageRole } from '../generated/prisma/client.js';
-import type { LiveEvents } from './events.js';
+import type { LiveEvents } from './types.js';
 
 /**
  * Typing indicators: ephemeral, never stored in the database. A state lives

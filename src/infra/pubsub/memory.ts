@@ -1,4 +1,4 @@
-import type { EventMap, EventStream, PubSub, PubSubStats } from './index.js';
+import type { EventMap, EventStream, PubSub, PubSubStats } from './types.js';
 import { BasePubSub } from './stream.js';
 
 /** One process: a listener set per channel. */

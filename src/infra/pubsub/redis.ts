@@ -2,7 +2,7 @@ import { RedisPubSub } from 'graphql-redis-subscriptions';
 import type { Redis } from 'ioredis';
 import type { Logger } from '../log.js';
 import { openRedis, reportOutages } from '../redis.js';
-import { GAP, type EventMap, type EventStream, type PubSub, type PubSubStats, type WireEvent } from './index.js';
+import { GAP, type EventMap, type EventStream, type PubSub, type PubSubStats, type WireEvent } from './types.js';
 import { BasePubSub } from './stream.js';
 
 /**

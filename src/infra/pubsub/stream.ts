@@ -1,4 +1,4 @@
-import { GAP, type EventMap, type EventStream, type Gap, type PubSubStats } from './index.js';
+import { GAP, type EventMap, type EventStream, type Gap, type PubSubStats } from './types.js';
 
 const DONE: IteratorReturnResult<undefined> = Object.freeze({ value: undefined, done: true });
 
