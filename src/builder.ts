@@ -1,10 +1,12 @@
 import SchemaBuilder from '@pothos/core';
+import { DateTimeResolver, JSONResolver } from 'graphql-scalars';
 import DataloaderPlugin from '@pothos/plugin-dataloader';
 import PrismaPlugin from '@pothos/plugin-prisma';
-import RelayPlugin, { decodeGlobalID } from '@pothos/plugin-relay';
+import RelayPlugin from '@pothos/plugin-relay';
 import ScopeAuthPlugin from '@pothos/plugin-scope-auth';
 import { BadUserInputError, ForbiddenError } from './errors.js';
 import ExposedColumnsPlugin from './schema/exposed-columns.js';
+import { tryDecodeGlobalId } from './schema/ids.js';
 import type { Context } from './context.js';
 import type PrismaTypes from './generated/pothos-prisma-types.js';
 import { getDatamodel } from './generated/pothos-prisma-types.js';
@@ -49,12 +51,7 @@ export const builder = new SchemaBuilder<{
     nodeQueryOptions: { skipTypeScopes: true, authScopes: { fullAccess: true, publishableKey: true } },
     nodesQueryOptions: { skipTypeScopes: true, authScopes: { fullAccess: true, publishableKey: true } },
     decodeGlobalID: (globalID) => {
-      let decoded: { typename: string; id: string } | undefined;
-      try {
-        decoded = decodeGlobalID(globalID);
-      } catch {
-        decoded = undefined;
-      }
+      const decoded = tryDecodeGlobalId(globalID);
       if (!decoded || !NODE_TYPES.has(decoded.typename)) throw new BadUserInputError('id is not a valid node id', 'id');
       return decoded;
     },
@@ -70,21 +67,9 @@ export const builder = new SchemaBuilder<{
   },
 });
 
-builder.scalarType('DateTime', {
-  description: 'An ISO-8601 date-time in UTC.',
-  serialize: (value) => (value instanceof Date ? value.toISOString() : new Date(value).toISOString()),
-  parseValue: (value) => {
-    const date = new Date(String(value));
-    if (Number.isNaN(date.getTime())) throw new TypeError('DateTime must be an ISO-8601 string');
-    return date;
-  },
-});
-
-builder.scalarType('JSON', {
-  description: 'Arbitrary JSON.',
-  serialize: (value) => value,
-  parseValue: (value) => value,
-});
+// graphql-scalars' DateTime (RFC 3339 in UTC, validated on input) and JSON (any JSON value).
+builder.addScalarType('DateTime', DateTimeResolver);
+builder.addScalarType('JSON', JSONResolver);
 
 // Fail closed: every root field is for full access unless it opens itself to publishable keys (skipTypeScopes).
 builder.queryType({ authScopes: FULL_ACCESS });

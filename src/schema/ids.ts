@@ -10,16 +10,20 @@ import { cursorPlace, type PageArgs } from './pages.js';
  * product — is for the caller to treat as NOT_FOUND / null.
  */
 export function parseGlobalId(globalId: string, typename: string, field: string): string {
-  let decoded: { typename: string; id: string } | undefined;
-  try {
-    decoded = decodeGlobalID(globalId);
-  } catch {
-    decoded = undefined;
-  }
+  const decoded = tryDecodeGlobalId(globalId);
   if (!decoded || decoded.typename !== typename || !isUuid(decoded.id)) {
     throw new BadUserInputError(`${field} is not a valid ${typename} id`, field);
   }
   return decoded.id;
+}
+
+/** A global id's type name and id, or undefined when it is not one (plugin-relay's decoder throws). */
+export function tryDecodeGlobalId(globalId: string): { typename: string; id: string } | undefined {
+  try {
+    return decodeGlobalID(globalId);
+  } catch {
+    return undefined;
+  }
 }
 
 /** For node lookups: the raw id inside a global id must be a UUID. */
