@@ -1,6 +1,5 @@
 import SchemaBuilder from '@pothos/core';
 import { DateTimeResolver, JSONResolver } from 'graphql-scalars';
-import DataloaderPlugin from '@pothos/plugin-dataloader';
 import PrismaPlugin from '@pothos/plugin-prisma';
 import RelayPlugin from '@pothos/plugin-relay';
 import ScopeAuthPlugin from '@pothos/plugin-scope-auth';
@@ -29,7 +28,7 @@ export const builder = new SchemaBuilder<{
   defaultFieldNullability: false,
   // ExposedColumnsPlugin wraps plugin-prisma's resolvers, so it comes first (see its file).
   // Scope auth first: its checks run before any other plugin's wrapper (exposedColumns wraps plugin-prisma's resolvers).
-  plugins: [ScopeAuthPlugin, ExposedColumnsPlugin, PrismaPlugin, RelayPlugin, DataloaderPlugin],
+  plugins: [ScopeAuthPlugin, ExposedColumnsPlugin, PrismaPlugin, RelayPlugin],
   scopeAuth: {
     authScopes,
     defaultStrategy: 'any',

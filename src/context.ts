@@ -10,7 +10,6 @@ import type { Replays } from './services/event-replay.js';
 import type { LiveEvents, ParleyPubSub } from './services/types.js';
 import type { KnowledgeSearch } from './services/knowledge.js';
 import type { Typing } from './services/typing.js';
-import type { Store } from './services/store.js';
 
 /** Long-lived dependencies shared by every request of one app. */
 export interface AppDeps {

@@ -1,4 +1,4 @@
-import { getOperationAST, type ExecutionResult, type GraphQLError } from 'graphql';
+import { getOperationAST, type ExecutionResult } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
 import { graphqlErrorCode } from '../errors.js';
 import type { Metrics, OperationSample } from '../infra/metrics.js';
