@@ -47,8 +47,10 @@ try {
   const words = VOCABULARY as readonly string[];
   const entries = Array.from({ length: 60 }, (_, i) => ({
     title: `${words[i % words.length]} and ${words[(i * 7 + 3) % words.length]}`,
-    content: Array.from({ length: 6 }, (_, s) =>
-      `The ${words[(i + s) % words.length]} ${words[(i * 3 + s) % words.length]} policy covers ${words[(i * 5 + s) % words.length]} within ${s + 2} days.`,
+    content: Array.from(
+      { length: 6 },
+      (_, s) =>
+        `The ${words[(i + s) % words.length]} ${words[(i * 3 + s) % words.length]} policy covers ${words[(i * 5 + s) % words.length]} within ${s + 2} days.`,
     ).join(' '),
   }));
   await addKnowledgeBatch({ prisma: app.deps.db.prisma, cache: app.deps.cache, events: app.deps.events }, product.id, { entries });
@@ -92,7 +94,12 @@ try {
       p50: pct(values, 50),
       p95: pct(values, 95),
     });
-    return { n: runs.length, cached: runs.filter((r) => r.cached).length, latencyMs: stat(runs.map((r) => r.latencyMs)), total: stat(runs.map((r) => r.total)) };
+    return {
+      n: runs.length,
+      cached: runs.filter((r) => r.cached).length,
+      latencyMs: stat(runs.map((r) => r.latencyMs)),
+      total: stat(runs.map((r) => r.total)),
+    };
   };
   const miss = summary(misses);
   const hit = summary(hits);

@@ -42,7 +42,10 @@ const { product, key } = await createProduct(db.prisma, { name: 'CPU cost' });
 for (let c = 0; c < 20; c++) {
   const conversation = await db.prisma.conversation.create({ data: { productId: product.id, sessionId: 's', title: `Conversation ${c}` } });
   for (let m = 0; m < 20; m++) {
-    await insertMessage(db.prisma, product.id, conversation.id, { role: m % 2 ? 'ASSISTANT' : 'USER', content: `Message ${m} of conversation ${c}: where is my parcel, and when will it arrive?` });
+    await insertMessage(db.prisma, product.id, conversation.id, {
+      role: m % 2 ? 'ASSISTANT' : 'USER',
+      content: `Message ${m} of conversation ${c}: where is my parcel, and when will it arrive?`,
+    });
   }
 }
 
@@ -50,7 +53,13 @@ const dirs: string[] = [];
 async function app(env: Record<string, string>): Promise<App> {
   const dataDir = mkdtempSync(join(tmpdir(), 'parley-cpu-'));
   dirs.push(dataDir);
-  const config = loadConfig({ NODE_ENV: 'production', PARLEY_DATA_DIR: dataDir, PARLEY_ADMIN_TOKEN: 'adm_cpu_cost_0123456789abcdef', PARLEY_LOG_LEVEL: 'warn', ...env });
+  const config = loadConfig({
+    NODE_ENV: 'production',
+    PARLEY_DATA_DIR: dataDir,
+    PARLEY_ADMIN_TOKEN: 'adm_cpu_cost_0123456789abcdef',
+    PARLEY_LOG_LEVEL: 'warn',
+    ...env,
+  });
   return buildApp(config, { db });
 }
 const sides = { on: await app({}), off: await app(off) };

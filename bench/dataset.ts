@@ -189,23 +189,26 @@ export async function generateDataset(prisma: PrismaClient, size: DatasetSize): 
  * day old) and recomputes the counters of the conversations they were in.
  */
 export async function undoBenchWrites(prisma: PrismaClient, generatedAt: Date): Promise<number> {
-  return prisma.$transaction(async (tx) => {
-    const touched = await tx.$queryRawUnsafe<{ id: string }[]>(
-      `DELETE FROM "Message" WHERE "createdAt" > $1 RETURNING "conversationId"::text AS id`,
-      generatedAt,
-    );
-    if (!touched.length) return 0;
-    await tx.$executeRawUnsafe(
-      `UPDATE "Conversation" c SET "messageCount" = m.n, "lastMessageId" = m.id, "lastMessageAt" = m."createdAt"
+  return prisma.$transaction(
+    async (tx) => {
+      const touched = await tx.$queryRawUnsafe<{ id: string }[]>(
+        `DELETE FROM "Message" WHERE "createdAt" > $1 RETURNING "conversationId"::text AS id`,
+        generatedAt,
+      );
+      if (!touched.length) return 0;
+      await tx.$executeRawUnsafe(
+        `UPDATE "Conversation" c SET "messageCount" = m.n, "lastMessageId" = m.id, "lastMessageAt" = m."createdAt"
          FROM (SELECT DISTINCT ON ("conversationId") "conversationId", id, "createdAt",
                       count(*) OVER (PARTITION BY "conversationId") AS n
                  FROM "Message" WHERE "conversationId" = ANY($1::uuid[])
                 ORDER BY "conversationId", "createdAt" DESC) AS m
         WHERE m."conversationId" = c.id`,
-      [...new Set(touched.map((t) => t.id))],
-    );
-    return touched.length;
-  }, { maxWait: 60_000, timeout: 600_000 });
+        [...new Set(touched.map((t) => t.id))],
+      );
+      return touched.length;
+    },
+    { maxWait: 60_000, timeout: 600_000 },
+  );
 }
 
 async function countRows(prisma: PrismaClient): Promise<Dataset['counts']> {

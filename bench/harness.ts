@@ -257,7 +257,11 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
 }
 
 /** Migrates the bench database and fills it; closed again before any server opens it. */
-export async function prepareDatabase(infra: BenchInfra, size: SizeName, log: (line: string) => void): Promise<{ dataset: Dataset; version: string }> {
+export async function prepareDatabase(
+  infra: BenchInfra,
+  size: SizeName,
+  log: (line: string) => void,
+): Promise<{ dataset: Dataset; version: string }> {
   const db = await openDatabase(infra.database.options);
   try {
     log(`database: ${db.description} (${infra.database.source})`);
@@ -386,7 +390,9 @@ async function post(server: RunningServer, key: string, body: string): Promise<u
 
 /** Parley's cursor of every read conversation, asked of Parley, page by page (clients page with the cursors they were given). */
 async function fetchParleyCursors(server: RunningServer, dataset: Dataset, into: ParleyCursors): Promise<void> {
-  type Page = { data: { conversations: { edges: { cursor: string; node: { id: string } }[]; pageInfo: { hasNextPage: boolean; endCursor: string | null } } } };
+  type Page = {
+    data: { conversations: { edges: { cursor: string; node: { id: string } }[]; pageInfo: { hasNextPage: boolean; endCursor: string | null } } };
+  };
   for (const product of dataset.readProducts) {
     let after: string | null = null;
     for (;;) {
@@ -404,7 +410,9 @@ async function fetchParleyCursors(server: RunningServer, dataset: Dataset, into:
 async function fetchPeerCursors(server: RunningServer, dataset: Dataset, into: PeerCursors): Promise<void> {
   for (const product of dataset.readProducts) {
     const body = JSON.stringify({ query: POSTGRAPHILE_DOCUMENTS.cursors, variables: { productId: product.id } });
-    const answer = (await post(server, product.key, body)) as { data: { allConversations: { edges: { cursor: string; node: { rowId: string } }[] } } };
+    const answer = (await post(server, product.key, body)) as {
+      data: { allConversations: { edges: { cursor: string; node: { rowId: string } }[] } };
+    };
     for (const edge of answer.data.allConversations.edges) into.set(edge.node.rowId, edge.cursor);
   }
 }

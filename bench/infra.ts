@@ -100,4 +100,3 @@ export async function provisionInfra(options: InfraOptions): Promise<BenchInfra>
     throw error;
   }
 }
-

@@ -38,7 +38,7 @@ const seconds = Number(values.duration);
 const warmup = Number(values.warmup);
 const connections = Number(values.connections);
 
-const log = (line: string) => process.stdout.write(line + '\n');
+const log = (line: string) => process.stdout.write(`${line}\n`);
 const infra = await provisionInfra({
   databaseUrl: values.embedded ? undefined : process.env.DATABASE_URL,
   redisUrl: values.embedded ? undefined : process.env.REDIS_URL,
@@ -58,7 +58,9 @@ try {
         if (load.errors) throw new Error(`${side}: ${load.errors} errors, e.g. ${load.errorSample}`);
         results[side].push(load);
         const l = load.latencyMs;
-        log(`round ${round + 1} ${side.padEnd(3)} ${load.requestsPerSecond.toFixed(1).padStart(8)} req/s  p50 ${l.p50.toFixed(2)} p95 ${l.p95.toFixed(2)} p99 ${l.p99.toFixed(2)} ms  (load ${loadavg()[0]!.toFixed(2)})`);
+        log(
+          `round ${round + 1} ${side.padEnd(3)} ${load.requestsPerSecond.toFixed(1).padStart(8)} req/s  p50 ${l.p50.toFixed(2)} p95 ${l.p95.toFixed(2)} p99 ${l.p99.toFixed(2)} ms  (load ${loadavg()[0]!.toFixed(2)})`,
+        );
       } finally {
         await server.stop();
       }

@@ -33,8 +33,7 @@ function sqlImprovement(after: number, before: number): string {
 
 const percent = (n: number) => (n < 0.1 ? `${(n * 100).toFixed(1)} %` : `${(n * 100).toFixed(0)} %`);
 
-const latency = (r: ServerRun | undefined) =>
-  r ? `${ms(r.load.latencyMs.p50)} / ${ms(r.load.latencyMs.p95)} / ${ms(r.load.latencyMs.p99)}` : '—';
+const latency = (r: ServerRun | undefined) => (r ? `${ms(r.load.latencyMs.p50)} / ${ms(r.load.latencyMs.p95)} / ${ms(r.load.latencyMs.p99)}` : '—');
 function statements(r: ServerRun | undefined): string {
   const n = r?.sql?.perRequest;
   if (n === undefined) return '—';
@@ -73,10 +72,21 @@ export function renderTable(result: BenchResult): string {
     '|---|---:|---:|---:|---:|---:|---:|---:|',
   ];
   const row = (...cells: string[]) => rows.push(`| ${cells.join(' | ')} |`);
-  const compare = (a: ServerRun | undefined, b: ServerRun | undefined, value: (r: ServerRun) => number, higherBetter: boolean, more: string, less: string) =>
-    a && b ? improvement(value(a), value(b), higherBetter, more, less) : '—';
+  const compare = (
+    a: ServerRun | undefined,
+    b: ServerRun | undefined,
+    value: (r: ServerRun) => number,
+    higherBetter: boolean,
+    more: string,
+    less: string,
+  ) => (a && b ? improvement(value(a), value(b), higherBetter, more, less) : '—');
   for (const { name, title, postgraphile } of result.scenarios) {
-    const [a, g, b, c] = [run(result, 'parley', name), run(result, 'postgraphile', name), run(result, 'baseline', name), run(result, 'ceiling', name)];
+    const [a, g, b, c] = [
+      run(result, 'parley', name),
+      run(result, 'postgraphile', name),
+      run(result, 'baseline', name),
+      run(result, 'ceiling', name),
+    ];
     const peer = (cell: string) => (postgraphile ? cell : 'n/a');
     const rps = (r: ServerRun | undefined) => (r ? int(r.load.requestsPerSecond) : '—');
     const reqs = (r: ServerRun) => r.load.requestsPerSecond;
@@ -166,12 +176,15 @@ export function renderMarkdown(result: BenchResult): string {
       `**Before** = the same schema.graphql on graphql-yoga with one Prisma call per field (bench/baseline/). ` +
       `**Ceiling** = bare node:http answering a fixed body of the size of Parley's answers. ` +
       `Same database, same requests (seeded), each server in its own process, one measured at a time` +
-      (s.order === 'interleaved' ? ', interleaved: all servers for one scenario, then the next scenario.' : ', one server after the other (embedded PGlite opens in one process at a time).'),
+      (s.order === 'interleaved'
+        ? ', interleaved: all servers for one scenario, then the next scenario.'
+        : ', one server after the other (embedded PGlite opens in one process at a time).'),
     '',
     '## Scenarios',
     '',
     ...result.scenarios.map(
-      (sc) => `- **${sc.title}** (\`${sc.name}\`): ${sc.description}.${sc.peerMissing ? ` PostGraphile: n/a — ${sc.peerMissing}.` : !sc.postgraphile ? ' PostGraphile: n/a (not run: it needs PostgreSQL).' : ''}`,
+      (sc) =>
+        `- **${sc.title}** (\`${sc.name}\`): ${sc.description}.${sc.peerMissing ? ` PostGraphile: n/a — ${sc.peerMissing}.` : !sc.postgraphile ? ' PostGraphile: n/a (not run: it needs PostgreSQL).' : ''}`,
     ),
     '',
     '## How it was measured',
@@ -208,7 +221,9 @@ export function renderMarkdown(result: BenchResult): string {
   for (const line of result.answerMismatches) lines.push(`- **Answers differ**: ${line}`);
   if (!peerRan) lines.push('- PostGraphile did not run: it needs PostgreSQL (embedded PGlite opens in one process only).');
   for (const r of writes) {
-    lines.push(`- ${names[r.server]}, ${r.scenario}: ${int(r.load.writes)} messages sent, ${int(r.load.writesWithReply)} with an assistant \`reply\` in the payload.`);
+    lines.push(
+      `- ${names[r.server]}, ${r.scenario}: ${int(r.load.writes)} messages sent, ${int(r.load.writesWithReply)} with an assistant \`reply\` in the payload.`,
+    );
   }
   lines.push(
     errors.length

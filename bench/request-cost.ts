@@ -61,7 +61,10 @@ for (let c = 0; c < 20; c++) {
   const conversation = await db.prisma.conversation.create({ data: { productId: product.id, sessionId: 's', title: `Conversation ${c}` } });
   conversationIds.push(conversation.id);
   for (let m = 0; m < 20; m++) {
-    await insertMessage(db.prisma, product.id, conversation.id, { role: m % 2 ? 'ASSISTANT' : 'USER', content: `Message ${m} of conversation ${c}: where is my parcel?` });
+    await insertMessage(db.prisma, product.id, conversation.id, {
+      role: m % 2 ? 'ASSISTANT' : 'USER',
+      content: `Message ${m} of conversation ${c}: where is my parcel?`,
+    });
   }
 }
 const conversationGlobalId = (id: string) => Buffer.from(`Conversation:${id}`).toString('base64');
@@ -101,7 +104,10 @@ const kinds: Record<string, () => { query: string; variables?: Record<string, un
   'read hit: viewer { name }': () => ({ query: DOCUMENTS.viewerName }),
   'read hit: nested': () => ({ query: DOCUMENTS.nested }),
   // With the response cache on, every request after the first 20 is a hit; profile the miss with PARLEY_RESPONSE_CACHE=false.
-  'read: widget (conversation, messages last 20)': () => ({ query: DOCUMENTS.widget, variables: { id: conversationGlobalId(conversationIds[sent++ % 20]!) } }),
+  'read: widget (conversation, messages last 20)': () => ({
+    query: DOCUMENTS.widget,
+    variables: { id: conversationGlobalId(conversationIds[sent++ % 20]!) },
+  }),
   'sendMessage, new question': () => ({
     query: DOCUMENTS.sendMessage,
     variables: { input: { conversationId: conversationGlobalId(conversationIds[sent % 20]!), content: `Question ${sent++}: where is my parcel?` } },
@@ -137,7 +143,9 @@ const cursorsResponse = await app.yoga.fetch(
   },
   serverContext,
 );
-const cursors = ((await cursorsResponse.json()) as { data: { conversations: { edges: { cursor: string }[] } } }).data.conversations.edges.map((e) => e.cursor);
+const cursors = ((await cursorsResponse.json()) as { data: { conversations: { edges: { cursor: string }[] } } }).data.conversations.edges.map(
+  (e) => e.cursor,
+);
 let paged = 0;
 kinds['read: cursor page (nested, after)'] = () => ({ query: DOCUMENTS.nestedAfter, variables: { cursor: cursors[paged++ % 10]! } });
 
@@ -181,9 +189,13 @@ counter.dispose();
 
 const pad = (s: string, n: number) => s.padEnd(n);
 process.stdout.write(`${requests} sequential requests per kind, one node, Redis ${redisUrl}; env ${JSON.stringify(env)}\n\n`);
-process.stdout.write(`${pad('kind', 30)} ${'redis cmds'.padStart(10)} ${'round trips'.padStart(11)} ${'SQL'.padStart(5)} ${'CPU µs'.padStart(7)}  commands per request\n`);
+process.stdout.write(
+  `${pad('kind', 30)} ${'redis cmds'.padStart(10)} ${'round trips'.padStart(11)} ${'SQL'.padStart(5)} ${'CPU µs'.padStart(7)}  commands per request\n`,
+);
 for (const r of rows) {
-  const commands = Object.entries(r.byCommand).map(([name, n]) => `${name} ${n}`).join(', ');
+  const commands = Object.entries(r.byCommand)
+    .map(([name, n]) => `${name} ${n}`)
+    .join(', ');
   process.stdout.write(
     `${pad(r.kind, 30)} ${r.commands.toFixed(2).padStart(10)} ${r.roundTrips.toFixed(2).padStart(11)} ${r.sql.toFixed(1).padStart(5)} ${r.cpuUs.toFixed(0).padStart(7)}  ${commands}\n`,
   );

@@ -42,9 +42,13 @@ function number(name: keyof typeof DEFAULTS, min: number, max: number): number {
 
 /** `--scenarios nested,widget`: a subset, run in the usual order. */
 function parseScenarios(list: string): ScenarioName[] {
-  const wanted = list.split(',').map((name) => name.trim()).filter(Boolean);
+  const wanted = list
+    .split(',')
+    .map((name) => name.trim())
+    .filter(Boolean);
   const unknown = wanted.filter((name) => !(SCENARIO_NAMES as readonly string[]).includes(name));
-  if (!wanted.length || unknown.length) fail(`--scenarios takes a comma list of ${SCENARIO_NAMES.join(', ')}${unknown.length ? ` (not: ${unknown.join(', ')})` : ''}`);
+  if (!wanted.length || unknown.length)
+    fail(`--scenarios takes a comma list of ${SCENARIO_NAMES.join(', ')}${unknown.length ? ` (not: ${unknown.join(', ')})` : ''}`);
   return SCENARIO_NAMES.filter((name) => wanted.includes(name));
 }
 
@@ -78,7 +82,7 @@ const result = await runBench({
     redisUrl: values.embedded ? undefined : process.env.REDIS_URL,
     startLocalServers: !values.embedded,
   },
-  log: (line) => process.stdout.write(line + '\n'),
+  log: (line) => process.stdout.write(`${line}\n`),
 });
 
 const failed = result.runs.some((r) => r.load.errors > 0 || r.load.requests === 0) || result.answerMismatches.length > 0;
@@ -92,11 +96,11 @@ const write = (name: string, text: string) => {
   written.push(relative(process.cwd(), join(out, name)));
 };
 if (commitWorthy && !failed) {
-  write(`${stamp}.json`, JSON.stringify(result, null, 2) + '\n');
+  write(`${stamp}.json`, `${JSON.stringify(result, null, 2)}\n`);
   write('latest.md', markdown);
   if (updateReadme(join(ROOT, 'README.md'), result)) written.push('README.md (Benchmarks table)');
 } else {
-  write('last-run.json.tmp', JSON.stringify(result, null, 2) + '\n');
+  write('last-run.json.tmp', `${JSON.stringify(result, null, 2)}\n`);
   write('last-run.md.tmp', markdown);
 }
 

@@ -248,7 +248,13 @@ function canonicalViewerName(data: unknown, dialect: Dialect): unknown {
 export function firstDifference(expected: unknown, actual: unknown, path = '$'): string | null {
   if (Object.is(expected, actual)) return null;
   const show = (v: unknown) => JSON.stringify(v)?.slice(0, 120) ?? String(v);
-  if (typeof expected !== 'object' || typeof actual !== 'object' || expected === null || actual === null || Array.isArray(expected) !== Array.isArray(actual)) {
+  if (
+    typeof expected !== 'object' ||
+    typeof actual !== 'object' ||
+    expected === null ||
+    actual === null ||
+    Array.isArray(expected) !== Array.isArray(actual)
+  ) {
     return `${path}: Parley ${show(expected)}, peer ${show(actual)}`;
   }
   if (Array.isArray(expected) && Array.isArray(actual) && expected.length !== actual.length) {
@@ -336,7 +342,10 @@ export function buildScenarios(
           kind: 'read',
           body: body(forwards ? DOCUMENTS.nestedAfter : DOCUMENTS.nestedBefore, { cursor: parleyCursors.get(uuid) ?? parleyCursor(uuid) }),
           postgraphile: () =>
-            body(forwards ? POSTGRAPHILE_DOCUMENTS.nestedAfter : POSTGRAPHILE_DOCUMENTS.nestedBefore, { productId: product.id, cursor: peerCursor(uuid) }),
+            body(forwards ? POSTGRAPHILE_DOCUMENTS.nestedAfter : POSTGRAPHILE_DOCUMENTS.nestedBefore, {
+              productId: product.id,
+              cursor: peerCursor(uuid),
+            }),
         };
       },
       normalise: canonicalConversations,
@@ -397,7 +406,8 @@ export function buildScenarios(
     sendMessage: {
       name: 'sendMessage',
       title: 'sendMessage',
-      description: 'write path: stores the USER message and the assistant reply (local engine: knowledge ranked, answer composed; every question new, so no answer-cache hits)',
+      description:
+        'write path: stores the USER message and the assistant reply (local engine: knowledge ranked, answer composed; every question new, so no answer-cache hits)',
       comparable: false,
       ...noPeer,
       peerMissing: 'producing the assistant reply is application logic, not a table mutation',

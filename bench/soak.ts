@@ -42,14 +42,23 @@ if (!(values.size! in SIZES)) throw new Error(`--size must be one of ${Object.ke
 const connections = Number(values.connections);
 const BASELINE_MINUTE = Math.min(5, minutes);
 const mb = (bytes: number) => bytes / 1024 / 1024;
-const log = (line: string) => process.stdout.write(line + '\n');
+const log = (line: string) => process.stdout.write(`${line}\n`);
 
 const infra = await provisionInfra({
   databaseUrl: values.embedded ? undefined : process.env.DATABASE_URL,
   redisUrl: values.embedded ? undefined : process.env.REDIS_URL,
   startLocalServers: !values.embedded,
 });
-const rows: { minute: number; requests: number; errors: number; requestsPerSecond: number; heapMb: number; cacheMb: number; liveMb: number; rssMb: number }[] = [];
+const rows: {
+  minute: number;
+  requests: number;
+  errors: number;
+  requestsPerSecond: number;
+  heapMb: number;
+  cacheMb: number;
+  liveMb: number;
+  rssMb: number;
+}[] = [];
 try {
   const { dataset } = await prepareDatabase(infra, values.size as SizeName, log);
   const scenario = buildScenarios(dataset).mixed;
@@ -112,7 +121,25 @@ if (minutes >= 30) {
   const dir = join(fileURLToPath(new URL('.', import.meta.url)), 'results');
   mkdirSync(dir, { recursive: true });
   const file = join(dir, `soak-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-  writeFileSync(file, JSON.stringify({ minutes, connections, size: values.size, baselineMinute: BASELINE_MINUTE, liveHeapGrowthPct: liveGrowth, liveHeapTrendMbPerMinute: slope, heapGrowthPct: heapGrowth, rssGrowthPct: rssGrowth, errors, rows }, null, 2) + '\n');
+  writeFileSync(
+    file,
+    `${JSON.stringify(
+      {
+        minutes,
+        connections,
+        size: values.size,
+        baselineMinute: BASELINE_MINUTE,
+        liveHeapGrowthPct: liveGrowth,
+        liveHeapTrendMbPerMinute: slope,
+        heapGrowthPct: heapGrowth,
+        rssGrowthPct: rssGrowth,
+        errors,
+        rows,
+      },
+      null,
+      2,
+    )}\n`,
+  );
   log(`Wrote ${file}`);
 }
 if (errors > 0) process.exitCode = 1;

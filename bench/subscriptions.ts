@@ -37,7 +37,9 @@ const { values: flags } = parseArgs({
   },
 });
 if (flags.help) {
-  process.stdout.write('npm run bench:subscriptions -- [--subscribers N] [--messages M] [--connect-concurrency C] [--embedded] [--timeout-s S] [--server-node-args ARGS]\n');
+  process.stdout.write(
+    'npm run bench:subscriptions -- [--subscribers N] [--messages M] [--connect-concurrency C] [--embedded] [--timeout-s S] [--server-node-args ARGS]\n',
+  );
   process.exit(0);
 }
 const N = positive('subscribers');
@@ -82,14 +84,21 @@ async function main(): Promise<void> {
   let serverErr = '';
   server.stderr!.setEncoding('utf8').on('data', (d: string) => (serverErr = (serverErr + d).slice(-4_000)));
   server.once('exit', () => rmSync(dataDir, { recursive: true, force: true }));
-  await within(waitReady(base, () => serverErr), 180_000, 'server ready');
+  await within(
+    waitReady(base, () => serverErr),
+    180_000,
+    'server ready',
+  );
 
   const admin = (query: string, variables = {}) => gql(base, { 'x-admin-token': ADMIN_TOKEN }, query, variables);
   const key = (await admin(`mutation { createProduct(input: { name: "Bench subscriptions" }) { key } }`)).createProduct.key as string;
   const api = (query: string, variables = {}) => gql(base, { authorization: `Bearer ${key}` }, query, variables);
   const conversationId = (await api(`mutation { startConversation(input: { sessionId: "bench" }) { id } }`)).startConversation.id as string;
   const send = (content: string) =>
-    api(`mutation($c: ID!, $t: String!) { sendMessage(input: { conversationId: $c, content: $t }) { message { id } } }`, { c: conversationId, t: content });
+    api(`mutation($c: ID!, $t: String!) { sendMessage(input: { conversationId: $c, content: $t }) { message { id } } }`, {
+      c: conversationId,
+      t: content,
+    });
   const typing = (isTyping: boolean) =>
     api(`mutation($c: ID!, $t: Boolean!) { setTyping(input: { conversationId: $c, isTyping: $t }) }`, { c: conversationId, t: isTyping });
 
@@ -121,7 +130,7 @@ async function main(): Promise<void> {
   const dir = join(ROOT, 'bench', 'results');
   mkdirSync(dir, { recursive: true });
   const file = join(dir, `subscriptions-${N}-${env.DATABASE_URL ? 'postgres' : 'embedded'}.json`);
-  writeFileSync(file, JSON.stringify(payload, null, 2) + '\n');
+  writeFileSync(file, `${JSON.stringify(payload, null, 2)}\n`);
   process.stdout.write(
     `\n  ${N} subscribers × ${M} messages (${mode})\n` +
       `  delivery latency  p50 ${payload.latencyMs.p50} ms   p95 ${payload.latencyMs.p95} ms   p99 ${payload.latencyMs.p99} ms\n` +
@@ -152,7 +161,7 @@ async function runWave(
   send: (content: string) => Promise<unknown>,
   typing: (isTyping: boolean) => Promise<unknown>,
 ): Promise<Wave> {
-  const url = base.replace('http', 'ws') + '/graphql';
+  const url = `${base.replace('http', 'ws')}/graphql`;
   const sentAt = new Map<string, number>();
   const delivered = new Map<string, number>(); // content -> deliveries so far
   const lastAt = new Map<string, number>();
@@ -176,7 +185,14 @@ async function runWave(
   let failures = 0;
   const connectOne = async () => {
     const index = wave.length;
-    const client = createClient({ url, webSocketImpl: WebSocket, retryAttempts: 0, lazy: false, connectionParams: { productKey: key }, onNonLazyError: () => {} });
+    const client = createClient({
+      url,
+      webSocketImpl: WebSocket,
+      retryAttempts: 0,
+      lazy: false,
+      connectionParams: { productKey: key },
+      onNonLazyError: () => {},
+    });
     clients.push(client);
     wave.push(client);
     await new Promise<void>((resolve) => {
@@ -307,7 +323,10 @@ async function cleanup(): Promise<void> {
 async function waitReady(base: string, stderr: () => string): Promise<void> {
   for (;;) {
     if (server?.exitCode !== null) throw new Error(`server exited: ${stderr()}`);
-    const ok = await fetch(`${base}/readyz`).then((r) => r.ok, () => false);
+    const ok = await fetch(`${base}/readyz`).then(
+      (r) => r.ok,
+      () => false,
+    );
     if (ok) return;
     await new Promise((r) => setTimeout(r, 200));
   }

@@ -104,7 +104,7 @@ console.log(
 );
 mkdirSync(RESULTS, { recursive: true });
 const file = join(RESULTS, `widget-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-writeFileSync(file, JSON.stringify(summary, null, 2) + '\n');
+writeFileSync(file, `${JSON.stringify(summary, null, 2)}\n`);
 console.log(`  written to ${file}`);
 if (summary.firstPieceMs.painted.p95 > BUDGET_MS) {
   console.error(`over budget: p95 ${ms(summary.firstPieceMs.painted.p95)} > ${BUDGET_MS} ms`);

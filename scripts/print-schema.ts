@@ -5,5 +5,5 @@ import { schema } from '../src/schema/index.js';
 
 export const SCHEMA_FILE = new URL('../schema.graphql', import.meta.url);
 
-writeFileSync(SCHEMA_FILE, printSchema(schema) + '\n');
+writeFileSync(SCHEMA_FILE, `${printSchema(schema)}\n`);
 process.stdout.write(`wrote ${SCHEMA_FILE.pathname}\n`);

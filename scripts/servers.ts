@@ -170,8 +170,20 @@ export async function startStreamingReplica(primary: PostgresServer, options: Pi
   const port = await freePort();
   const data = join(dir, 'data');
   run(join(bin, 'pg_basebackup'), [
-    '-h', '127.0.0.1', '-p', String(primary.port), '-U', 'postgres',
-    '-D', data, '-R', '-X', 'stream', '-c', 'fast', '--no-sync',
+    '-h',
+    '127.0.0.1',
+    '-p',
+    String(primary.port),
+    '-U',
+    'postgres',
+    '-D',
+    data,
+    '-R',
+    '-X',
+    'stream',
+    '-c',
+    'fast',
+    '--no-sync',
   ]);
   const pgctl = controlled(bin, dir, data, serverSettings(port, dir, { hot_standby: 'on', ...options.settings }));
   pgctl('start');
@@ -325,10 +337,7 @@ export function within<T>(promise: Promise<T>, ms: number, what: string): Promis
 }
 
 /** A new empty database on a PostgreSQL server, and how to drop it again. */
-export async function createPostgresDatabase(
-  serverUrl: string,
-  prefix = 'parley_t_',
-): Promise<{ url: string; drop(): Promise<void> }> {
+export async function createPostgresDatabase(serverUrl: string, prefix = 'parley_t_'): Promise<{ url: string; drop(): Promise<void> }> {
   const name = `${prefix}${randomBytes(6).toString('hex')}`;
   const run = async (sql: string) => {
     const client = new pg.Client({ connectionString: serverUrl });

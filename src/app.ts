@@ -86,7 +86,10 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   try {
     return await build(config, options, (close) => void opened.push(close));
   } catch (error) {
-    for (const close of opened.reverse()) await Promise.resolve().then(close).catch(() => undefined);
+    for (const close of opened.reverse())
+      await Promise.resolve()
+        .then(close)
+        .catch(() => undefined);
     throw error;
   }
 }
@@ -121,12 +124,15 @@ async function build(config: Config, options: BuildOptions, opened: (close: () =
   // A rotated key's open sockets and subscription streams end on every node (the rotation's cache bump reaches all).
   const revocations = new KeyRevocations();
   cache.onBump((tags) => revocations.revokeTags(tags));
-  const limiterStore = await createLimiterStore({ redisUrl: config.redis.url, prefix: config.redis.prefix, timeoutMs: config.cache.redisTimeoutMs, log });
+  const limiterStore = await createLimiterStore({
+    redisUrl: config.redis.url,
+    prefix: config.redis.prefix,
+    timeoutMs: config.cache.redisTimeoutMs,
+    log,
+  });
   opened(() => limiterStore.dispose());
-  const rateLimits = createRateLimits(
-    limiterStore,
-    { ...config.rateLimits, badCredentialsWindowSeconds: BAD_CREDENTIALS_WINDOW_S },
-    (reason) => metrics?.rejected(`rate_${reason}`),
+  const rateLimits = createRateLimits(limiterStore, { ...config.rateLimits, badCredentialsWindowSeconds: BAD_CREDENTIALS_WINDOW_S }, (reason) =>
+    metrics?.rejected(`rate_${reason}`),
   );
   const events = createLiveEvents(metrics ? metrics.countPublishes(pubsub) : pubsub, log);
   const typingStore = pubsub.redis ? redisTypingStore(pubsub.redis, config.redis.prefix) : memoryTypingStore();
@@ -142,7 +148,8 @@ async function build(config: Config, options: BuildOptions, opened: (close: () =
   const replays = new Replays(Math.max(1, Math.floor(config.database.poolSize / 4)));
   const deps: AppDeps = { config, db, log, adminToken, cache, pubsub, events, replays, typing, metrics, knowledgeSearch, answers };
   const warmed = await warmCache(deps, config.cache.warmProducts);
-  if (warmed.products) log.info('cache warmed', { products: warmed.products, ms: warmed.ms, caches: 'productByKey, productStats, viewer knowledge first page' });
+  if (warmed.products)
+    log.info('cache warmed', { products: warmed.products, ms: warmed.ms, caches: 'productByKey, productStats, viewer knowledge first page' });
 
   // Idempotency keys older than a day match nothing; reusing one overwrites it, the rest are deleted here.
   // Every node sweeps (a DELETE by the createdAt index, harmless when two run at once): no leader to elect.
@@ -189,7 +196,9 @@ async function build(config: Config, options: BuildOptions, opened: (close: () =
         { origin: request.headers.get('origin'), host: urlHost(request.url), forwardedHost: request.headers.get('x-forwarded-host') },
         config.http.trustProxy,
       );
-      principal = admit(credentialsFromHeaders(request.headers), clientIp(initial.req, config.http.trustProxy), browser, () => refusedOrigins.add(request));
+      principal = admit(credentialsFromHeaders(request.headers), clientIp(initial.req, config.http.trustProxy), browser, () =>
+        refusedOrigins.add(request),
+      );
       principals.set(request, principal);
     }
     return principal;
@@ -325,7 +334,12 @@ async function build(config: Config, options: BuildOptions, opened: (close: () =
    * The principal of a request or socket operation, allowed from the page it comes from (browser rules),
    * counted against its rate limits; refusals as their HTTP answers. A request refused for its page is not counted.
    */
-  async function admit(credentials: Credentials, ip: string | undefined, browser: BrowserOrigin | null, onRefusedOrigin?: () => void): Promise<Principal> {
+  async function admit(
+    credentials: Credentials,
+    ip: string | undefined,
+    browser: BrowserOrigin | null,
+    onRefusedOrigin?: () => void,
+  ): Promise<Principal> {
     try {
       const principal = await authenticateLimited(credentials, ip);
       await checkBrowserUse(store, principal, browser).catch((error: unknown) => {
@@ -390,7 +404,8 @@ async function build(config: Config, options: BuildOptions, opened: (close: () =
         await pubsub.endStreams();
         // Requests and socket operations in flight finish, writes and their events included.
         const finished = await drain.idle(left());
-        if (!finished) log.warn('shutdown: operations still running, cutting their connections', { inFlight: drain.inFlight, shutdownMs: config.http.shutdownMs });
+        if (!finished)
+          log.warn('shutdown: operations still running, cutting their connections', { inFlight: drain.inFlight, shutdownMs: config.http.shutdownMs });
         // Streamed replies still being produced are finished (bounded) while events and the database are up.
         await answers.dispose(left());
         typing.dispose();
@@ -421,11 +436,13 @@ function requestError(error: ParleyError): GraphQLError {
 }
 
 function yogaLogger(log: Logger): Record<'debug' | 'info' | 'warn' | 'error', (...args: unknown[]) => void> {
-  const at = (level: 'debug' | 'warn') => (...args: unknown[]) => {
-    const [first, ...rest] = args;
-    if (first instanceof Error) log[level]('yoga', { error: first });
-    else log[level](`yoga: ${String(first)}`, rest.length ? { details: rest } : undefined);
-  };
+  const at =
+    (level: 'debug' | 'warn') =>
+    (...args: unknown[]) => {
+      const [first, ...rest] = args;
+      if (first instanceof Error) log[level]('yoga', { error: first });
+      else log[level](`yoga: ${String(first)}`, rest.length ? { details: rest } : undefined);
+    };
   return { debug: at('debug'), info: at('debug'), warn: at('warn'), error: at('debug') };
 }
 
@@ -452,7 +469,8 @@ function maskDatabaseUnavailable(mask: (error: unknown, message: string) => Erro
     const graphqlError = error instanceof GraphQLError ? error : undefined;
     const original = graphqlError?.originalError ?? error;
     const unavailable = isDatabaseUnavailable(original);
-    if (unavailable) log.warn('database unavailable', { error: original instanceof Error ? original.message : String(original), path: graphqlError?.path });
+    if (unavailable)
+      log.warn('database unavailable', { error: original instanceof Error ? original.message : String(original), path: graphqlError?.path });
     // An expected error already says what happened (e.g. a reply that failed after its message was stored).
     if (original instanceof ParleyError || !unavailable) return mask(error, message);
     const replaced = new DatabaseUnavailableError();

@@ -37,9 +37,7 @@ export const builder = new SchemaBuilder<{
     // Object types check their scopes once per object (isTypeOf), not once per field.
     runScopesOnType: true,
     unauthorizedError: () =>
-      new ForbiddenError(
-        'Not allowed with a publishable key: it may start a conversation and use the one its conversation token opens.',
-      ),
+      new ForbiddenError('Not allowed with a publishable key: it may start a conversation and use the one its conversation token opens.'),
   },
   relay: {
     clientMutationId: 'omit',

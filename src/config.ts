@@ -5,17 +5,11 @@ import type { LogLevel } from './infra/log.js';
 // The only reader of process.env. Every variable is documented in .env.example and
 // docs/configuration.md (test/unit/docs.test.ts checks both).
 
-const bool = z
-  .enum(['true', 'false', '1', '0', 'yes', 'no'])
-  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+const bool = z.enum(['true', 'false', '1', '0', 'yes', 'no']).transform((v) => v === 'true' || v === '1' || v === 'yes');
 
 // Digits only: Number(' ') is 0 and Number('0x1F') is 31, neither is a port a person meant.
 const wholeNumber = (min: number, max: number) =>
-  z
-    .string()
-    .regex(/^\d+$/, 'must be a whole number')
-    .transform(Number)
-    .pipe(z.number().int().min(min).max(max));
+  z.string().regex(/^\d+$/, 'must be a whole number').transform(Number).pipe(z.number().int().min(min).max(max));
 
 const redisUrl = z.string().superRefine((v, ctx) => {
   try {
@@ -24,7 +18,10 @@ const redisUrl = z.string().superRefine((v, ctx) => {
     if (/^rediss?:\/\//.test(v) && new URL(v)) return;
     ctx.addIssue({ code: 'custom', message: 'must be a redis://, rediss:// or redis+sentinel:// URL' });
   } catch (error) {
-    ctx.addIssue({ code: 'custom', message: error instanceof TypeError ? 'must be a redis://, rediss:// or redis+sentinel:// URL' : (error as Error).message });
+    ctx.addIssue({
+      code: 'custom',
+      message: error instanceof TypeError ? 'must be a redis://, rediss:// or redis+sentinel:// URL' : (error as Error).message,
+    });
   }
 });
 
@@ -52,7 +49,12 @@ const envObject = z.object({
   DATABASE_PREPARED_STATEMENTS: bool.default(true),
   DATABASE_REPLICA_URLS: z
     .string()
-    .transform((v) => v.split(',').map((u) => u.trim()).filter(Boolean))
+    .transform((v) =>
+      v
+        .split(',')
+        .map((u) => u.trim())
+        .filter(Boolean),
+    )
     .pipe(z.array(postgresUrl).max(16, 'at most 16 replicas'))
     .optional(),
   PARLEY_REPLICA_MAX_LAG_MS: wholeNumber(100, 600_000).default(1_000),

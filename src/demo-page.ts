@@ -41,7 +41,13 @@ export function createDemoPage({ config, log, store, demo }: DemoPageOptions) {
         return true;
       }
       if (!demo) {
-        html(404, page('No demo product', '<p>Parley seeds a demo product on an empty database in development (<code>PARLEY_DEMO</code>); this one has none, or its key is not in this data dir.</p>'));
+        html(
+          404,
+          page(
+            'No demo product',
+            '<p>Parley seeds a demo product on an empty database in development (<code>PARLEY_DEMO</code>); this one has none, or its key is not in this data dir.</p>',
+          ),
+        );
         return true;
       }
       const host = escapeHtml(req.headers.host ?? `localhost:${config.port}`);

@@ -14,7 +14,7 @@ try {
   config = loadConfig();
 } catch (error) {
   if (error instanceof ConfigError) {
-    process.stderr.write(error.message + '\n');
+    process.stderr.write(`${error.message}\n`);
     process.exit(2);
   }
   throw error;
@@ -75,11 +75,7 @@ async function serve(app: App, config: Config): Promise<void> {
     startupMs: Math.round(performance.now() - started),
   });
   if (config.env === 'production') return;
-  const lines = [
-    '',
-    `  Parley is running: ${url} (GraphiQL in your browser)`,
-    `  Database: ${app.deps.db.description}`,
-  ];
+  const lines = ['', `  Parley is running: ${url} (GraphiQL in your browser)`, `  Database: ${app.deps.db.description}`];
   if (!config.adminToken) lines.push(`  Admin token: ${app.deps.adminToken}   (kept in ${config.dataDir}/admin-token)`);
   if (app.demo) lines.push(`  Chat widget demo: ${url.replace(/\/graphql$/, '')}/demo   (the demo product, live in a page)`);
   if (app.demo?.key) {
@@ -92,5 +88,5 @@ async function serve(app: App, config: Config): Promise<void> {
       `    -d '{"query":"{ viewer { name conversations(first: 5) { edges { node { title messages(last: 10) { edges { node { role content } } } } } } } }"}'`,
     );
   }
-  process.stdout.write(lines.join('\n') + '\n\n');
+  process.stdout.write(`${lines.join('\n')}\n\n`);
 }

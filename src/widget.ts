@@ -42,7 +42,12 @@ export interface WidgetFiles {
 
 /** What widget/build.ts exports, as far as this module uses it (it is outside src/, so not imported for its types). */
 interface WidgetBuilder {
-  buildWidget(): Promise<{ launcher: string; files: { name: string; body: Uint8Array; gzipped: Uint8Array }[]; sizes: unknown; overBudget: string[] }>;
+  buildWidget(): Promise<{
+    launcher: string;
+    files: { name: string; body: Uint8Array; gzipped: Uint8Array }[];
+    sizes: unknown;
+    overBudget: string[];
+  }>;
 }
 
 export interface WidgetRoutesOptions {
@@ -98,7 +103,10 @@ function answer(widget: WidgetFiles | null, name: string, req: IncomingMessage, 
     res.end(req.method === 'HEAD' ? undefined : text);
   };
   const notFound = (why: string) => body(404, 'text/plain; charset=utf-8', `${why}\n`, { 'cache-control': 'no-store' });
-  if (!widget) return notFound('The widget is not built: run npm run build (or npm run build:widget).');
+  if (!widget) {
+    notFound('The widget is not built: run npm run build (or npm run build:widget).');
+    return;
+  }
   const launcherUrl = WIDGET_PREFIX + widget.launcher;
   if (name === 'parley-chat.js') {
     // Revalidated each time: a deploy moves it to the new launcher at once.
@@ -107,10 +115,14 @@ function answer(widget: WidgetFiles | null, name: string, req: IncomingMessage, 
   }
   if (name === MANIFEST) {
     const manifest = { launcher: launcherUrl, files: [...widget.files.keys()].map((file) => WIDGET_PREFIX + file), sizes: widget.sizes };
-    return body(200, 'application/json; charset=utf-8', JSON.stringify(manifest, null, 2), { 'cache-control': 'no-cache' });
+    body(200, 'application/json; charset=utf-8', JSON.stringify(manifest, null, 2), { 'cache-control': 'no-cache' });
+    return;
   }
   const file = widget.files.get(name);
-  if (!file) return notFound('Not found');
+  if (!file) {
+    notFound('Not found');
+    return;
+  }
   const gzip = /\bgzip\b/.test(String(req.headers['accept-encoding'] ?? ''));
   const bytes = gzip ? file.gzipped : file.body;
   res.writeHead(200, {

@@ -62,7 +62,10 @@ export function serveGraphqlWs(options: GraphqlWsOptions): GraphqlWs {
         const ip = clientIp(ctx.extra.request, config.http.trustProxy);
         // A browser always sends the page's Origin on an upgrade (no preflight: the check is here).
         const { headers } = ctx.extra.request;
-        const browser = requestOrigin({ origin: headers.origin, host: headers.host, forwardedHost: headers['x-forwarded-host'] }, config.http.trustProxy);
+        const browser = requestOrigin(
+          { origin: headers.origin, host: headers.host, forwardedHost: headers['x-forwarded-host'] },
+          config.http.trustProxy,
+        );
         // No credentials at all: 4401 Unauthorized (graphql-ws' close after `false` is then a no-op);
         // credentials that fail: graphql-ws' own 4403 Forbidden.
         if (!credentials.productKey && !credentials.adminToken && !credentials.conversationToken && credentials.invalid === undefined) {
@@ -84,7 +87,9 @@ export function serveGraphqlWs(options: GraphqlWsOptions): GraphqlWs {
         ctx.extra.browser = browser;
         if (credentials.productKey) {
           const socket = ctx.extra.socket;
-          const unwatch = options.revocations.watch(sha256(credentials.productKey), () => socket.close(CloseCode.Forbidden, 'Forbidden: the product key was rotated'));
+          const unwatch = options.revocations.watch(sha256(credentials.productKey), () =>
+            socket.close(CloseCode.Forbidden, 'Forbidden: the product key was rotated'),
+          );
           socket.once('close', unwatch);
         }
         return true;
@@ -103,7 +108,13 @@ export function serveGraphqlWs(options: GraphqlWsOptions): GraphqlWs {
         const query = resolved.query ?? '';
         const params = { ...payload, query };
         // Each operation is admitted again with the socket's page: browser rules changed since connect apply to it.
-        const enveloped = yoga.getEnveloped({ credentials: ctx.extra.credentials, clientIp: ctx.extra.clientIp, browser: ctx.extra.browser, request: undefined, params });
+        const enveloped = yoga.getEnveloped({
+          credentials: ctx.extra.credentials,
+          clientIp: ctx.extra.clientIp,
+          browser: ctx.extra.browser,
+          request: undefined,
+          params,
+        });
         const document = enveloped.parse(query);
         const errors = enveloped.validate(enveloped.schema, document);
         if (errors.length) return errors;

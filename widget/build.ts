@@ -53,12 +53,21 @@ export async function buildWidget(budgets: { launcherGz: number; totalGz: number
     metafile: true,
     logLevel: 'silent',
   });
-  const files = result.outputFiles.map((file) => ({ name: basename(file.path), body: file.contents, gzipped: gzipSync(file.contents, { level: 9 }) }));
+  const files = result.outputFiles.map((file) => ({
+    name: basename(file.path),
+    body: file.contents,
+    gzipped: gzipSync(file.contents, { level: 9 }),
+  }));
   // The metafile names outputs relative to the working directory; the entry point's output is the launcher.
   const entry = Object.entries(result.metafile.outputs).find(([, output]) => output.entryPoint);
   const launcher = entry ? basename(entry[0]) : '';
   if (!launcher || !files.some((f) => f.name === launcher)) throw new Error('widget build: no launcher in the output');
-  const sized = files.map((f) => ({ name: f.name, bytes: f.body.length, gz: f.gzipped.length, role: f.name === launcher ? ('launcher' as const) : ('chunk' as const) }));
+  const sized = files.map((f) => ({
+    name: f.name,
+    bytes: f.body.length,
+    gz: f.gzipped.length,
+    role: f.name === launcher ? ('launcher' as const) : ('chunk' as const),
+  }));
   const launcherGz = sized.find((f) => f.role === 'launcher')!.gz;
   const totalGz = sized.reduce((sum, f) => sum + f.gz, 0);
   const overBudget = [
@@ -77,7 +86,7 @@ export function writeWidget(widget: WidgetBuild, outdir: string): void {
   rmSync(outdir, { recursive: true, force: true });
   mkdirSync(outdir, { recursive: true });
   for (const file of widget.files) writeFileSync(join(outdir, file.name), file.body);
-  writeFileSync(join(outdir, 'manifest.json'), JSON.stringify({ launcher: widget.launcher, budgets: BUDGETS, sizes: widget.sizes }, null, 2) + '\n');
+  writeFileSync(join(outdir, 'manifest.json'), `${JSON.stringify({ launcher: widget.launcher, budgets: BUDGETS, sizes: widget.sizes }, null, 2)}\n`);
   writeFileSync(join(outdir, 'parley-chat.js'), `export * from './${widget.launcher}';\n`);
 }
 

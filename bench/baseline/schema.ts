@@ -63,7 +63,10 @@ function cursorRowId(value: unknown): string {
  * with first/after, backwards with last/before. Cursors are plugin-prisma's
  * encoding of the row id, as Parley's are, so a cursor works on both servers.
  */
-async function connection<T extends { id: string }>(args: PageArgs, load: (page: { take: number; cursor?: { id: string }; skip?: number }) => Promise<T[]>) {
+async function connection<T extends { id: string }>(
+  args: PageArgs,
+  load: (page: { take: number; cursor?: { id: string }; skip?: number }) => Promise<T[]>,
+) {
   const backwards = args.last != null || args.before != null;
   const size = Math.min((backwards ? args.last : args.first) ?? 20, 100);
   const raw = backwards ? args.before : args.after;
@@ -109,7 +112,9 @@ export const baselineSchema = createSchema<BaselineContext>({
           }),
         ),
       searchKnowledge: async (_root, args: { query: string; first: number }, ctx) => {
-        const rows = await ctx.prisma.$queryRawUnsafe<{ id: string; title: string; content: string; tags: string[]; createdAt: Date; updatedAt: Date; score: number }[]>(
+        const rows = await ctx.prisma.$queryRawUnsafe<
+          { id: string; title: string; content: string; tags: string[]; createdAt: Date; updatedAt: Date; score: number }[]
+        >(
           `SELECT id::text AS id, title, content, tags, "createdAt", "updatedAt",
                   ts_rank("searchVector", q)::float8 AS score
              FROM "KnowledgeEntry",

@@ -108,4 +108,3 @@ async function kill(child: ChildProcess, exited: Promise<void>): Promise<void> {
     await exited;
   });
 }
-

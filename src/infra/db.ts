@@ -294,7 +294,8 @@ export function isDatabaseUnavailable(error: unknown): boolean {
       meta?: { driverAdapterError?: unknown };
       originalError?: unknown;
     };
-    database ||= (typeof node.name === 'string' && /^(Prisma|DriverAdapter|DatabaseUnavailable)/.test(node.name)) || typeof node.severity === 'string';
+    database ||=
+      (typeof node.name === 'string' && /^(Prisma|DriverAdapter|DatabaseUnavailable)/.test(node.name)) || typeof node.severity === 'string';
     if (typeof node.code === 'string') {
       if (node.code === DATABASE_UNAVAILABLE || UNAVAILABLE_PRISMA_CODES.has(node.code)) return true;
       if (typeof node.severity === 'string' && isUnavailableSqlState(node.code)) return true;
@@ -312,7 +313,16 @@ export function isDatabaseUnavailable(error: unknown): boolean {
 const UNAVAILABLE_PRISMA_CODES = new Set(['P1001', 'P1002', 'P1008', 'P1017', 'P2024', 'P2037']);
 /** @prisma/adapter-pg's names for socket failures and a full server. */
 const UNAVAILABLE_ADAPTER_KINDS = new Set(['DatabaseNotReachable', 'ConnectionClosed', 'SocketTimeout', 'TooManyConnections']);
-const UNAVAILABLE_SOCKET_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ENOTFOUND', 'EHOSTUNREACH', 'ECONNABORTED', 'EAI_AGAIN']);
+const UNAVAILABLE_SOCKET_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'EPIPE',
+  'ETIMEDOUT',
+  'ENOTFOUND',
+  'EHOSTUNREACH',
+  'ECONNABORTED',
+  'EAI_AGAIN',
+]);
 const UNAVAILABLE_MESSAGE =
   /Can't reach database server|Server has closed the connection|Connection terminated|terminating connection due to|the database system is (starting up|shutting down|in recovery mode|not yet accepting connections)|Unable to start a transaction in the given time|Timed out fetching a new connection/i;
 

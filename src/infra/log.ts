@@ -75,7 +75,7 @@ export function createLogger(level: LogLevel, options: LoggerOptions = {}): Logg
     logger[lvl](line(msg, fields));
   };
   // A child at info whatever the configured level: with PARLEY_LOG_LEVEL=warn start-up printed nothing at all.
-  const always = logger.child({}, { level: logger.levelVal > pino.levels.values['info']! ? 'info' : logger.level });
+  const always = logger.child({}, { level: logger.levelVal > pino.levels.values.info! ? 'info' : logger.level });
   return {
     debug: write('debug'),
     info: write('info'),
@@ -86,7 +86,8 @@ export function createLogger(level: LogLevel, options: LoggerOptions = {}): Logg
 }
 
 // Field names whose value is a credential, whatever it looks like.
-const SECRET_FIELD = /^(authorization|x-product-key|x-admin-token|x-conversation-token|productkey|admintoken|conversationtoken|token|key|password|secret|cookie)$/i;
+const SECRET_FIELD =
+  /^(authorization|x-product-key|x-admin-token|x-conversation-token|productkey|admintoken|conversationtoken|token|key|password|secret|cookie)$/i;
 // sk_live_, pk_pub_ and pk_live_ + base64url (issued keys), ct_ + base64url (conversation tokens),
 // adm_ + at least 8 characters (admin tokens are 24+), sk- + 16 or more (an LLM provider's API key).
 const SECRET_SHAPES = /\b([ps]k_[a-z]+_)[A-Za-z0-9_-]{6,}|\b(ct_)[A-Za-z0-9_-]{16,}|\b(adm_)[A-Za-z0-9_-]{8,}|\b(sk-)[A-Za-z0-9_-]{16,}/g;

@@ -201,7 +201,10 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     replicas,
     (r) => [r.name, r.usable ? 1 : 0],
   );
-  scraped('parley_db_replica_lag_bytes', 'WAL bytes a read replica had not replayed at its last check.', 'replica', replicas, (r) => [r.name, r.lagBytes]);
+  scraped('parley_db_replica_lag_bytes', 'WAL bytes a read replica had not replayed at its last check.', 'replica', replicas, (r) => [
+    r.name,
+    r.lagBytes,
+  ]);
 
   const names = new Set<string>();
   const operationLabel = (name: string) => {
@@ -243,7 +246,13 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
             return (topic: string, id: string, event: { type?: string }) => {
               const wire = target.wire(topic, id, event as never);
               if (!wire) return undefined;
-              return { ...wire, sent: () => (wire.sent(), published.inc({ topic, type: event.type ?? 'unknown' })) };
+              return {
+                ...wire,
+                sent: () => {
+                  wire.sent();
+                  published.inc({ topic, type: event.type ?? 'unknown' });
+                },
+              };
             };
           }
           const value = Reflect.get(target, prop, receiver);

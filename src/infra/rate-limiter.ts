@@ -48,7 +48,8 @@ export interface LimiterStoreOptions {
 
 export async function createLimiterStore(options: LimiterStoreOptions): Promise<LimiterStore> {
   const prefix = `${options.prefix ?? 'parley:'}rl:`;
-  const memory = (spec: LimiterSpec) => new RateLimiterMemory({ keyPrefix: `${prefix}${spec.name}`, points: spec.points, duration: spec.durationSeconds });
+  const memory = (spec: LimiterSpec) =>
+    new RateLimiterMemory({ keyPrefix: `${prefix}${spec.name}`, points: spec.points, duration: spec.durationSeconds });
   if (!options.redisUrl) {
     return { kind: 'memory', limiter: memory, leased: (spec) => limiterOf(memory(spec)), dispose: async () => {} };
   }
@@ -68,7 +69,12 @@ export async function createLimiterStore(options: LimiterStoreOptions): Promise<
         insuranceLimiter: memory(spec),
       }),
     leased: (spec) =>
-      new LeasedLimiter(client, { ...spec, key: (k) => `${prefix}lease:${spec.name}:${k}`, fraction: options.leaseFraction ?? 1 / 500, insurance: limiterOf(memory(spec)) }),
+      new LeasedLimiter(client, {
+        ...spec,
+        key: (k) => `${prefix}lease:${spec.name}:${k}`,
+        fraction: options.leaseFraction ?? 1 / 500,
+        insurance: limiterOf(memory(spec)),
+      }),
     dispose: async () => {
       client.disconnect();
     },

@@ -129,9 +129,13 @@ function sqlWords(sql: string): string[] | null {
       i += 2;
       while (i < n && depth > 0) {
         const d = sql.charCodeAt(i);
-        if (d === SLASH && sql.charCodeAt(i + 1) === STAR) (depth += 1), (i += 2);
-        else if (d === STAR && sql.charCodeAt(i + 1) === SLASH) (depth -= 1), (i += 2);
-        else i += 1;
+        if (d === SLASH && sql.charCodeAt(i + 1) === STAR) {
+          depth += 1;
+          i += 2;
+        } else if (d === STAR && sql.charCodeAt(i + 1) === SLASH) {
+          depth -= 1;
+          i += 2;
+        } else i += 1;
       }
       if (depth > 0) return null;
     } else if (c === QUOTE || c === DOUBLE_QUOTE) {
@@ -250,7 +254,13 @@ export function routingAdapter(primary: RoutedPool, replicas: RoutedPool[], opti
     adapterName: primary.factory.adapterName,
     async connect() {
       const [main, ...others] = await Promise.all([primary, ...replicas].map((p) => p.factory.connect()));
-      return routedConnection(main!, others, primary.name, replicas.map((r) => r.name), options);
+      return routedConnection(
+        main!,
+        others,
+        primary.name,
+        replicas.map((r) => r.name),
+        options,
+      );
     },
   };
 }

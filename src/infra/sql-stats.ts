@@ -51,8 +51,7 @@ function wrapQueryable<T extends SqlDriverAdapter | Transaction>(target: T): T {
         return (query: SqlQuery) => counted(query, () => (obj[prop] as (q: SqlQuery) => Promise<unknown>).call(obj, query));
       }
       if (prop === 'startTransaction') {
-        return async (...args: unknown[]) =>
-          wrapQueryable(await (obj as SqlDriverAdapter).startTransaction(...(args as [])));
+        return async (...args: unknown[]) => wrapQueryable(await (obj as SqlDriverAdapter).startTransaction(...(args as [])));
       }
       const value = Reflect.get(obj, prop, receiver);
       return typeof value === 'function' ? value.bind(obj) : value;

@@ -24,7 +24,12 @@ export interface CompressionOptions {
  * stream (SSE, multipart) is never buffered, and goes as it is. Compression
  * runs on libuv's thread pool, off the event loop.
  */
-export function useCompression({ minBytes = 1024, brotliQuality = 4, gzipLevel = 6, cachedBytes = 16 * 1024 * 1024 }: CompressionOptions = {}): Plugin {
+export function useCompression({
+  minBytes = 1024,
+  brotliQuality = 4,
+  gzipLevel = 6,
+  cachedBytes = 16 * 1024 * 1024,
+}: CompressionOptions = {}): Plugin {
   // An ETag names the exact JSON (see http-cache.ts and infra/cache/response-cache.ts).
   const compressed = new LRUCache<string, Uint8Array>({ maxSize: Math.max(1, cachedBytes), sizeCalculation: (b) => Math.max(1, b.byteLength) });
   const compress = (body: Uint8Array, encoding: 'br' | 'gzip') =>

@@ -4,7 +4,6 @@ import type { Plugin } from 'graphql-yoga';
 import type { Logger } from '../infra/log.js';
 import { HTTP_STATUS, ParleyError } from '../errors.js';
 
-
 /**
  * Expected errors keep their message and get `extensions.code`; anything else
  * is logged and masked as INTERNAL_SERVER_ERROR so internals never leak.

@@ -28,8 +28,7 @@ export function useEventContext<C extends object>(
   let documentCount = 0;
   const executions = new WeakMap<object, Map<string, Promise<ExecutionResult> | ExecutionResult>>();
   const run = (args: ExecutionArgs, event: unknown) => {
-    const executeEvent = () =>
-      readFromPrimary(() => execute({ ...args, rootValue: event, contextValue: forEvent(args.contextValue as C, event) }));
+    const executeEvent = () => readFromPrimary(() => execute({ ...args, rootValue: event, contextValue: forEvent(args.contextValue as C, event) }));
     const principal = sharedBy?.(args.contextValue as C);
     if (principal === undefined || typeof event !== 'object' || event === null) return executeEvent();
     let document = documents.get(args.document);

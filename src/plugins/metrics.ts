@@ -60,4 +60,3 @@ export function useOperationMetrics(metrics: Metrics | undefined, onOperation?: 
     },
   };
 }
-

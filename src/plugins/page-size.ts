@@ -1,12 +1,4 @@
-import {
-  getOperationAST,
-  Kind,
-  visit,
-  type DocumentNode,
-  type FragmentDefinitionNode,
-  type OperationDefinitionNode,
-  type ValueNode,
-} from 'graphql';
+import { getOperationAST, Kind, visit, type DocumentNode, type FragmentDefinitionNode, type OperationDefinitionNode, type ValueNode } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
 import { BadUserInputError } from '../errors.js';
 
@@ -39,7 +31,7 @@ export function usePageSizeLimit({ max = 100 }: { max?: number } = {}): Plugin {
         const items = listLength(value, variables);
         if (items !== undefined && items > max) throw refusal(`${where} takes at most ${max} items, got ${items}`, where);
         if (!size) continue;
-        const n = valueOf(value, variables);
+        const n = literalNumber(value, variables);
         if (typeof n !== 'number') continue;
         if (!(n >= 0 && n <= max)) throw refusal(`${where} must be between 0 and ${max}, got ${n}`, where);
       }
@@ -113,13 +105,13 @@ function variableValues(operation: OperationDefinitionNode, sent: Record<string,
   const values: Record<string, unknown> = {};
   for (const definition of operation.variableDefinitions ?? []) {
     const name = definition.variable.name.value;
-    if (Object.prototype.hasOwnProperty.call(sent, name)) values[name] = sent[name];
-    else if (definition.defaultValue) values[name] = valueOf(definition.defaultValue, {});
+    if (Object.hasOwn(sent, name)) values[name] = sent[name];
+    else if (definition.defaultValue) values[name] = literalNumber(definition.defaultValue, {});
   }
   return values;
 }
 
-function valueOf(node: ValueNode, variables: Record<string, unknown>): unknown {
+function literalNumber(node: ValueNode, variables: Record<string, unknown>): unknown {
   if (node.kind === Kind.INT) return Number(node.value);
   if (node.kind === Kind.VARIABLE) return variables[node.name.value];
   return undefined;

@@ -53,7 +53,6 @@ const APQ_TTL_S = 7 * 86_400;
 const LOCAL_MAX_CHARS = 8 * 1024 * 1024;
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 
-
 export function createPersistedOperations(options: PersistedOptions): PersistedOperations {
   const local = new LRUCache<string, string>({ maxSize: LOCAL_MAX_CHARS, sizeCalculation: (v) => Math.max(1, v.length) });
   const guard = options.redis ? new RedisGuard(options.redis, { timeoutMs: options.redisTimeoutMs ?? 50 }) : undefined;
@@ -153,7 +152,8 @@ export function loadAllowList(file: string, schema: GraphQLSchema): Map<string, 
     : raw && typeof raw === 'object'
       ? Object.entries(raw)
       : [];
-  if (!entries.length) throw new Error(`PARLEY_PERSISTED_OPERATIONS: ${file} holds no operations (expected an object of sha256 → document or an array of documents)`);
+  if (!entries.length)
+    throw new Error(`PARLEY_PERSISTED_OPERATIONS: ${file} holds no operations (expected an object of sha256 → document or an array of documents)`);
   const list = new Map<string, string>();
   for (const [hash, doc] of entries) {
     if (typeof doc !== 'string') throw new Error(`PARLEY_PERSISTED_OPERATIONS: entry ${hash || '?'} is not a string`);

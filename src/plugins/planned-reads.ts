@@ -100,7 +100,13 @@ export function usePlannedReads(): Plugin<Context> {
         // A product's key, not an admin's request. A publishable key only for the one conversation its token
         // opens (every row below it is of that conversation); anything else is for auth-scopes to refuse.
         if (!ctx.product || ctx.isAdmin || !ctx.key) return run();
-        const request = planRequest(plan, executeArgs.schema as GraphQLSchema, executeArgs.document, executeArgs.operationName, executeArgs.variableValues);
+        const request = planRequest(
+          plan,
+          executeArgs.schema as GraphQLSchema,
+          executeArgs.document,
+          executeArgs.operationName,
+          executeArgs.variableValues,
+        );
         if (!request) return run();
         if (ctx.key.kind !== 'SECRET' && (request.id === undefined || !ctx.conversationId || request.id !== ctx.conversationId)) return run();
         // Anything that goes wrong (the database, a row the plan did not expect) is left to the executor,
@@ -114,7 +120,7 @@ export function usePlannedReads(): Plugin<Context> {
 /** The plan of a document's operation, or null when the executor must run it. */
 export function makePlan(schema: GraphQLSchema, document: DocumentNode, operationName: string | undefined): Plan | null {
   const operation = getOperationAST(document, operationName);
-  if (!operation || operation.operation !== 'query' || operation.directives?.length) return null;
+  if (operation?.operation !== 'query' || operation.directives?.length) return null;
   const fragments = new Map<string, FragmentDefinitionNode>();
   for (const definition of document.definitions) {
     if (definition.kind === Kind.FRAGMENT_DEFINITION) fragments.set(definition.name.value, definition);
@@ -138,10 +144,15 @@ export function makePlan(schema: GraphQLSchema, document: DocumentNode, operatio
     root,
     conversations,
     conversationsField: queryType.getFields()[conversations.name]!,
-    messages: messagesField && { node: messagesField.node, field: conversationType.getFields()['messages']! },
+    messages: messagesField && { node: messagesField.node, field: conversationType.getFields().messages! },
     shape: {
       columns: [...columns],
-      lastMessage: lastMessages.length ? messageColumns(lastMessages.flatMap((s) => s.children ?? []), false) : undefined,
+      lastMessage: lastMessages.length
+        ? messageColumns(
+            lastMessages.flatMap((s) => s.children ?? []),
+            false,
+          )
+        : undefined,
       messages: messagesField ? messageColumns(childrenOfType(messagesField, 'Message'), true) : undefined,
     },
   };
@@ -252,8 +263,13 @@ function planRequest(
     const operation = getOperationAST(document, operationName)!;
     const variables = getVariableValues(schema, operation.variableDefinitions ?? [], raw ?? {}, { maxErrors: 1 });
     if (!variables.coerced) return undefined;
-    const conversationArgs = getArgumentValues(plan.conversationsField, plan.conversations.node, variables.coerced) as PlannedRequest['conversationArgs'];
-    const id = plan.conversations.name === 'conversation' ? parseGlobalId(String(conversationArgs['id' as keyof PageArgs]), 'Conversation', 'id') : undefined;
+    const conversationArgs = getArgumentValues(
+      plan.conversationsField,
+      plan.conversations.node,
+      variables.coerced,
+    ) as PlannedRequest['conversationArgs'];
+    const id =
+      plan.conversations.name === 'conversation' ? parseGlobalId(String(conversationArgs['id' as keyof PageArgs]), 'Conversation', 'id') : undefined;
     refuseMixedDirections(conversationArgs);
     if (conversationArgs.sessionId != null && !noNul(conversationArgs.sessionId)) return undefined;
     const place = cursorPlace(conversationArgs);
@@ -377,7 +393,7 @@ class Writer {
       }
       case 'Feedback': {
         const row = value as Record<string, unknown>;
-        if (f.name === 'id') return encodeGlobalID('Feedback', row['id'] as string);
+        if (f.name === 'id') return encodeGlobalID('Feedback', row.id as string);
         return column(row, f.name);
       }
       default:

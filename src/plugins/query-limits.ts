@@ -80,7 +80,7 @@ function useCostOfVariables(check: (schema: GraphQLSchema, document: DocumentNod
       for (const definition of operation.variableDefinitions) {
         const name = definition.variable.name.value;
         const fallback = definition.defaultValue?.kind === Kind.INT ? Number(definition.defaultValue.value) : undefined;
-        values.set(name, Object.prototype.hasOwnProperty.call(sent, name) ? sent[name] : fallback);
+        values.set(name, Object.hasOwn(sent, name) ? sent[name] : fallback);
       }
       let written = false;
       const document = visit(args.document, {

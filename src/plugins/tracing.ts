@@ -20,13 +20,19 @@ export function useTracing(): Plugin<{ product?: { id: string } | null }> {
     const type = operation?.operation ?? 'unknown';
     const name = operation?.name?.value;
     span.updateName(name ? `${type} ${name}` : type);
-    span.setAttributes({ 'graphql.operation.type': type, ...(name ? { 'graphql.operation.name': name } : {}), ...(productId ? { 'parley.product.id': productId } : {}) });
+    span.setAttributes({
+      'graphql.operation.type': type,
+      ...(name ? { 'graphql.operation.name': name } : {}),
+      ...(productId ? { 'parley.product.id': productId } : {}),
+    });
   };
   return {
     instrumentation: {
       operation({ request }, wrapped) {
         const carrier: Record<string, string> = {};
-        request.headers.forEach((value, key) => (carrier[key] = value));
+        request.headers.forEach((value, key) => {
+          carrier[key] = value;
+        });
         const parent = propagation.extract(ROOT_CONTEXT, carrier);
         return tracer.startActiveSpan('graphql', { kind: SpanKind.SERVER }, parent, (span) => {
           const done = (error?: unknown) => {

@@ -16,7 +16,9 @@ const AnswerModelStats = builder.objectRef<ModelStats>('AnswerModelStats').imple
     meanCachedLatencyMs: t.exposeFloat('meanCachedLatencyMs', { nullable: true, description: 'Mean time to answer from the cache.' }),
     providerErrors: t.exposeInt('providerErrors', { description: 'Failed calls to the provider (timeouts, network, HTTP 429/5xx, refusals).' }),
     providerRetries: t.exposeInt('providerRetries', { description: 'Calls made again after a failure.' }),
-    fallbacks: t.exposeInt('fallbacks', { description: 'Replies the local engine wrote instead, because this provider model failed or its circuit was open.' }),
+    fallbacks: t.exposeInt('fallbacks', {
+      description: 'Replies the local engine wrote instead, because this provider model failed or its circuit was open.',
+    }),
   }),
 });
 

@@ -145,7 +145,9 @@ builder.queryFields((t) => ({
       });
       const { take, backwards } = pageSize(args);
       const rows =
-        from === 'elsewhere' ? [] : listConversations(ctx, productId, { sessionId: args.sessionId, page: { take, towardsNewer: backwards, from } }, query);
+        from === 'elsewhere'
+          ? []
+          : listConversations(ctx, productId, { sessionId: args.sessionId, page: { take, towardsNewer: backwards, from } }, query);
       return keysetConnection(args, (row: ConversationRow) => placeCursor(row.lastMessageAt, row.id, productId), rows);
     },
   }),
@@ -166,4 +168,3 @@ builder.mutationField('startConversation', (t) =>
     },
   }),
 );
-

@@ -130,7 +130,8 @@ builder.mutationField('setTyping', (t) =>
       'False when live events are unavailable (Redis unreachable).',
     args: { input: t.arg({ type: SetTypingInput, required: true }) },
     skipTypeScopes: true,
-    authScopes: (_root, { input }, ctx) => conversationScopes(ctx, parseGlobalId(String(input.conversationId), 'Conversation', 'input.conversationId')),
+    authScopes: (_root, { input }, ctx) =>
+      conversationScopes(ctx, parseGlobalId(String(input.conversationId), 'Conversation', 'input.conversationId')),
     resolve: (_root, { input }, ctx) => {
       const product = requireProduct(ctx);
       const conversationId = parseGlobalId(String(input.conversationId), 'Conversation', 'input.conversationId');

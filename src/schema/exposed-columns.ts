@@ -51,10 +51,10 @@ export class ExposedColumnsPlugin<Types extends SchemaTypes> extends BasePlugin<
 function exposedColumn<Types extends SchemaTypes>(fieldConfig: PothosOutputFieldConfig<Types>): string | undefined {
   if (fieldConfig.kind !== 'PrismaObject') return undefined;
   const extensions = fieldConfig.extensions ?? {};
-  const column = extensions['pothosExposedField'];
-  if (typeof column !== 'string' || extensions['pothosPrismaVariant'] !== column) return undefined;
+  const column = extensions.pothosExposedField;
+  if (typeof column !== 'string' || extensions.pothosPrismaVariant !== column) return undefined;
   // Exactly `{ [column]: true }`: a field that selects anything more needs plugin-prisma's mapping.
-  const select = extensions['pothosPrismaSelect'];
+  const select = extensions.pothosPrismaSelect;
   if (!select || typeof select !== 'object') return undefined;
   const keys = Object.keys(select);
   return keys.length === 1 && keys[0] === column && (select as Record<string, unknown>)[column] === true ? column : undefined;

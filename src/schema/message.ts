@@ -37,19 +37,22 @@ export const Message = builder.prismaNode('Message', {
     conversation: t.relation('conversation'),
     feedback: t.relation('feedback', { nullable: true }),
     model: t.exposeString('model', { nullable: true, description: 'ASSISTANT replies: the model that wrote it (`local-fts` for the local engine).' }),
-    latencyMs: t.exposeInt('latencyMs', { nullable: true, description: 'ASSISTANT replies: milliseconds to produce the answer (storing it not included).' }),
+    latencyMs: t.exposeInt('latencyMs', {
+      nullable: true,
+      description: 'ASSISTANT replies: milliseconds to produce the answer (storing it not included).',
+    }),
     cached: t.exposeBoolean('cached', {
       nullable: true,
-      description: 'ASSISTANT replies: true when the answer was not generated for this question but reused (answer cache, or an identical question answered at the same moment).',
+      description:
+        'ASSISTANT replies: true when the answer was not generated for this question but reused (answer cache, or an identical question answered at the same moment).',
     }),
     sources: t.prismaField({
       type: ['KnowledgeEntry'],
-      description: 'ASSISTANT replies: the knowledge entries the answer was grounded on, best first (an entry deleted since is left out). Empty for other messages.',
+      description:
+        'ASSISTANT replies: the knowledge entries the answer was grounded on, best first (an entry deleted since is left out). Empty for other messages.',
       // The entries of every reply of the request are read in one statement.
       resolve: async (query, message, _args, ctx) =>
-        (await ctx.loaders.knowledgeEntries(query, message.sourceIds)).filter(
-          (e) => ctx.isAdmin || e.productId === ctx.product?.id,
-        ),
+        (await ctx.loaders.knowledgeEntries(query, message.sourceIds)).filter((e) => ctx.isAdmin || e.productId === ctx.product?.id),
     }),
   }),
 });
@@ -71,35 +74,39 @@ const SendMessageInput = builder.inputType('SendMessageInput', {
  * `rows`: the messages as their INSERT … RETURNING gave them, so the payload reads no row again (relations
  * selected on them are loaded by plugin-prisma's fallback, as for any parent without them).
  */
-type Payload = { messageId: string; replyId: string | null; stored: boolean; replyError?: unknown; rows?: { message: MessageRow; reply?: MessageRow } };
+type Payload = {
+  messageId: string;
+  replyId: string | null;
+  stored: boolean;
+  replyError?: unknown;
+  rows?: { message: MessageRow; reply?: MessageRow };
+};
 
-const SendMessagePayload = builder
-  .objectRef<Payload>('SendMessagePayload')
-  .implement({
-    fields: (t) => ({
-      message: t.prismaField({
-        type: 'Message',
-        description: 'The stored USER message.',
-        resolve: (query, payload, _args, ctx) =>
-          payload.rows?.message ?? ctx.prisma.message.findUniqueOrThrow({ ...query, relationLoadStrategy: 'join', where: { id: payload.messageId } }),
-      }),
-      reply: t.prismaField({
-        type: 'Message',
-        nullable: true,
-        description: 'The ASSISTANT reply; null with stream: true (it arrives on conversationEvents).',
-        resolve: (query, payload, _args, ctx) => {
-          if (payload.replyError) throw replyFailure(payload.replyError);
-          if (!payload.stored || !payload.replyId) return null;
-          return payload.rows?.reply ?? ctx.prisma.message.findUnique({ ...query, relationLoadStrategy: 'join', where: { id: payload.replyId } });
-        },
-      }),
-      replyId: t.id({
-        nullable: true,
-        description: 'The id the reply is stored under — with stream: true, the messageId of its ReplyDelta events before it is stored.',
-        resolve: (payload) => (payload.replyId ? encodeGlobalID('Message', payload.replyId) : null),
-      }),
+const SendMessagePayload = builder.objectRef<Payload>('SendMessagePayload').implement({
+  fields: (t) => ({
+    message: t.prismaField({
+      type: 'Message',
+      description: 'The stored USER message.',
+      resolve: (query, payload, _args, ctx) =>
+        payload.rows?.message ?? ctx.prisma.message.findUniqueOrThrow({ ...query, relationLoadStrategy: 'join', where: { id: payload.messageId } }),
     }),
-  });
+    reply: t.prismaField({
+      type: 'Message',
+      nullable: true,
+      description: 'The ASSISTANT reply; null with stream: true (it arrives on conversationEvents).',
+      resolve: (query, payload, _args, ctx) => {
+        if (payload.replyError) throw replyFailure(payload.replyError);
+        if (!payload.stored || !payload.replyId) return null;
+        return payload.rows?.reply ?? ctx.prisma.message.findUnique({ ...query, relationLoadStrategy: 'join', where: { id: payload.replyId } });
+      },
+    }),
+    replyId: t.id({
+      nullable: true,
+      description: 'The id the reply is stored under — with stream: true, the messageId of its ReplyDelta events before it is stored.',
+      resolve: (payload) => (payload.replyId ? encodeGlobalID('Message', payload.replyId) : null),
+    }),
+  }),
+});
 
 builder.mutationField('sendMessage', (t) =>
   t.field({
@@ -109,7 +116,8 @@ builder.mutationField('sendMessage', (t) =>
       'in the payload, or with stream: true as ReplyDelta events then MessageAdded.',
     args: { input: t.arg({ type: SendMessageInput, required: true }) },
     skipTypeScopes: true,
-    authScopes: (_root, { input }, ctx) => conversationScopes(ctx, parseGlobalId(String(input.conversationId), 'Conversation', 'input.conversationId')),
+    authScopes: (_root, { input }, ctx) =>
+      conversationScopes(ctx, parseGlobalId(String(input.conversationId), 'Conversation', 'input.conversationId')),
     resolve: async (_root, { input }, ctx): Promise<Payload> => {
       const product = requireProduct(ctx);
       const conversationId = parseGlobalId(String(input.conversationId), 'Conversation', 'input.conversationId');
@@ -118,7 +126,12 @@ builder.mutationField('sendMessage', (t) =>
       if (input.stream) {
         // A retry of a streamed send starts no second reply: the first request's is on its way (or stored).
         if (replayed) return { messageId: message.id, replyId: replyId ?? null, stored: false, rows: { message } };
-        return { messageId: message.id, replyId: answers.replyInBackground(product, conversationId, message.content, replyId), stored: false, rows: { message } };
+        return {
+          messageId: message.id,
+          replyId: answers.replyInBackground(product, conversationId, message.content, replyId),
+          stored: false,
+          rows: { message },
+        };
       }
       // The USER message is stored whatever happens to the reply: a failed reply is an error on `reply` only.
       const reply = replyId

@@ -3,7 +3,14 @@ import { nodeId } from './exposed-columns.js';
 import { FULL_ACCESS, isPublishable, requireAdmin, requireProduct } from '../services/auth.js';
 import { conversationOrder, sessionFilter } from '../services/conversations.js';
 import { ORIGIN_LIMITS } from '../services/origins.js';
-import { createProduct, readViewer, rotateProductKey, updateProduct, type KeyKind as Kind, type ProductStats as Stats } from '../services/products.js';
+import {
+  createProduct,
+  readViewer,
+  rotateProductKey,
+  updateProduct,
+  type KeyKind as Kind,
+  type ProductStats as Stats,
+} from '../services/products.js';
 import { AnswerStats } from './answers.js';
 import { cursorUuid, nodeUuid, parseGlobalId } from './ids.js';
 
@@ -72,10 +79,7 @@ export const Product = builder.prismaNode('Product', {
       args: { sessionId: t.arg.string() },
       query: (args) => ({
         where: {
-          AND: [
-            sessionFilter(args.sessionId),
-            ownCursor(args, (id) => ({ product: { conversations: { some: { id } } } })),
-          ],
+          AND: [sessionFilter(args.sessionId), ownCursor(args, (id) => ({ product: { conversations: { some: { id } } } }))],
         },
         orderBy: conversationOrder,
       }),
@@ -107,8 +111,7 @@ const ProductKeyPayload = builder.objectRef<{ key: string; kind: Kind; publishab
     }),
     product: t.prismaField({
       type: 'Product',
-      resolve: (query, payload, _args, ctx) =>
-        ctx.prisma.product.findUniqueOrThrow({ ...query, where: { id: payload.productId } }),
+      resolve: (query, payload, _args, ctx) => ctx.prisma.product.findUniqueOrThrow({ ...query, where: { id: payload.productId } }),
     }),
   }),
 });
@@ -117,8 +120,7 @@ builder.queryFields((t) => ({
   viewer: t.prismaField({
     type: 'Product',
     description: 'The product whose key authenticates the request.',
-    resolve: (query, _root, _args, ctx) =>
-      readViewer(ctx, requireProduct(ctx).id, query),
+    resolve: (query, _root, _args, ctx) => readViewer(ctx, requireProduct(ctx).id, query),
   }),
   products: t.prismaConnection({
     type: 'Product',

@@ -15,6 +15,6 @@ export function loadOrCreateAdminToken(dataDir: string): { token: string; create
   }
   mkdirSync(dataDir, { recursive: true });
   const token = ADMIN_TOKEN_PREFIX + randomBytes(24).toString('base64url');
-  writeFileSync(file, token + '\n', { mode: 0o600 });
+  writeFileSync(file, `${token}\n`, { mode: 0o600 });
   return { token, created: true };
 }

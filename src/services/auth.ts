@@ -71,11 +71,7 @@ export function credentialsFromHeaders(headers: Headers): Credentials {
  * A key that is present but wrong fails the whole request: a silent anonymous fallback hides misconfiguration.
  * The same for a conversation token: it must be valid and go with the publishable key of its product.
  */
-export async function authenticate(
-  store: Store,
-  adminToken: string,
-  credentials: Credentials,
-): Promise<Principal> {
+export async function authenticate(store: Store, adminToken: string, credentials: Credentials): Promise<Principal> {
   if (credentials.invalid !== undefined) throw new UnauthenticatedError(credentials.invalid);
   let isAdmin = false;
   if (credentials.adminToken !== undefined) {

@@ -26,11 +26,7 @@ const TOKEN_LENGTH = CONVERSATION_TOKEN_PREFIX.length + Math.ceil(((BODY_BYTES +
 type Signer = Pick<Product, 'id' | 'conversationTokenSecret'>;
 
 function mac(product: Signer, body: Buffer): Buffer {
-  return createHmac('sha256', Buffer.from(product.conversationTokenSecret, 'hex'))
-    .update(VERSION)
-    .update(product.id)
-    .update(body)
-    .digest();
+  return createHmac('sha256', Buffer.from(product.conversationTokenSecret, 'hex')).update(VERSION).update(product.id).update(body).digest();
 }
 
 /**

@@ -148,7 +148,9 @@ export function treeStatement(
   }
   const columns = shape.columns.map((column) => `c.${quote(column)}`);
   if (shape.lastMessage) {
-    columns.push(`(SELECT row_to_json(l) FROM (${messageSelect('lm', shape.lastMessage)} FROM "Message" lm WHERE lm.id = c."lastMessageId") l) AS "lastMessage"`);
+    columns.push(
+      `(SELECT row_to_json(l) FROM (${messageSelect('lm', shape.lastMessage)} FROM "Message" lm WHERE lm.id = c."lastMessageId") l) AS "lastMessage"`,
+    );
   }
   if (shape.messages) {
     const { page: messages } = shape.messages;

@@ -29,8 +29,7 @@ export function createLiveEvents(pubsub: ParleyPubSub, log: Logger): LiveEvents 
   });
   return {
     messageAdded: (conversationId, message) => send('conversation', conversationId, messageAdded(conversationId, message)),
-    replyDelta: (conversationId, messageId, delta, done) =>
-      send('conversation', conversationId, { type: 'replyDelta', messageId, delta, done }),
+    replyDelta: (conversationId, messageId, delta, done) => send('conversation', conversationId, { type: 'replyDelta', messageId, delta, done }),
     typingChanged: (conversationId, role, isTyping) =>
       send('conversation', conversationId, { type: 'typingChanged', conversationId, role, isTyping }),
     wire: {

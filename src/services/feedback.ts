@@ -27,7 +27,11 @@ export async function submitFeedback(
   /** Set: only a reply of this conversation can be rated (a publishable key's token); another is NOT_FOUND. */
   conversationId?: string,
 ) {
-  const { rating, comment, idempotencyKey: key } = parseInput(submitInput, input) as { rating: Rating; comment?: string | null; idempotencyKey?: string | null };
+  const {
+    rating,
+    comment,
+    idempotencyKey: key,
+  } = parseInput(submitInput, input) as { rating: Rating; comment?: string | null; idempotencyKey?: string | null };
   const message = await prisma.message.findFirst({
     where: { id: messageId, conversation: { productId }, ...(conversationId ? { conversationId } : {}) },
     select: { role: true, conversationId: true },
@@ -38,7 +42,9 @@ export async function submitFeedback(
   }
   // With a key, the claim is made in the same statement and the rating is written only if it was free;
   // the claim's result is the rated message, whose one Feedback row keeps its id when replaced.
-  const request = key ? { key, operation: 'submitFeedback' as const, requestHash: requestHash('submitFeedback', messageId, rating, comment) } : undefined;
+  const request = key
+    ? { key, operation: 'submitFeedback' as const, requestHash: requestHash('submitFeedback', messageId, rating, comment) }
+    : undefined;
   // One atomic INSERT … ON CONFLICT: Prisma's upsert (a SELECT, then an INSERT
   // or UPDATE) lets two concurrent ratings of one reply both try to INSERT, and
   // the loser failed on the unique messageId as an INTERNAL_SERVER_ERROR.

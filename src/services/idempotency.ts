@@ -50,7 +50,10 @@ export function requestHash(operation: IdempotentOperation, ...parts: (string | 
  * by the caller's statement; `when` (SQL) may hold the claim back, e.g. until
  * the conversation is known to exist, so a refused write leaves no claim.
  */
-export function claimKeyCte(p: { productId: number; key: number; operation: number; hash: number; resultId: number; replyId?: number }, when = 'true'): string {
+export function claimKeyCte(
+  p: { productId: number; key: number; operation: number; hash: number; resultId: number; replyId?: number },
+  when = 'true',
+): string {
   return `k AS (
        INSERT INTO "IdempotencyKey" ("productId", key, operation, "requestHash", "resultId", "replyId", "createdAt")
        SELECT $${p.productId}::uuid, $${p.key}, $${p.operation}, $${p.hash}, $${p.resultId}::uuid, ${p.replyId ? `$${p.replyId}::uuid` : 'NULL'}, now()

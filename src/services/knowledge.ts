@@ -89,12 +89,7 @@ const searchPolicy = cachePolicy<{ productId: string; query: string; first: numb
   tags: (a) => [cacheTags.knowledge(a.productId)],
 });
 
-export async function searchKnowledge(
-  { cache }: Store,
-  search: KnowledgeSearch,
-  productId: string,
-  args: unknown,
-): Promise<KnowledgeHit[]> {
+export async function searchKnowledge({ cache }: Store, search: KnowledgeSearch, productId: string, args: unknown): Promise<KnowledgeHit[]> {
   const { query, first } = parseInput(searchInput, args, 'searchKnowledge');
   return cache.get(searchPolicy, { productId, query, first }, async () =>
     (await search.rank(productId, query, first)).map(({ entry, score }) => ({ entry, score })),
@@ -147,24 +142,24 @@ export function createKnowledgeSearch(prisma: PrismaClient, windowMs: number): K
     { cache: false, maxBatchSize: 50, batchScheduleFn: scheduleBatch },
   );
   async function rankBatch(requests: readonly (RankRequest & { productId: string })[]): Promise<(RankedHit[] | Error)[]> {
-      // One statement per product (a batch never mixes products), one ranking per distinct question.
-      const byProduct = new Map<string, Map<string, RankRequest>>();
-      for (const { productId, query, first } of requests) {
-        const questions = byProduct.get(productId) ?? byProduct.set(productId, new Map()).get(productId)!;
-        questions.set(JSON.stringify([query, first]), { query, first });
-      }
-      const ranked = new Map<string, Map<string, RankedHit[] | Error>>();
-      await Promise.all(
-        [...byProduct].map(async ([productId, questions]) => {
-          const keys = [...questions.keys()];
-          statements += 1;
-          const answers: (RankedHit[] | Error)[] = await rankKnowledgeBatch(prisma, productId, [...questions.values()]).catch((error: Error) =>
-            keys.map(() => error),
-          );
-          ranked.set(productId, new Map(keys.map((key, i) => [key, answers[i]!])));
-        }),
-      );
-      return requests.map(({ productId, query, first }) => ranked.get(productId)!.get(JSON.stringify([query, first]))!);
+    // One statement per product (a batch never mixes products), one ranking per distinct question.
+    const byProduct = new Map<string, Map<string, RankRequest>>();
+    for (const { productId, query, first } of requests) {
+      const questions = byProduct.get(productId) ?? byProduct.set(productId, new Map()).get(productId)!;
+      questions.set(JSON.stringify([query, first]), { query, first });
+    }
+    const ranked = new Map<string, Map<string, RankedHit[] | Error>>();
+    await Promise.all(
+      [...byProduct].map(async ([productId, questions]) => {
+        const keys = [...questions.keys()];
+        statements += 1;
+        const answers: (RankedHit[] | Error)[] = await rankKnowledgeBatch(prisma, productId, [...questions.values()]).catch((error: Error) =>
+          keys.map(() => error),
+        );
+        ranked.set(productId, new Map(keys.map((key, i) => [key, answers[i]!])));
+      }),
+    );
+    return requests.map(({ productId, query, first }) => ranked.get(productId)!.get(JSON.stringify([query, first]))!);
   }
   return {
     rank: (productId, query, first) => loader.load({ productId, query, first }),

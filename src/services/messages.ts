@@ -7,7 +7,6 @@ import { uuidv7 } from './ids.js';
 import { claimedBy, claimKeyCte, idempotencyKey, requestHash, type KeyRequest } from './idempotency.js';
 import { limits, parseInput, text } from './validation.js';
 
-
 const sendInput = z.object({ content: text(limits.messageContent), idempotencyKey });
 
 export interface NewMessage {
@@ -49,7 +48,9 @@ export async function appendMessage(
   message: NewMessage,
   claim?: MessageClaim,
 ): Promise<Message | undefined> {
-  const row = claim ? await writeMessage(prisma, productId, conversationId, message, claim) : await insertMessage(prisma, productId, conversationId, message);
+  const row = claim
+    ? await writeMessage(prisma, productId, conversationId, message, claim)
+    : await insertMessage(prisma, productId, conversationId, message);
   if (!row) return undefined;
   const event = events.wire.messageAdded(conversationId, row);
   // With Redis the event goes in the bump's MULTI: one round trip for both.
@@ -65,12 +66,7 @@ export async function appendMessage(
  * (and cursors built on it) never ties inside a conversation. Announces
  * nothing: for seeding inside a transaction, before anything is cached.
  */
-export async function insertMessage(
-  prisma: PrismaClient,
-  productId: string,
-  conversationId: string,
-  message: NewMessage,
-): Promise<Message> {
+export async function insertMessage(prisma: PrismaClient, productId: string, conversationId: string, message: NewMessage): Promise<Message> {
   const row = await writeMessage(prisma, productId, conversationId, message);
   if (!row) throw new NotFoundError('Conversation');
   return row;

@@ -47,7 +47,11 @@ export const allowedOriginsInput = z
     for (const [i, value] of values.entries()) {
       const origin = normaliseOrigin(value);
       if (origin === null) {
-        ctx.addIssue({ code: 'custom', path: [i], message: `must be an origin, scheme://host[:port] with http or https (got ${JSON.stringify(value.slice(0, 80))})` });
+        ctx.addIssue({
+          code: 'custom',
+          path: [i],
+          message: `must be an origin, scheme://host[:port] with http or https (got ${JSON.stringify(value.slice(0, 80))})`,
+        });
         return z.NEVER;
       }
       if (!origins.includes(origin)) origins.push(origin);
@@ -143,6 +147,9 @@ export async function checkBrowserUse(
     );
   }
   if (rules.allowedOrigins.length && !rules.allowedOrigins.includes(browser.origin)) {
-    throw new BrowserRuleError(`This product's keys may not be used from ${browser.origin.slice(0, 100)}: it is not one of its allowed origins.`, ORIGIN_REFUSED);
+    throw new BrowserRuleError(
+      `This product's keys may not be used from ${browser.origin.slice(0, 100)}: it is not one of its allowed origins.`,
+      ORIGIN_REFUSED,
+    );
   }
 }

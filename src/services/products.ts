@@ -27,7 +27,6 @@ export interface IssuedKey {
   keyHash: string;
 }
 
-
 /** 192 random bits; only the prefix (for display) and the sha256 are stored. */
 export function issueProductKey(kind: KeyKind = 'SECRET'): IssuedKey {
   const prefix = KEY_PREFIXES[kind];
@@ -102,10 +101,7 @@ export function mostActiveProducts(prisma: PrismaClient, limit: number): Promise
 const createProductInput = z.object({ name: text(limits.productName) });
 
 /** A new product with both keys (each shown once) and the secret of its conversation tokens. */
-export async function createProduct(
-  prisma: PrismaClient,
-  input: unknown,
-): Promise<{ product: Product; key: string; publishableKey: string }> {
+export async function createProduct(prisma: PrismaClient, input: unknown): Promise<{ product: Product; key: string; publishableKey: string }> {
   const { name } = parseInput(createProductInput, input);
   const secret = issueProductKey('SECRET');
   const publishable = issueProductKey('PUBLISHABLE');
@@ -137,9 +133,7 @@ export async function rotateProductKey(
   const { key, keyPrefix, keyHash } = issueProductKey(kind);
   // One statement that also hands back the old hash, whose cached lookup must go.
   const set =
-    kind === 'SECRET'
-      ? `"keyPrefix" = $2, "keyHash" = $3`
-      : `"publishableKeyPrefix" = $2, "publishableKeyHash" = $3, "conversationTokenSecret" = $4`;
+    kind === 'SECRET' ? `"keyPrefix" = $2, "keyHash" = $3` : `"publishableKeyPrefix" = $2, "publishableKeyHash" = $3, "conversationTokenSecret" = $4`;
   const column = kind === 'SECRET' ? '"keyHash"' : '"publishableKeyHash"';
   const [row] = await prisma.$queryRawUnsafe<{ oldHash: string | null }[]>(
     `UPDATE "Product" p SET ${set}
@@ -166,8 +160,10 @@ const publishableSearchPolicy = cachePolicy<string>({
 });
 
 export function publishableSearchAllowed({ prisma, cache }: Store, productId: string): Promise<boolean> {
-  return cache.get(publishableSearchPolicy, productId, async () =>
-    (await prisma.product.findUnique({ where: { id: productId }, select: { publishableSearch: true } }))?.publishableSearch === true,
+  return cache.get(
+    publishableSearchPolicy,
+    productId,
+    async () => (await prisma.product.findUnique({ where: { id: productId }, select: { publishableSearch: true } }))?.publishableSearch === true,
   );
 }
 

@@ -92,7 +92,9 @@ export function createRateLimits(store: LimiterStore, policy: RateLimitPolicy, o
           // Each visitor's own budgets first (together: one wait for Redis, not two): what they refuse
           // never reaches, nor spends, the product's.
           await Promise.all([
-            ip ? consume(visitorIp, `${principal.product.id}:${ip}`, 'visitor_ip', 'too many requests from this address for this product') : undefined,
+            ip
+              ? consume(visitorIp, `${principal.product.id}:${ip}`, 'visitor_ip', 'too many requests from this address for this product')
+              : undefined,
             principal.conversationId
               ? consume(visitorConversation, principal.conversationId, 'visitor_conversation', 'too many requests for this conversation')
               : undefined,

@@ -46,39 +46,42 @@ const knowledge = [
  */
 export async function seedDemo(prisma: PrismaClient, dataDir: string): Promise<DemoSeed | null> {
   const keyFile = join(dataDir, 'demo-key');
-  const seeded = await prisma.$transaction(async (tx) => {
-    await tx.$executeRawUnsafe(`SELECT pg_advisory_xact_lock(${SEED_LOCK})`);
-    if ((await tx.product.count()) > 0) return null;
-    const issued = issueProductKey();
-    const product = await tx.product.create({
-      data: {
-        name: 'Demo shop assistant',
-        keyPrefix: issued.keyPrefix,
-        keyHash: issued.keyHash,
-        conversationTokenSecret: newConversationTokenSecret(),
-        metadata: { demo: true },
-      },
-    });
-    await tx.knowledgeEntry.createMany({ data: knowledge.map((k) => ({ ...k, productId: product.id })) });
-    const conversation = await tx.conversation.create({
-      data: { productId: product.id, sessionId: DEMO_SESSION, title: 'Where is my order?' },
-    });
-    const db = tx as unknown as PrismaClient;
-    await insertMessage(db, product.id, conversation.id, { role: 'USER', content: 'How long does shipping take?' });
-    await insertMessage(db, product.id, conversation.id, {
-      role: 'ASSISTANT',
-      content: 'Orders ship within 2 business days; standard delivery then takes 3-5 business days.',
-      model: 'demo',
-      latencyMs: 0,
-      cached: false,
-    });
-    // Written before the commit: a crash after it must not leave a demo product
-    // whose key nobody knows. If the commit fails instead, the next start finds
-    // an empty database, seeds again and overwrites this file.
-    mkdirSync(dataDir, { recursive: true });
-    writeFileSync(keyFile, issued.key + '\n', { mode: 0o600 });
-    return { productId: product.id, key: issued.key };
-  }, { maxWait: 60_000, timeout: 60_000 }); // not Prisma's 5 s default: a busy 2-core machine or a queue of nodes
+  const seeded = await prisma.$transaction(
+    async (tx) => {
+      await tx.$executeRawUnsafe(`SELECT pg_advisory_xact_lock(${SEED_LOCK})`);
+      if ((await tx.product.count()) > 0) return null;
+      const issued = issueProductKey();
+      const product = await tx.product.create({
+        data: {
+          name: 'Demo shop assistant',
+          keyPrefix: issued.keyPrefix,
+          keyHash: issued.keyHash,
+          conversationTokenSecret: newConversationTokenSecret(),
+          metadata: { demo: true },
+        },
+      });
+      await tx.knowledgeEntry.createMany({ data: knowledge.map((k) => ({ ...k, productId: product.id })) });
+      const conversation = await tx.conversation.create({
+        data: { productId: product.id, sessionId: DEMO_SESSION, title: 'Where is my order?' },
+      });
+      const db = tx as unknown as PrismaClient;
+      await insertMessage(db, product.id, conversation.id, { role: 'USER', content: 'How long does shipping take?' });
+      await insertMessage(db, product.id, conversation.id, {
+        role: 'ASSISTANT',
+        content: 'Orders ship within 2 business days; standard delivery then takes 3-5 business days.',
+        model: 'demo',
+        latencyMs: 0,
+        cached: false,
+      });
+      // Written before the commit: a crash after it must not leave a demo product
+      // whose key nobody knows. If the commit fails instead, the next start finds
+      // an empty database, seeds again and overwrites this file.
+      mkdirSync(dataDir, { recursive: true });
+      writeFileSync(keyFile, `${issued.key}\n`, { mode: 0o600 });
+      return { productId: product.id, key: issued.key };
+    },
+    { maxWait: 60_000, timeout: 60_000 },
+  ); // not Prisma's 5 s default: a busy 2-core machine or a queue of nodes
 
   if (seeded) return { ...seeded, created: true };
   if (!existsSync(keyFile)) return null;
@@ -120,6 +123,6 @@ export async function demoPublishableKey(store: Store, dataDir: string, productI
   }
   const { key } = await rotateProductKey(store, productId, 'PUBLISHABLE');
   mkdirSync(dataDir, { recursive: true });
-  writeFileSync(keyFile, key + '\n', { mode: 0o600 });
+  writeFileSync(keyFile, `${key}\n`, { mode: 0o600 });
   return key;
 }

@@ -55,8 +55,7 @@ export const text = (max: number) =>
     .refine(noNul, NO_NUL_MESSAGE);
 
 /** Optional text: blank means none (null), as a widget sends "" for an empty comment box. */
-export const optionalText = (max: number) =>
-  z.preprocess((v) => (typeof v === 'string' && v.trim() === '' ? null : v), text(max).nullish());
+export const optionalText = (max: number) => z.preprocess((v) => (typeof v === 'string' && v.trim() === '' ? null : v), text(max).nullish());
 
 /** Parses `value` with `schema`; the first problem becomes BAD_USER_INPUT naming `input.<path>`. */
 export function parseInput<S extends z.ZodType>(schema: S, value: unknown, root = 'input'): z.output<S> {

@@ -227,72 +227,95 @@ describe('GraphiQL in headless Chromium', () => {
     return events;
   }
 
-  it.skipIf(!HAVE_CHROMIUM && !CI)('opens with the example tabs and the demo key, runs the example query, and shows live events', async () => {
-    const page = await openGraphiQL();
+  it.skipIf(!HAVE_CHROMIUM && !CI)(
+    'opens with the example tabs and the demo key, runs the example query, and shows live events',
+    async () => {
+      const page = await openGraphiQL();
 
-    // What a first-time user sees: three example tabs, the demo key in the headers editor.
-    expect(await page.title()).toBe('Parley GraphiQL');
-    expect(await page.locator('.graphiql-tab-button').allInnerTexts()).toEqual(['Explore', 'LiveEvents', 'SendMessage']);
-    await waitForText(page, '.graphiql-editor-tool', `Bearer ${key}`, UI_MS, 'demo key in the headers editor');
-    expect(await text(page, '.graphiql-query-editor')).toContain('query Explore {');
+      // What a first-time user sees: three example tabs, the demo key in the headers editor.
+      expect(await page.title()).toBe('Parley GraphiQL');
+      expect(await page.locator('.graphiql-tab-button').allInnerTexts()).toEqual(['Explore', 'LiveEvents', 'SendMessage']);
+      await waitForText(page, '.graphiql-editor-tool', `Bearer ${key}`, UI_MS, 'demo key in the headers editor');
+      expect(await text(page, '.graphiql-query-editor')).toContain('query Explore {');
 
-    // Run the example query: data comes back for the demo product.
-    await page.locator('.graphiql-execute-button').click();
-    const result = await waitForText(page, '.graphiql-response', '"Demo shop assistant"', UI_MS, 'the example query result');
-    expect(result).toContain('"viewer"');
-    expect(result).toContain('"conversationCount": 1');
-    await page.screenshot({ path: join(ARTIFACTS, 'graphiql.png') });
+      // Run the example query: data comes back for the demo product.
+      await page.locator('.graphiql-execute-button').click();
+      const result = await waitForText(page, '.graphiql-response', '"Demo shop assistant"', UI_MS, 'the example query result');
+      expect(result).toContain('"viewer"');
+      expect(result).toContain('"conversationCount": 1');
+      await page.screenshot({ path: join(ARTIFACTS, 'graphiql.png') });
 
-    // Start the subscription example (over SSE, authenticated by the headers editor's key).
-    await selectTab(page, 'LiveEvents', 'subscription LiveEvents(');
-    // The tab sends newcomers to the demo page for the whole exchange.
-    expect(await text(page, '.graphiql-query-editor')).toContain('open /demo on this server');
-    const variables = await page.evaluate<string | null>(`localStorage.getItem('graphiql:tabState')`);
-    const conversationId = JSON.parse(JSON.parse(variables!).tabs[1].variables).conversationId as string;
-    expect(Buffer.from(conversationId, 'base64').toString()).toMatch(/^Conversation:/);
-    const stream = page.waitForResponse((r) => r.url().startsWith(`${base}/graphql`) && r.request().headers().accept === 'text/event-stream');
-    await page.locator('.graphiql-execute-button').click();
-    const streamResponse = await within(stream, UI_MS, 'the subscription request');
-    expect(streamResponse.status()).toBe(200);
-    expect(streamResponse.headers()['content-type']).toMatch(/text\/event-stream/);
-    expect(streamResponse.request().headers().authorization).toBe(`Bearer ${key}`);
+      // Start the subscription example (over SSE, authenticated by the headers editor's key).
+      await selectTab(page, 'LiveEvents', 'subscription LiveEvents(');
+      // The tab sends newcomers to the demo page for the whole exchange.
+      expect(await text(page, '.graphiql-query-editor')).toContain('open /demo on this server');
+      const variables = await page.evaluate<string | null>(`localStorage.getItem('graphiql:tabState')`);
+      const conversationId = JSON.parse(JSON.parse(variables!).tabs[1].variables).conversationId as string;
+      expect(Buffer.from(conversationId, 'base64').toString()).toMatch(/^Conversation:/);
+      const stream = page.waitForResponse((r) => r.url().startsWith(`${base}/graphql`) && r.request().headers().accept === 'text/event-stream');
+      await page.locator('.graphiql-execute-button').click();
+      const streamResponse = await within(stream, UI_MS, 'the subscription request');
+      expect(streamResponse.status()).toBe(200);
+      expect(streamResponse.headers()['content-type']).toMatch(/text\/event-stream/);
+      expect(streamResponse.request().headers().authorization).toBe(`Bearer ${key}`);
 
-    // A message sent through the API reaches GraphiQL's subscription as MessageAdded,
-    // and the result pane shows the live events (the latest one, once they stop).
-    const fromApi = `Do you ship to Iceland? (api ${Date.now()})`;
-    await sendMessage(conversationId, fromApi);
-    await waitForEvent(page, (e) => e.__typename === 'MessageAdded' && e.message.role === 'USER' && e.message.content === fromApi, 'MessageAdded of the API message');
-    const afterApi = await paneShowsLatest(page);
-    console.log(`[graphiql] events GraphiQL received after one message: ${afterApi.map((e) => e.__typename + (e.role ? `(${e.role} ${e.isTyping})` : e.message ? `(${e.message.role})` : '')).join(', ')}`);
-    // The example asks for stored messages and ratings only: what stays on screen is the reply (issue 16 point 4).
-    expect(afterApi.map((e) => `${e.__typename} ${e.message?.role}`)).toEqual(['MessageAdded USER', 'MessageAdded ASSISTANT']);
-    await waitForText(page, '.graphiql-response', afterApi.at(-1).message.content.slice(0, 30), EVENT_MS, 'the reply in the result pane');
+      // A message sent through the API reaches GraphiQL's subscription as MessageAdded,
+      // and the result pane shows the live events (the latest one, once they stop).
+      const fromApi = `Do you ship to Iceland? (api ${Date.now()})`;
+      await sendMessage(conversationId, fromApi);
+      await waitForEvent(
+        page,
+        (e) => e.__typename === 'MessageAdded' && e.message.role === 'USER' && e.message.content === fromApi,
+        'MessageAdded of the API message',
+      );
+      const afterApi = await paneShowsLatest(page);
+      console.log(
+        `[graphiql] events GraphiQL received after one message: ${afterApi.map((e) => e.__typename + (e.role ? `(${e.role} ${e.isTyping})` : e.message ? `(${e.message.role})` : '')).join(', ')}`,
+      );
+      // The example asks for stored messages and ratings only: what stays on screen is the reply (issue 16 point 4).
+      expect(afterApi.map((e) => `${e.__typename} ${e.message?.role}`)).toEqual(['MessageAdded USER', 'MessageAdded ASSISTANT']);
+      await waitForText(page, '.graphiql-response', afterApi.at(-1).message.content.slice(0, 30), EVENT_MS, 'the reply in the result pane');
 
-    // The flow the tab's comment describes: SendMessage run from a second GraphiQL window.
-    const second = await openGraphiQL();
-    await selectTab(second, 'SendMessage', 'mutation SendMessage(');
-    await second.locator('.graphiql-execute-button').click();
-    await waitForText(second, '.graphiql-response', '"sendMessage"', UI_MS, 'the SendMessage result in the second window');
-    await waitForEvent(page, (e) => e.__typename === 'MessageAdded' && e.message.content === 'Can I return an item I bought?', 'MessageAdded of the second window’s message');
-    await page.bringToFront();
-    const afterSecond = await paneShowsLatest(page);
-    // The example question is one the demo knowledge answers: a newcomer sees a real reply, not "I don't know".
-    expect(afterSecond.at(-1).message.content).toContain('30 days');
-    await page.screenshot({ path: join(ARTIFACTS, 'graphiql-subscription.png') });
+      // The flow the tab's comment describes: SendMessage run from a second GraphiQL window.
+      const second = await openGraphiQL();
+      await selectTab(second, 'SendMessage', 'mutation SendMessage(');
+      await second.locator('.graphiql-execute-button').click();
+      await waitForText(second, '.graphiql-response', '"sendMessage"', UI_MS, 'the SendMessage result in the second window');
+      await waitForEvent(
+        page,
+        (e) => e.__typename === 'MessageAdded' && e.message.content === 'Can I return an item I bought?',
+        'MessageAdded of the second window’s message',
+      );
+      await page.bringToFront();
+      const afterSecond = await paneShowsLatest(page);
+      // The example question is one the demo knowledge answers: a newcomer sees a real reply, not "I don't know".
+      expect(afterSecond.at(-1).message.content).toContain('30 days');
+      await page.screenshot({ path: join(ARTIFACTS, 'graphiql-subscription.png') });
 
-    // Offline by construction: every script, style, worker and icon came from Parley.
-    expect(foreign).toEqual([]);
-    for (const asset of ['yoga-graphiql.js', 'graphiql.css', 'graphql.worker.js']) {
-      expect(requested.some((path) => path.startsWith('/graphiql/') && path.endsWith(`/${asset}`)), asset).toBe(true);
-    }
-    expect(pageErrors).toEqual([]);
-  }, 180_000);
+      // Offline by construction: every script, style, worker and icon came from Parley.
+      expect(foreign).toEqual([]);
+      for (const asset of ['yoga-graphiql.js', 'graphiql.css', 'graphql.worker.js']) {
+        expect(
+          requested.some((path) => path.startsWith('/graphiql/') && path.endsWith(`/${asset}`)),
+          asset,
+        ).toBe(true);
+      }
+      expect(pageErrors).toEqual([]);
+    },
+    180_000,
+  );
 });
 
 describe('GraphiQL page and assets (no browser)', () => {
   it('in development: the demo key in the page, assets from Parley with gzip and a long cache', async () => {
     const db = await openDatabase({ dataDir: 'memory://' });
-    const config = loadConfig({ NODE_ENV: 'development', PARLEY_DATA_DIR: tempDir(), PARLEY_DEMO: 'true', PARLEY_LOG_LEVEL: 'silent', PARLEY_METRICS: 'false' });
+    const config = loadConfig({
+      NODE_ENV: 'development',
+      PARLEY_DATA_DIR: tempDir(),
+      PARLEY_DEMO: 'true',
+      PARLEY_LOG_LEVEL: 'silent',
+      PARLEY_METRICS: 'false',
+    });
     const app = await buildApp(config, { db });
     try {
       const { port } = await app.start(0, '127.0.0.1');
@@ -325,7 +348,13 @@ describe('GraphiQL page and assets (no browser)', () => {
   it('in production: not served, and the demo key with it, even with PARLEY_DEMO=true', async () => {
     const dataDir = tempDir();
     const db = await openDatabase({ dataDir: 'memory://' });
-    const config = loadConfig({ NODE_ENV: 'production', PARLEY_DATA_DIR: dataDir, PARLEY_DEMO: 'true', PARLEY_LOG_LEVEL: 'silent', PARLEY_METRICS: 'false' });
+    const config = loadConfig({
+      NODE_ENV: 'production',
+      PARLEY_DATA_DIR: dataDir,
+      PARLEY_DEMO: 'true',
+      PARLEY_LOG_LEVEL: 'silent',
+      PARLEY_METRICS: 'false',
+    });
     const app = await buildApp(config, { db });
     try {
       expect(app.demo?.key).toMatch(/^sk_live_/);

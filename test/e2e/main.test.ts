@@ -65,7 +65,6 @@ function launch(env: Record<string, string>, args = ['--import', 'tsx', 'src/mai
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-
 /** Starts Parley and waits (bounded) until /readyz says 200 and the banner is printed. */
 async function startParley(dataDir: string, env: Record<string, string> = {}, args?: string[]): Promise<Running & { readyMs: number }> {
   const port = await freePort();
@@ -93,7 +92,7 @@ async function startParley(dataDir: string, env: Record<string, string> = {}, ar
     );
   }
   // The banner (development only) is written right after listen(); give it a moment.
-  const banner = env['NODE_ENV'] === 'production' ? /"msg":"Parley ready"/ : /Try it:[\s\S]*-d '/;
+  const banner = env.NODE_ENV === 'production' ? /"msg":"Parley ready"/ : /Try it:[\s\S]*-d '/;
   while (Date.now() < deadline && !banner.test(running.stdout())) await sleep(50);
   return { ...running, port, base, readyMs };
 }
@@ -235,41 +234,45 @@ describe('src/main.ts as a process', () => {
   );
 
   const redisUrl = inject('redisUrl');
-  it.skipIf(!postgresUrl || !redisUrl)('says it is ready in one line at any log level: version, URL, database and Redis, no credentials', async () => {
-    const database = await createPostgresDatabase(postgresUrl);
-    try {
-      // A password in the URL (the throwaway server trusts loopback and ignores it) must not be printed.
-      const withPassword = database.url.replace('://postgres@', '://postgres:hunter2-secret@');
-      expect(withPassword).toContain('hunter2-secret');
-      const running = await startParley(tempDir(), {
-        NODE_ENV: 'production',
-        PARLEY_LOG_LEVEL: 'warn',
-        DATABASE_URL: withPassword,
-        DATABASE_POOL_SIZE: '2',
-        REDIS_URL: redisUrl,
-        PARLEY_REDIS_PREFIX: `e2e${Date.now()}:`,
-        PARLEY_ADMIN_TOKEN: 'adm_e2e_ready_line_0123456789',
-      });
-      const lines = running.stdout().trim().split('\n');
-      expect(lines, running.stdout()).toHaveLength(1);
-      const ready = JSON.parse(lines[0]!) as Record<string, unknown>;
-      const { version } = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string };
-      const { hostname, port } = new URL(redisUrl);
-      expect(ready).toMatchObject({
-        level: 'info',
-        msg: 'Parley ready',
-        version,
-        url: `http://localhost:${running.port}/graphql`,
-        database: expect.stringMatching(/^PostgreSQL 127\.0\.0\.1:\d+\/\w+ \(pool 2\)$/),
-        redis: `${hostname}:${port}`,
-      });
-      expect(running.stdout() + running.stderr()).not.toContain('hunter2-secret');
-      expect(await stopParley(running)).toBe(0);
-    } finally {
-      for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-      await database.drop();
-    }
-  }, 120_000);
+  it.skipIf(!postgresUrl || !redisUrl)(
+    'says it is ready in one line at any log level: version, URL, database and Redis, no credentials',
+    async () => {
+      const database = await createPostgresDatabase(postgresUrl);
+      try {
+        // A password in the URL (the throwaway server trusts loopback and ignores it) must not be printed.
+        const withPassword = database.url.replace('://postgres@', '://postgres:hunter2-secret@');
+        expect(withPassword).toContain('hunter2-secret');
+        const running = await startParley(tempDir(), {
+          NODE_ENV: 'production',
+          PARLEY_LOG_LEVEL: 'warn',
+          DATABASE_URL: withPassword,
+          DATABASE_POOL_SIZE: '2',
+          REDIS_URL: redisUrl,
+          PARLEY_REDIS_PREFIX: `e2e${Date.now()}:`,
+          PARLEY_ADMIN_TOKEN: 'adm_e2e_ready_line_0123456789',
+        });
+        const lines = running.stdout().trim().split('\n');
+        expect(lines, running.stdout()).toHaveLength(1);
+        const ready = JSON.parse(lines[0]!) as Record<string, unknown>;
+        const { version } = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string };
+        const { hostname, port } = new URL(redisUrl);
+        expect(ready).toMatchObject({
+          level: 'info',
+          msg: 'Parley ready',
+          version,
+          url: `http://localhost:${running.port}/graphql`,
+          database: expect.stringMatching(/^PostgreSQL 127\.0\.0\.1:\d+\/\w+ \(pool 2\)$/),
+          redis: `${hostname}:${port}`,
+        });
+        expect(running.stdout() + running.stderr()).not.toContain('hunter2-secret');
+        expect(await stopParley(running)).toBe(0);
+      } finally {
+        for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+        await database.drop();
+      }
+    },
+    120_000,
+  );
 
   it('npm run build compiles to dist/, and node dist/main.js serves the API and the widget and stops on SIGTERM', async () => {
     const built = spawnSync('npm', ['run', 'build'], { cwd: ROOT, encoding: 'utf8', timeout: 180_000 });
@@ -281,7 +284,7 @@ describe('src/main.ts as a process', () => {
       const running = await startParley(tempDir(), env, ['dist/main.js']);
       expect(running.stdout()).toMatch(/"msg":"Parley ready"/);
       const created = await gql(running.base, `mutation { createProduct(input: { name: "Built" }) { key } }`, {
-        authorization: `Bearer ${env['PARLEY_ADMIN_TOKEN']}`,
+        authorization: `Bearer ${env.PARLEY_ADMIN_TOKEN}`,
       });
       const { viewer } = await gql(running.base, `{ viewer { name } }`, { authorization: `Bearer ${created.createProduct.key}` });
       expect(viewer.name).toBe('Built');

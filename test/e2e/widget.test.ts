@@ -81,7 +81,9 @@ describe.skipIf(!HAVE_CHROMIUM && !CI)('the chat widget in headless Chromium', (
   const assistantTexts = (page: Page) => widget(page, 'li.assistant .text').allInnerTexts();
   const secretKey = () => server.app.demo!.key!;
 
-  async function storedMessages(conversationId: string): Promise<{ id: string; role: string; content: string; feedback: { rating: string } | null }[]> {
+  async function storedMessages(
+    conversationId: string,
+  ): Promise<{ id: string; role: string; content: string; feedback: { rating: string } | null }[]> {
     const res = await fetch(`${server.base}/graphql`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', authorization: `Bearer ${secretKey()}` },
@@ -146,7 +148,10 @@ describe.skipIf(!HAVE_CHROMIUM && !CI)('the chat widget in headless Chromium', (
     // (each piece is sent 150 ms after the one before; all three are normally seen apart).
     const drafts = [...new Set(recorded.flatMap((f) => f.assistant.filter((a) => a.draft).map((a) => a.text)))];
     const prefixes = FIRST.map((_, i) => FIRST.slice(0, i + 1).join(''));
-    expect(drafts.every((text) => prefixes.includes(text)), JSON.stringify(drafts)).toBe(true);
+    expect(
+      drafts.every((text) => prefixes.includes(text)),
+      JSON.stringify(drafts),
+    ).toBe(true);
     expect(drafts.length, JSON.stringify(drafts)).toBeGreaterThanOrEqual(2);
     expect(drafts.map((text) => prefixes.indexOf(text))).toEqual([...drafts.map((text) => prefixes.indexOf(text))].sort());
     const firstLatency = firstPieceMs(recorded, fake, first, FIRST[0]!);
@@ -155,7 +160,9 @@ describe.skipIf(!HAVE_CHROMIUM && !CI)('the chat widget in headless Chromium', (
     await page.screenshot({ path: join(ARTIFACTS, 'widget-reply.png') });
 
     // Rate it with the keyboard; the rating is stored.
-    const session = JSON.parse((await page.evaluate<string>(`Object.entries(localStorage).find(([k]) => k.startsWith('parley-chat:'))[1]`)) as string);
+    const session = JSON.parse(
+      (await page.evaluate<string>(`Object.entries(localStorage).find(([k]) => k.startsWith('parley-chat:'))[1]`)) as string,
+    );
     const conversationId = session.session.conversationId as string;
     await widget(page, 'button[aria-label="Helpful"]').focus();
     await page.keyboard.press('Enter');
@@ -189,7 +196,9 @@ describe.skipIf(!HAVE_CHROMIUM && !CI)('the chat widget in headless Chromium', (
     const secondLatency = firstPieceMs((await frames(page)).slice(framesBefore), fake, second, SECOND[0]!);
 
     const shown = async (p: Page) =>
-      (await widget(p, '.log > li').evaluateAll((items) => items.map((li) => `${li.className.split(' ')[0]}: ${li.querySelector('.text')!.textContent}`)));
+      await widget(p, '.log > li').evaluateAll((items) =>
+        items.map((li) => `${li.className.split(' ')[0]}: ${li.querySelector('.text')!.textContent}`),
+      );
     const stored = await storedMessages(conversationId);
     const expected = stored.map((m) => `${m.role.toLowerCase()}: ${m.content}`);
     expect(expected).toHaveLength(6);

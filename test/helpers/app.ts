@@ -117,7 +117,7 @@ export async function createTestApp(
  */
 export async function createAppWithOwnPool(env: Record<string, string>): Promise<{ t: TestApp; db: Database; dispose(): Promise<void> }> {
   const db = await openDatabase(databaseOptions(loadConfig(env)));
-  const shared: TestDatabase = { db, url: env['DATABASE_URL'], dispose: () => db.close() };
+  const shared: TestDatabase = { db, url: env.DATABASE_URL, dispose: () => db.close() };
   const t = await createTestApp({ name: 'postgres', available: true, open: async () => shared }, env, { shared });
   return {
     t,

@@ -121,7 +121,9 @@ export async function startFakeLlm(): Promise<FakeLlm> {
         res.write(': keep-alive\n\n');
         for (const content of chunks) {
           if (behaviour.kind === 'answer' && behaviour.delayMs) await new Promise((r) => setTimeout(r, behaviour.delayMs));
-          res.write(`data: ${JSON.stringify({ object: 'chat.completion.chunk', model: request.model, choices: [{ index: 0, delta: { content }, finish_reason: null }] })}\n\n`);
+          res.write(
+            `data: ${JSON.stringify({ object: 'chat.completion.chunk', model: request.model, choices: [{ index: 0, delta: { content }, finish_reason: null }] })}\n\n`,
+          );
           fake.sent.push({ request: fake.requests.indexOf(request), content, at: performance.timeOrigin + performance.now() });
         }
         if (behaviour.kind === 'cut') {
@@ -130,7 +132,9 @@ export async function startFakeLlm(): Promise<FakeLlm> {
           req.socket.destroy();
           return;
         }
-        res.write(`data: ${JSON.stringify({ object: 'chat.completion.chunk', model: request.model, choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] })}\n\n`);
+        res.write(
+          `data: ${JSON.stringify({ object: 'chat.completion.chunk', model: request.model, choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] })}\n\n`,
+        );
         res.end('data: [DONE]\n\n');
         return;
       }

@@ -58,7 +58,9 @@ export function subscribe<T = any>(client: Client, query: string, variables: Rec
   const results: T[] = [];
   const errors: any[] = [];
   const waiters = new Set<() => void>();
-  const changed = () => waiters.forEach((w) => w());
+  const changed = () => {
+    for (const w of waiters) w();
+  };
   let end!: () => void;
   const ended = new Promise<void>((resolve) => (end = resolve));
   const unsubscribe = client.subscribe<T>(
@@ -101,7 +103,11 @@ export function subscribe<T = any>(client: Client, query: string, variables: Rec
     errors,
     ended,
     next: (n, ms = 10_000) =>
-      waitFor(() => (results.length >= n ? results.slice(0, n) : undefined), ms, `${n} results (have ${results.length}: ${JSON.stringify(results).slice(0, 500)}; errors ${JSON.stringify(errors).slice(0, 300)})`),
+      waitFor(
+        () => (results.length >= n ? results.slice(0, n) : undefined),
+        ms,
+        `${n} results (have ${results.length}: ${JSON.stringify(results).slice(0, 500)}; errors ${JSON.stringify(errors).slice(0, 300)})`,
+      ),
     until: (test, what, ms = 10_000) => waitFor(() => results.find(test), ms, what),
     unsubscribe,
   };

@@ -171,7 +171,14 @@ export function parsePrismaSchema(source: string): PrismaSchema {
           if (list) pos += 2;
           const optional = is('?');
           if (optional) next();
-          const field: Field = { name: fieldName, type: type.kind === 'ident' ? type.name : 'Unsupported', optional, list, unsupported, attributes: [] };
+          const field: Field = {
+            name: fieldName,
+            type: type.kind === 'ident' ? type.name : 'Unsupported',
+            optional,
+            list,
+            unsupported,
+            attributes: [],
+          };
           while (is('@')) field.attributes.push(attribute());
           model.fields.push(field);
         }
@@ -245,8 +252,7 @@ export function expectedDatabase(schema: PrismaSchema): DatabaseFacts {
   const enums = new Map(schema.enums.map((e) => [e.name, e]));
   const tableOf = (model: Model) => mapped(model) ?? model.name;
   const columnOf = (field: Field) => mapped(field) ?? field.name;
-  const fieldOf = (model: Model, name: string) =>
-    model.fields.find((f) => f.name === name) ?? raise(`${model.name} has no field ${name}`);
+  const fieldOf = (model: Model, name: string) => model.fields.find((f) => f.name === name) ?? raise(`${model.name} has no field ${name}`);
   /** `[a, b(sort: Desc)]` → key parts. */
   const keyParts = (model: Model, list: Expr | undefined): KeyPart[] => {
     if (list?.kind !== 'array') raise(`${model.name}: expected a list of fields`);
@@ -295,9 +301,15 @@ export function expectedDatabase(schema: PrismaSchema): DatabaseFacts {
       if (a.name === 'index' || a.name === 'unique') {
         const keys = keyParts(model, arg(a.args, 'fields', 0));
         const typeArg = arg(a.args, 'type');
-        const method = typeArg?.kind === 'ident' ? INDEX_TYPE[typeArg.name] ?? raise(`unknown index type ${typeArg.name}`) : 'btree';
+        const method = typeArg?.kind === 'ident' ? (INDEX_TYPE[typeArg.name] ?? raise(`unknown index type ${typeArg.name}`)) : 'btree';
         const suffix = a.name === 'unique' ? '_key' : '_idx';
-        const name = mapArg(a) ?? constraintName(table, keys.map((k) => k.column), suffix);
+        const name =
+          mapArg(a) ??
+          constraintName(
+            table,
+            keys.map((k) => k.column),
+            suffix,
+          );
         facts[`${a.name === 'unique' ? 'unique index' : 'index'} "${name}"`] = `${table} USING ${method} (${describeKeys(keys)})`;
       } else if (a.name !== 'id' && a.name !== 'map') raise(`${model.name}: @@${a.name} is not understood`);
     }

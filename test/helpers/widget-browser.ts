@@ -13,14 +13,27 @@ import type { FakeLlm } from './fake-llm.js';
 
 export const CHROMIUM = process.env.PARLEY_CHROMIUM ?? '/usr/bin/chromium';
 export const HAVE_CHROMIUM = existsSync(CHROMIUM);
-const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const CHROMIUM_ARGS = [
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
 
 export function launchChromium(): Promise<Browser> {
   return chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
 }
 
 /** Parley as `npm start` runs it, on `db` (kept open across restarts) and `dataDir`, replies streamed by `fake`. */
-export async function startParley(options: { db: Database; dataDir: string; fake: FakeLlm; port?: number }): Promise<{ app: App; base: string; port: number }> {
+export async function startParley(options: {
+  db: Database;
+  dataDir: string;
+  fake: FakeLlm;
+  port?: number;
+}): Promise<{ app: App; base: string; port: number }> {
   const config = loadConfig({
     NODE_ENV: 'development',
     PARLEY_DATA_DIR: options.dataDir,

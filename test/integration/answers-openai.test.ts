@@ -171,7 +171,10 @@ for (const mode of modes) {
       const { reply } = await ask('Which carriers deliver my parcel?');
       expect(requestsNow() - requests).toBe(3);
       expect(reply.model).toBe('fast-model');
-      const kinds = t.logged.filter((l) => l.msg === 'answer provider call failed').slice(-2).map((l) => l.fields!.status);
+      const kinds = t.logged
+        .filter((l) => l.msg === 'answer provider call failed')
+        .slice(-2)
+        .map((l) => l.fields!.status);
       expect(kinds).toEqual([500, 503]);
     });
 
@@ -181,7 +184,10 @@ for (const mode of modes) {
       const { reply } = await ask('Is delivery tracked?');
       expect(requestsNow() - requests).toBe(3);
       expect(reply.model).toBe('fast-model');
-      const failures = t.logged.filter((l) => l.msg === 'answer provider call failed').slice(-2).map((l) => l.fields!.kind);
+      const failures = t.logged
+        .filter((l) => l.msg === 'answer provider call failed')
+        .slice(-2)
+        .map((l) => l.fields!.kind);
       expect(failures).toEqual(['timeout', 'network']);
     });
 
@@ -306,8 +312,9 @@ for (const mode of modes) {
     it('stopping the server lets a streamed reply still being produced finish and be stored', async () => {
       const conversationId = ok(await t.gql(START, { key: shop.key })).startConversation.id;
       fake.script({ kind: 'answer', chunks: ['Still ', 'answered.'], delayMs: 150 });
-      const sent = ok(await t.gql(SEND, { key: shop.key, variables: { input: { conversationId, content: 'Last question before closing?', stream: true } } }))
-        .sendMessage;
+      const sent = ok(
+        await t.gql(SEND, { key: shop.key, variables: { input: { conversationId, content: 'Last question before closing?', stream: true } } }),
+      ).sendMessage;
       expect(sent.reply).toBeNull();
       await t.app.stop();
       const stored = await t.prisma.message.findUnique({ where: { id: Buffer.from(sent.replyId, 'base64').toString().split(':')[1]! } });

@@ -159,7 +159,9 @@ describeEachDatabase('answers: the local engine', (variant) => {
   it('reads the sources of every reply of a conversation in one statement', async () => {
     const c = await start();
     for (const q of ['How long does shipping take?', 'Can I get a refund?', 'When are you open?', 'Do you sell gift cards?']) await ask(q, c);
-    const result = await gql(`query($id: ID!) { conversation(id: $id) { messages(first: 20) { edges { node { role sources { title } } } } } }`, { id: c });
+    const result = await gql(`query($id: ID!) { conversation(id: $id) { messages(first: 20) { edges { node { role sources { title } } } } } }`, {
+      id: c,
+    });
     const messages = ok(result).conversation.messages.edges.map((e: any) => e.node);
     expect(messages.map((m: any) => [m.role, m.sources.map((s: any) => s.title)])).toEqual([
       ['USER', []],
@@ -190,9 +192,7 @@ describeEachDatabase('answers: the local engine', (variant) => {
     expect(answers.cacheHitRate).toBeCloseTo(1 / 3);
     expect(answers.meanLatencyMs).toBeGreaterThanOrEqual(0);
     expect(answers.meanCachedLatencyMs).toBeGreaterThanOrEqual(0);
-    expect(answers.byModel).toEqual([
-      expect.objectContaining({ engine: 'local', model: 'local-fts', count: 3, cached: 1, providerErrors: 0 }),
-    ]);
+    expect(answers.byModel).toEqual([expect.objectContaining({ engine: 'local', model: 'local-fts', count: 3, cached: 1, providerErrors: 0 })]);
     // The key lookup, the viewer row, the counters' aggregate, and the answers' own (read only when asked).
     expect(result.sql).toHaveLength(4);
     expect(result.sql.filter((s) => /count\(\*\)/i.test(s))).toHaveLength(2);
@@ -213,7 +213,9 @@ describeEachDatabase('answers: the local engine', (variant) => {
       const result = await gql(SEND, { input: { conversationId: c, content: 'Anyone there?' } });
       expect(result.data.sendMessage.message).toMatchObject({ role: 'USER', content: 'Anyone there?' });
       expect(result.data.sendMessage.reply).toBeNull();
-      expect(result.errors).toEqual([expect.objectContaining({ path: ['sendMessage', 'reply'], extensions: expect.objectContaining({ code: 'INTERNAL_SERVER_ERROR' }) })]);
+      expect(result.errors).toEqual([
+        expect.objectContaining({ path: ['sendMessage', 'reply'], extensions: expect.objectContaining({ code: 'INTERNAL_SERVER_ERROR' }) }),
+      ]);
       expect(JSON.stringify(result.errors)).not.toContain('exploded');
     } finally {
       answers.reply = original;
@@ -223,7 +225,10 @@ describeEachDatabase('answers: the local engine', (variant) => {
   it('never answers from another product’s knowledge or cache', async () => {
     const stranger = await t.product('Stranger');
     const conversation = ok(await t.gql(START, { key: stranger.key })).startConversation.id;
-    const result = await t.gql(SEND, { key: stranger.key, variables: { input: { conversationId: conversation, content: 'How long does shipping take?' } } });
+    const result = await t.gql(SEND, {
+      key: stranger.key,
+      variables: { input: { conversationId: conversation, content: 'How long does shipping take?' } },
+    });
     expect(ok(result).sendMessage.reply).toMatchObject({ content: NO_ANSWER, cached: false, sources: [] });
   });
 });

@@ -79,10 +79,8 @@ describeEachDatabase('API: an example session', (variant) => {
   let t: TestApp;
   let product: { id: string; key: string };
   const gql = (query: string, variables?: Record<string, unknown>) => t.gql(query, { key: product.key, variables });
-  const start = async (sessionId: string, title?: string) =>
-    ok(await gql(START, { input: { sessionId, title } })).startConversation;
-  const send = async (conversationId: string, content: string) =>
-    ok(await gql(SEND, { input: { conversationId, content } })).sendMessage;
+  const start = async (sessionId: string, title?: string) => ok(await gql(START, { input: { sessionId, title } })).startConversation;
+  const send = async (conversationId: string, content: string) => ok(await gql(SEND, { input: { conversationId, content } })).sendMessage;
   const conversation = async (id: string) => ok(await gql(CONVERSATION, { id })).conversation;
 
   beforeAll(async () => {
@@ -125,9 +123,7 @@ describeEachDatabase('API: an example session', (variant) => {
 
     it('20 concurrent sends leave messageCount exact and lastMessage the newest', async () => {
       const { id } = await start('widget-burst');
-      const results = await Promise.all(
-        Array.from({ length: 20 }, (_, i) => gql(SEND, { input: { conversationId: id, content: `burst ${i}` } })),
-      );
+      const results = await Promise.all(Array.from({ length: 20 }, (_, i) => gql(SEND, { input: { conversationId: id, content: `burst ${i}` } })));
       // 20 questions and their 20 replies.
       const messages = results.flatMap((r) => [ok(r).sendMessage.message, ok(r).sendMessage.reply]);
       const times = messages.map((m: any) => ms(m.createdAt));
@@ -359,11 +355,9 @@ describeEachDatabase('API: an example session', (variant) => {
     });
 
     it('node(id) round-trips every node type', async () => {
-      const entry = ok(
-        await asFresh(`mutation { addKnowledge(input: { title: "Shipping", content: "Ships in 2 days." }) { id } }`),
-      ).addKnowledge.id;
-      const feedbackId = ok(await asFresh(`query($id: ID!) { node(id: $id) { ... on Message { feedback { id } } } }`, { id: replyIds[1] }))
-        .node.feedback.id;
+      const entry = ok(await asFresh(`mutation { addKnowledge(input: { title: "Shipping", content: "Ships in 2 days." }) { id } }`)).addKnowledge.id;
+      const feedbackId = ok(await asFresh(`query($id: ID!) { node(id: $id) { ... on Message { feedback { id } } } }`, { id: replyIds[1] })).node
+        .feedback.id;
       const productId = ok(await asFresh(`{ viewer { id } }`)).viewer.id;
       expect(productId).toBe(gid('Product', fresh.id));
 
@@ -385,7 +379,7 @@ describeEachDatabase('API: an example session', (variant) => {
         ['Message', userMessageId, { content: 'How long is shipping?' }],
         ['Message', replyIds[1]!, { content: NO_ANSWER }],
         ['Feedback', feedbackId, { rating: 'UP' }],
-        ["KnowledgeEntry", entry, { entryTitle: "Shipping" }],
+        ['KnowledgeEntry', entry, { entryTitle: 'Shipping' }],
       ];
       for (const [typename, id, fields] of expected) {
         const node = ok(await asFresh(NODE, { id })).node;

@@ -106,12 +106,12 @@ describeEachDatabase('authentication', (variant) => {
     it('a well-formed but unknown key of either kind, or of the format issued before, is refused with 401', async () => {
       const unknown = issueProductKey().key;
       expect(unknown).toMatch(/^sk_live_/);
-      for (const key of [unknown, issueProductKey('PUBLISHABLE').key, 'pk_live_' + unknown.slice(KEY_PREFIX.length)]) {
+      for (const key of [unknown, issueProductKey('PUBLISHABLE').key, `pk_live_${unknown.slice(KEY_PREFIX.length)}`]) {
         expectUnauthenticated(await t.gql(VIEWER, { key }));
         expectUnauthenticated(await t.gql(VIEWER, { headers: { 'x-product-key': key } }));
       }
       // The bare prefix, a truncated key, a key with a character more, and a very long key.
-      for (const near of [KEY_PREFIX, a.key.slice(0, -1), a.key + 'A', a.key + a.key, KEY_PREFIX + 'A'.repeat(5000)]) {
+      for (const near of [KEY_PREFIX, a.key.slice(0, -1), `${a.key}A`, a.key + a.key, KEY_PREFIX + 'A'.repeat(5000)]) {
         expectUnauthenticated(await t.gql(VIEWER, { key: near }));
       }
     });
@@ -145,9 +145,7 @@ describeEachDatabase('authentication', (variant) => {
       // Two valid keys of two products: which product would that be?
       expectUnauthenticated(await t.gql(VIEWER, { key: a.key, headers: { 'x-product-key': b.key } }));
       // A wrong admin token as Bearer next to the right one in x-admin-token.
-      expectUnauthenticated(
-        await t.gql(PRODUCTS, { headers: { authorization: 'Bearer adm_wrong', 'x-admin-token': TEST_ADMIN_TOKEN } }),
-      );
+      expectUnauthenticated(await t.gql(PRODUCTS, { headers: { authorization: 'Bearer adm_wrong', 'x-admin-token': TEST_ADMIN_TOKEN } }));
       // The same key twice is not a conflict.
       const same = await t.gql(VIEWER, { key: a.key, headers: { 'x-product-key': a.key } });
       expect(same.errors).toBeUndefined();
@@ -155,7 +153,13 @@ describeEachDatabase('authentication', (variant) => {
     });
 
     it('a malformed Bearer header is a bad credential (401), not an anonymous request', async () => {
-      for (const authorization of ['Bearer', 'Bearer ', `Bearer ${a.key} extra`, `Bearer ${a.key}, Bearer ${a.key}`, `Bearer  ${a.key} ${TEST_ADMIN_TOKEN}`]) {
+      for (const authorization of [
+        'Bearer',
+        'Bearer ',
+        `Bearer ${a.key} extra`,
+        `Bearer ${a.key}, Bearer ${a.key}`,
+        `Bearer  ${a.key} ${TEST_ADMIN_TOKEN}`,
+      ]) {
         expectUnauthenticated(await t.gql(`{ __typename }`, { headers: { authorization } }));
         // Not even next to a valid x-product-key.
         expectUnauthenticated(await t.gql(VIEWER, { headers: { authorization, 'x-product-key': a.key } }));
@@ -219,11 +223,11 @@ describeEachDatabase('authentication', (variant) => {
         'adm_wrong',
         'adm_',
         TEST_ADMIN_TOKEN.slice(0, -1), // a prefix of the real one
-        TEST_ADMIN_TOKEN + 'x', // the real one and more
+        `${TEST_ADMIN_TOKEN}x`, // the real one and more
         TEST_ADMIN_TOKEN.toUpperCase(),
         swapCase(TEST_ADMIN_TOKEN),
         ` ${TEST_ADMIN_TOKEN.slice(1)}`,
-        'adm_' + 'A'.repeat(10_000),
+        `adm_${'A'.repeat(10_000)}`,
       ];
       await expectUntouched(async () => {
         for (const { query, variables } of mutations()) {
@@ -295,10 +299,7 @@ describeEachDatabase('authentication', (variant) => {
       expect(row.keyPrefix).toBe(created.product.keyPrefix);
       const secret = created.key.slice(created.product.keyPrefix.length);
       // Every column of the row as the database returns it.
-      const [raw] = await t.prisma.$queryRawUnsafe<{ row: string }[]>(
-        `SELECT row_to_json(p)::text AS row FROM "Product" p WHERE id = $1::uuid`,
-        id,
-      );
+      const [raw] = await t.prisma.$queryRawUnsafe<{ row: string }[]>(`SELECT row_to_json(p)::text AS row FROM "Product" p WHERE id = $1::uuid`, id);
       expect(raw!.row).toContain(sha256(created.key));
       expect(raw!.row).not.toContain(created.key);
       expect(raw!.row).not.toContain(secret);

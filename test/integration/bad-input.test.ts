@@ -116,7 +116,9 @@ describe('bad input', () => {
         operationName: fc.oneof(fc.constantFrom('Q', ''), fc.jsonValue()),
         extensions: fc.oneof(
           fc.jsonValue(),
-          fc.record({ persistedQuery: fc.oneof(fc.jsonValue(), fc.record({ version: fc.jsonValue(), sha256Hash: fc.oneof(fc.constant(HASH), fc.string()) })) }),
+          fc.record({
+            persistedQuery: fc.oneof(fc.jsonValue(), fc.record({ version: fc.jsonValue(), sha256Hash: fc.oneof(fc.constant(HASH), fc.string()) })),
+          }),
         ),
         [fc.string() as unknown as string]: fc.jsonValue(),
       },
@@ -126,14 +128,25 @@ describe('bad input', () => {
       params.map((p) => ({ kind: 'json' as const, body: JSON.stringify(p) })),
       fc.array(params, { maxLength: 3 }).map((list) => ({ kind: 'json' as const, body: JSON.stringify(list) })),
       fc.string().map((body) => ({ kind: 'json' as const, body })),
-      fc.tuple(fc.constantFrom('text/plain', 'application/x-www-form-urlencoded', 'application/graphql', 'multipart/form-data', ''), fc.string()).map(
-        ([type, body]) => ({ kind: 'other' as const, type, body }),
-      ),
-      fc.dictionary(fc.constantFrom('query', 'variables', 'extensions', 'operationName', 'x'), fc.oneof(fc.string(), fc.jsonValue().map((v) => JSON.stringify(v)))).map(
-        (search) => ({ kind: 'get' as const, search: `?${new URLSearchParams(search as Record<string, string>)}` }),
-      ),
+      fc
+        .tuple(fc.constantFrom('text/plain', 'application/x-www-form-urlencoded', 'application/graphql', 'multipart/form-data', ''), fc.string())
+        .map(([type, body]) => ({ kind: 'other' as const, type, body })),
+      fc
+        .dictionary(
+          fc.constantFrom('query', 'variables', 'extensions', 'operationName', 'x'),
+          fc.oneof(
+            fc.string(),
+            fc.jsonValue().map((v) => JSON.stringify(v)),
+          ),
+        )
+        .map((search) => ({ kind: 'get' as const, search: `?${new URLSearchParams(search as Record<string, string>)}` })),
     );
-    const credentials = fc.constantFrom<Record<string, string>>({}, { 'x-graphql-yoga-csrf': '1' }, { authorization: 'Bearer wrong' }, { authorization: 'KEY' });
+    const credentials = fc.constantFrom<Record<string, string>>(
+      {},
+      { 'x-graphql-yoga-csrf': '1' },
+      { authorization: 'Bearer wrong' },
+      { authorization: 'KEY' },
+    );
 
     await fc.assert(
       fc.asyncProperty(request, credentials, async (req, creds) => {

@@ -59,7 +59,11 @@ function poster(port: () => number) {
     if (call.token) headers['x-conversation-token'] = call.token;
     if (call.admin) headers['x-admin-token'] = TEST_ADMIN_TOKEN;
     if (call.ip) headers['x-forwarded-for'] = call.ip;
-    const res = await fetch(`http://127.0.0.1:${port()}/graphql`, { method: 'POST', headers, body: JSON.stringify({ query, variables: call.variables }) });
+    const res = await fetch(`http://127.0.0.1:${port()}/graphql`, {
+      method: 'POST',
+      headers,
+      body: JSON.stringify({ query, variables: call.variables }),
+    });
     return { status: res.status, headers: res.headers, body: (await res.json()) as Answer['body'] };
   };
 }
@@ -86,7 +90,12 @@ function expectShared(answer: Answer, origin: string) {
 }
 
 /** A graphql-ws client whose upgrade carries `origin` (as a browser's always does) and `ip`; `lazy: false` keeps one socket. */
-function socketFrom(port: number, origin: string | undefined, connectionParams: Record<string, string>, { ip, lazy = true }: { ip?: string; lazy?: boolean } = {}) {
+function socketFrom(
+  port: number,
+  origin: string | undefined,
+  connectionParams: Record<string, string>,
+  { ip, lazy = true }: { ip?: string; lazy?: boolean } = {},
+) {
   return liveClient(`ws://127.0.0.1:${port}/graphql`, {
     connectionParams,
     lazy,
@@ -128,7 +137,17 @@ describeEachDatabase('browser rules', (variant) => {
 
   describe('the admin sets the rules', () => {
     it('origins are stored normalised and deduplicated; the admin and the secret key read them, the publishable key cannot', async () => {
-      const set = ok(await setRules(open.id, { origins: ['HTTPS://Shop.Example:443/', 'https://shop.example', 'http://LOCALHOST:3000', 'https://bücher.example:8443', 'https://xn--bcher-kva.example:8443'] }));
+      const set = ok(
+        await setRules(open.id, {
+          origins: [
+            'HTTPS://Shop.Example:443/',
+            'https://shop.example',
+            'http://LOCALHOST:3000',
+            'https://bücher.example:8443',
+            'https://xn--bcher-kva.example:8443',
+          ],
+        }),
+      );
       expect(set.updateProduct).toEqual({
         allowedOrigins: ['https://shop.example', 'http://localhost:3000', 'https://xn--bcher-kva.example:8443'],
         secretKeyInBrowser: false,
@@ -178,8 +197,14 @@ describeEachDatabase('browser rules', (variant) => {
       }
       // With a conversation token taken from the shop's page, another site cannot use it either.
       const mine = ok(await post(START, { origin: SHOP, key: shop.publishableKey, variables: { s: 'visitor' } })).startConversation;
-      expectRefused(await post(SEND, { origin: EVIL, key: shop.publishableKey, token: mine.conversationToken, variables: { c: mine.id } }), 'ORIGIN_NOT_ALLOWED');
-      expectRefused(await post(READ, { origin: EVIL, key: shop.publishableKey, token: mine.conversationToken, variables: { id: mine.id } }), 'ORIGIN_NOT_ALLOWED');
+      expectRefused(
+        await post(SEND, { origin: EVIL, key: shop.publishableKey, token: mine.conversationToken, variables: { c: mine.id } }),
+        'ORIGIN_NOT_ALLOWED',
+      );
+      expectRefused(
+        await post(READ, { origin: EVIL, key: shop.publishableKey, token: mine.conversationToken, variables: { id: mine.id } }),
+        'ORIGIN_NOT_ALLOWED',
+      );
       expect(await t.prisma.conversation.count({ where: { productId: shop.id } })).toBe(before + 1);
       expect(await t.prisma.message.count({ where: { conversation: { productId: shop.id } } })).toBe(0);
     });
@@ -187,7 +212,11 @@ describeEachDatabase('browser rules', (variant) => {
     it('over SSE from a page not in the list: 403 before any stream', async () => {
       const mine = ok(await post(START, { origin: SHOP, key: shop.publishableKey, variables: { s: 'sse' } })).startConversation;
       const query = `subscription($id: ID!) { conversationEvents(conversationId: $id) { __typename } }`;
-      const stream = await openSse(port, { origin: EVIL, authorization: `Bearer ${shop.publishableKey}`, 'x-conversation-token': mine.conversationToken }, { query, variables: { id: mine.id } });
+      const stream = await openSse(
+        port,
+        { origin: EVIL, authorization: `Bearer ${shop.publishableKey}`, 'x-conversation-token': mine.conversationToken },
+        { query, variables: { id: mine.id } },
+      );
       try {
         expect(stream.status).toBe(403);
         expect(stream.headers['access-control-allow-origin']).toBeUndefined();
@@ -199,7 +228,11 @@ describeEachDatabase('browser rules', (variant) => {
     it('from a listed page: the preflight and the request are answered for that page', async () => {
       const preflight = await fetch(`${self}/graphql`, {
         method: 'OPTIONS',
-        headers: { origin: SHOP, 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization, content-type, x-conversation-token' },
+        headers: {
+          origin: SHOP,
+          'access-control-request-method': 'POST',
+          'access-control-request-headers': 'authorization, content-type, x-conversation-token',
+        },
       });
       expect(preflight.status).toBe(204);
       expect(preflight.headers.get('access-control-allow-origin')).toBe(SHOP);
@@ -311,7 +344,9 @@ describeEachDatabase('browser rules', (variant) => {
       expect(refused.closed[0]).toEqual({ code: 4403, reason: SECRET_KEY_IN_BROWSER });
       for (const origin of [undefined, self]) {
         const { client } = socketFrom(port, origin, { productKey: shop.key });
-        expect(await subscribe(client, RULES).next(1)).toEqual([{ viewer: { allowedOrigins: [SHOP, 'http://localhost:3000'], secretKeyInBrowser: false } }]);
+        expect(await subscribe(client, RULES).next(1)).toEqual([
+          { viewer: { allowedOrigins: [SHOP, 'http://localhost:3000'], secretKeyInBrowser: false } },
+        ]);
       }
     });
 
@@ -319,7 +354,12 @@ describeEachDatabase('browser rules', (variant) => {
       const other = await t.product('Socket page');
       ok(await setRules(other.id, { origins: [SHOP] }));
       const mine = ok(await post(START, { origin: SHOP, key: other.publishableKey, variables: { s: 'ws' } })).startConversation;
-      const { client, closed } = socketFrom(port, SHOP, { productKey: other.publishableKey, conversationToken: mine.conversationToken }, { lazy: false });
+      const { client, closed } = socketFrom(
+        port,
+        SHOP,
+        { productKey: other.publishableKey, conversationToken: mine.conversationToken },
+        { lazy: false },
+      );
       expect(await subscribe(client, READ, { id: mine.id }).next(1)).toEqual([{ conversation: { id: mine.id } }]);
       ok(await setRules(other.id, { origins: [DASH] }));
       const after = subscribe(client, READ, { id: mine.id });
@@ -387,7 +427,8 @@ for (const store of ['in-process', 'redis'] as const) {
       const started = async (s: string) => ok(await post(START, { key: publishableKey, ip, variables: { s } })).startConversation;
       const x = await started('x');
       const y = await started('y');
-      const read = (c: { id: string; conversationToken: string }) => post(READ, { key: publishableKey, token: c.conversationToken, ip, variables: { id: c.id } });
+      const read = (c: { id: string; conversationToken: string }) =>
+        post(READ, { key: publishableKey, token: c.conversationToken, ip, variables: { id: c.id } });
       for (let i = 0; i < 2; i++) expect(ok(await read(x)).conversation.id).toBe(x.id);
       expectLimited(await read(x), /for this conversation/);
       for (let i = 0; i < 2; i++) expect(ok(await read(y)).conversation.id).toBe(y.id);
@@ -418,8 +459,8 @@ for (const store of ['in-process', 'redis'] as const) {
 describeEachDatabase('upgrade to browser rules', (variant) => {
   const BROWSER_RULES_MIGRATION = '20261228000000_browser_rules';
   const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
-  const secretKey = 'sk_live_' + 'S'.repeat(32);
-  const publishableKey = 'pk_pub_' + 'P'.repeat(32);
+  const secretKey = `sk_live_${'S'.repeat(32)}`;
+  const publishableKey = `pk_pub_${'P'.repeat(32)}`;
   let t: TestApp;
   let port: number;
   let productId: string;

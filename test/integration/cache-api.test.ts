@@ -20,7 +20,10 @@ describeEachDatabase('cache through the API', (variant) => {
     a = await t.product('A');
     b = await t.product('B');
     await seedConversations(t.prisma, a.id, { conversations: 3, messages: 2, feedbackEvery: 0 });
-    for (const [p, secret] of [[a, 'alpha secret'], [b, 'bravo secret']] as const) {
+    for (const [p, secret] of [
+      [a, 'alpha secret'],
+      [b, 'bravo secret'],
+    ] as const) {
       await t.prisma.knowledgeEntry.create({ data: { productId: p.id, title: 'Returns', content: secret } });
     }
   });
@@ -71,7 +74,9 @@ describeEachDatabase('cache through the API', (variant) => {
   it('cacheStats is admin-only and reports hits, misses and hit rate per cache', async () => {
     const denied = await t.gql(`{ cacheStats { cache } }`, { key: a.key });
     expect(denied.errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
-    const { data } = await t.gql(`{ cacheStats { cache layer hits misses sets evictions invalidations singleFlightJoins hitRate } }`, { admin: true });
+    const { data } = await t.gql(`{ cacheStats { cache layer hits misses sets evictions invalidations singleFlightJoins hitRate } }`, {
+      admin: true,
+    });
     const stats = data.cacheStats.find((s: any) => s.cache === 'productStats' && s.layer === 'L1');
     expect(stats.hits).toBeGreaterThan(0);
     expect(stats.misses).toBeGreaterThan(0);
@@ -91,7 +96,13 @@ describeEachDatabase('cache warming at start-up', (variant) => {
     const { buildApp } = await import('../../src/app.js');
     const { loadConfig } = await import('../../src/config.js');
     const warmApp = await buildApp(
-      loadConfig({ NODE_ENV: 'test', PARLEY_DATA_DIR: t.app.deps.config.dataDir, PARLEY_ADMIN_TOKEN: t.app.deps.adminToken, PARLEY_DEMO: 'false', PARLEY_WARM_PRODUCTS: '5' }),
+      loadConfig({
+        NODE_ENV: 'test',
+        PARLEY_DATA_DIR: t.app.deps.config.dataDir,
+        PARLEY_ADMIN_TOKEN: t.app.deps.adminToken,
+        PARLEY_DEMO: 'false',
+        PARLEY_WARM_PRODUCTS: '5',
+      }),
       { db: t.app.deps.db, log: t.app.deps.log },
     );
     try {

@@ -143,7 +143,11 @@ function scenarios(setup: () => { writer: Node; reader: Node; key: () => string;
     const { productId, setKey, key } = setup();
     await warm();
     const old = key();
-    const rotated = await write(`mutation($id: ID!) { rotateProductKey(id: $id) { key product { keyPrefix } } }`, { id: gid('Product', productId()) }, true);
+    const rotated = await write(
+      `mutation($id: ID!) { rotateProductKey(id: $id) { key product { keyPrefix } } }`,
+      { id: gid('Product', productId()) },
+      true,
+    );
     const { reader } = setup();
     const refused = await reader.app.yoga.fetch('http://parley.test/graphql', {
       method: 'POST',
@@ -200,4 +204,3 @@ describe.skipIf(!postgresUrl || !redisUrl)('every mutation invalidates what it c
   });
   scenarios(() => ({ writer: a, reader: b, key: () => key, setKey: (k) => (key = k), productId: () => productId }));
 });
-

@@ -21,7 +21,13 @@ const l2Hits = (app: App) =>
 
 /** A second node on the same database and Redis: what node A loads, B finds in L2. */
 async function secondNode(t: TestApp, env: Record<string, string>): Promise<App> {
-  const config = loadConfig({ NODE_ENV: 'test', PARLEY_DATA_DIR: t.app.deps.config.dataDir, PARLEY_ADMIN_TOKEN: TEST_ADMIN_TOKEN, PARLEY_DEMO: 'false', ...env });
+  const config = loadConfig({
+    NODE_ENV: 'test',
+    PARLEY_DATA_DIR: t.app.deps.config.dataDir,
+    PARLEY_ADMIN_TOKEN: TEST_ADMIN_TOKEN,
+    PARLEY_DEMO: 'false',
+    ...env,
+  });
   return buildApp(config, { db: t.app.deps.db, log: recordingLogger().log });
 }
 

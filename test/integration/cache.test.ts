@@ -133,7 +133,12 @@ describe('cache, L1 only (embedded mode)', () => {
 const redisUrl = inject('redisUrl');
 
 async function redisCache(url: string, prefix: string, options: Partial<ConstructorParameters<typeof Cache>[0]> = {}) {
-  const client = new Redis(url, { enableOfflineQueue: false, maxRetriesPerRequest: 0, lazyConnect: true, retryStrategy: (t) => Math.min(t * 20, 200) });
+  const client = new Redis(url, {
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    lazyConnect: true,
+    retryStrategy: (t) => Math.min(t * 20, 200),
+  });
   const subscriber = new Redis(url, { lazyConnect: true, retryStrategy: (t) => Math.min(t * 20, 200) });
   for (const c of [client, subscriber]) c.on('error', () => undefined);
   await Promise.allSettled([client.connect(), subscriber.connect()]);

@@ -33,7 +33,14 @@ describe('response compression', () => {
     within(
       new Promise<Raw>((resolve, reject) => {
         const req = request(
-          { host: '127.0.0.1', port: toPort, path: '/graphql', method: 'POST', agent: false, headers: { 'content-type': 'application/json', authorization: `Bearer ${key}`, ...headers } },
+          {
+            host: '127.0.0.1',
+            port: toPort,
+            path: '/graphql',
+            method: 'POST',
+            agent: false,
+            headers: { 'content-type': 'application/json', authorization: `Bearer ${key}`, ...headers },
+          },
           (res) => {
             const chunks: Buffer[] = [];
             res.on('data', (c: Buffer) => chunks.push(c));
@@ -89,17 +96,24 @@ describe('response compression', () => {
 
   it('never buffers an SSE stream', async () => {
     const conversation = await t.prisma.conversation.findFirstOrThrow({ where: { productId } });
-    const sse = await openSse(port, { authorization: `Bearer ${key}`, 'accept-encoding': 'gzip, br' }, {
-      query: CONVERSATION_EVENTS,
-      variables: { id: Buffer.from(`Conversation:${conversation.id}`).toString('base64') },
-    });
+    const sse = await openSse(
+      port,
+      { authorization: `Bearer ${key}`, 'accept-encoding': 'gzip, br' },
+      {
+        query: CONVERSATION_EVENTS,
+        variables: { id: Buffer.from(`Conversation:${conversation.id}`).toString('base64') },
+      },
+    );
     try {
       expect(sse.status).toBe(200);
       expect(sse.headers['content-type']).toMatch(/text\/event-stream/);
       expect([undefined, 'none']).toContain(sse.headers['content-encoding']);
       // Events arrive as they happen, not when a buffer fills.
       const id = Buffer.from(`Conversation:${conversation.id}`).toString('base64');
-      const sent = await t.gql('mutation($c: ID!) { sendMessage(input: { conversationId: $c, content: "streamed" }) { message { id } } }', { key, variables: { c: id } });
+      const sent = await t.gql('mutation($c: ID!) { sendMessage(input: { conversationId: $c, content: "streamed" }) { message { id } } }', {
+        key,
+        variables: { c: id },
+      });
       expect(sent.errors).toBeUndefined();
       expect((await sse.next()).data.conversationEvents.__typename).toBe('MessageAdded');
     } finally {

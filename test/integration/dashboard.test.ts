@@ -48,7 +48,9 @@ describe('the Grafana dashboard', () => {
   });
 
   it('queries only metrics that /metrics serves', () => {
-    const named = new Set(dashboard.panels.flatMap((p) => p.targets.flatMap((target) => [...target.expr.matchAll(/\bparley_\w+/g)].map((m) => m[0]))));
+    const named = new Set(
+      dashboard.panels.flatMap((p) => p.targets.flatMap((target) => [...target.expr.matchAll(/\bparley_\w+/g)].map((m) => m[0]))),
+    );
     expect(named.size).toBeGreaterThan(10);
     for (const name of named) {
       const base = name.replace(/_(bucket|sum|count)$/, '');
@@ -68,8 +70,12 @@ describe('the Grafana dashboard', () => {
     expect(compose.services.prometheus?.image).toMatch(/^prom\/prometheus:/);
     expect(compose.services.grafana?.image).toMatch(/^grafana\/grafana:/);
 
-    const prometheus = parse(read('deploy/prometheus.yml')) as { scrape_configs: { metrics_path: string; static_configs: { targets: string[] }[] }[] };
-    const replicas = Object.entries(compose.services).filter(([, s]) => s.build !== undefined).map(([name]) => `${name}:4000`);
+    const prometheus = parse(read('deploy/prometheus.yml')) as {
+      scrape_configs: { metrics_path: string; static_configs: { targets: string[] }[] }[];
+    };
+    const replicas = Object.entries(compose.services)
+      .filter(([, s]) => s.build !== undefined)
+      .map(([name]) => `${name}:4000`);
     expect(prometheus.scrape_configs[0]!.metrics_path).toBe('/metrics');
     expect(prometheus.scrape_configs[0]!.static_configs[0]!.targets.sort()).toEqual(replicas.sort());
     expect(compose.services.prometheus?.volumes).toContain('./deploy/prometheus.yml:/etc/prometheus/prometheus.yml:ro');

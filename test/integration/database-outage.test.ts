@@ -87,13 +87,19 @@ describe.skipIf(!binaries)('PostgreSQL down, shutting down or starting up [postg
     await sleep(1_500); // down: connection refused
     await server.start();
     // Back: requests succeed again without a restart of Parley.
-    await eventually(async () => {
-      const result = await t.gql(OPERATIONS[0]![1], { key });
-      return result.errors === undefined;
-    }, 'requests succeed once PostgreSQL is back', 20_000);
+    await eventually(
+      async () => {
+        const result = await t.gql(OPERATIONS[0]![1], { key });
+        return result.errors === undefined;
+      },
+      'requests succeed once PostgreSQL is back',
+      20_000,
+    );
     running = false;
     await Promise.all(workers);
-    console.log(`[database outage] error codes ${JSON.stringify(Object.fromEntries(codes))}, statuses ${JSON.stringify(Object.fromEntries(statuses))}`);
+    console.log(
+      `[database outage] error codes ${JSON.stringify(Object.fromEntries(codes))}, statuses ${JSON.stringify(Object.fromEntries(statuses))}`,
+    );
     expect(codes.get('DATABASE_UNAVAILABLE') ?? 0).toBeGreaterThan(0);
     expect(internal).toEqual([]);
   });

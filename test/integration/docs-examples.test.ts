@@ -38,7 +38,10 @@ interface Command {
 
 /** The requests of a shell block: `gql '<json>'`, and `curl … -H '…' -d '<json>'`. */
 function commands(block: string): Command[] {
-  const lines = block.replace(/\\\n\s*/g, ' ').split('\n').map((line) => line.trim());
+  const lines = block
+    .replace(/\\\n\s*/g, ' ')
+    .split('\n')
+    .map((line) => line.trim());
   const found: Command[] = [];
   let last: Command | null = null;
   for (const line of lines) {

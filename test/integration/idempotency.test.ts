@@ -36,8 +36,7 @@ describeEachDatabase('idempotency keys', (variant) => {
   afterAll(() => t?.dispose());
 
   const send = (input: Record<string, unknown>, as = key) => t.gql(SEND, { key: as, variables: { input: { conversationId, ...input } } });
-  const stored = (content: string) =>
-    t.prisma.message.count({ where: { content, conversation: { productId } } });
+  const stored = (content: string) => t.prisma.message.count({ where: { content, conversation: { productId } } });
 
   it('sendMessage: a retry with the same key returns the same message and reply and stores nothing again', async () => {
     const first = await send({ content: 'Can I return shoes?', idempotencyKey: 'send-1' });
@@ -120,7 +119,10 @@ describeEachDatabase('idempotency keys', (variant) => {
     const other = await t.product('Other product');
     const theirs = (await t.gql(`mutation { startConversation(input: { sessionId: "x" }) { id } }`, { key: other.key })).data.startConversation.id;
     const mine = await send({ content: 'Shared key', idempotencyKey: 'shared-key' });
-    const their = await t.gql(SEND, { key: other.key, variables: { input: { conversationId: theirs, content: 'Shared key', idempotencyKey: 'shared-key' } } });
+    const their = await t.gql(SEND, {
+      key: other.key,
+      variables: { input: { conversationId: theirs, content: 'Shared key', idempotencyKey: 'shared-key' } },
+    });
     expect(their.errors).toBeUndefined();
     expect(their.data.sendMessage.message.id).not.toBe(mine.data.sendMessage.message.id);
     // And a key of another product cannot be used to read its result.

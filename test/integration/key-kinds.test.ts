@@ -63,7 +63,10 @@ function expectCode(result: GqlResult, code: string, status?: number) {
   if (status !== undefined) expect(result.status).toBe(status);
   // Nothing alongside the error: no data, or a nullable root field's null.
   const data = (result.data ?? {}) as Record<string, unknown>;
-  expect(Object.values(data).every((value) => value === null), JSON.stringify(data)).toBe(true);
+  expect(
+    Object.values(data).every((value) => value === null),
+    JSON.stringify(data),
+  ).toBe(true);
 }
 
 function ok<T = any>(result: GqlResult<T>): T {
@@ -114,7 +117,10 @@ describeEachDatabase('publishable keys and conversation tokens', (variant) => {
   describe('the two kinds of key', () => {
     it('createProduct issues an sk_live_ secret key and a pk_pub_ publishable key, each stored as a hash in its own column', async () => {
       const r = ok(
-        await t.gql(`mutation { createProduct(input: { name: "Kinds" }) { key kind publishableKey product { id keyPrefix publishableKeyPrefix } } }`, { admin: true }),
+        await t.gql(
+          `mutation { createProduct(input: { name: "Kinds" }) { key kind publishableKey product { id keyPrefix publishableKeyPrefix } } }`,
+          { admin: true },
+        ),
       ).createProduct;
       expect(r.key).toMatch(/^sk_live_[A-Za-z0-9_-]{32}$/);
       expect(r.publishableKey).toMatch(/^pk_pub_[A-Za-z0-9_-]{32}$/);
@@ -132,8 +138,8 @@ describeEachDatabase('publishable keys and conversation tokens', (variant) => {
 
     it('the kind comes from the column a hash is in, never from the prefix', async () => {
       // A publishable key's random part behind the secret prefix (and the reverse) is no key at all.
-      expectCode(await t.gql(`{ viewer { id } }`, { key: 'sk_live_' + A.publishableKey.slice('pk_pub_'.length) }), 'UNAUTHENTICATED', 401);
-      expectCode(await t.gql(`{ viewer { id } }`, { key: 'pk_pub_' + A.key.slice('sk_live_'.length) }), 'UNAUTHENTICATED', 401);
+      expectCode(await t.gql(`{ viewer { id } }`, { key: `sk_live_${A.publishableKey.slice('pk_pub_'.length)}` }), 'UNAUTHENTICATED', 401);
+      expectCode(await t.gql(`{ viewer { id } }`, { key: `pk_pub_${A.key.slice('sk_live_'.length)}` }), 'UNAUTHENTICATED', 401);
       // A secret key stored in the publishable column is a publishable key, whatever its prefix says.
       const p = await t.product('Swapped');
       await t.prisma.product.update({ where: { id: p.id }, data: { keyHash: sha256(p.publishableKey), publishableKeyHash: sha256(p.key) } });
@@ -151,7 +157,9 @@ describeEachDatabase('publishable keys and conversation tokens', (variant) => {
       // A secret key gets one too (a server may start the conversation and hand the page its token).
       const bySecret = ok(await t.gql(START, { key: A.key, variables: { s: 'server-started' } })).startConversation;
       expect(bySecret.conversationToken).toMatch(/^ct_/);
-      expect(ok(await widget(`query($id: ID!) { conversation(id: $id) { id } }`, { id: bySecret.id }, bySecret.conversationToken)).conversation.id).toBe(bySecret.id);
+      expect(
+        ok(await widget(`query($id: ID!) { conversation(id: $id) { id } }`, { id: bySecret.id }, bySecret.conversationToken)).conversation.id,
+      ).toBe(bySecret.id);
     });
 
     it('with its token: reads its conversation, sends, types, rates, and finds it (and only it) by node', async () => {
@@ -178,7 +186,9 @@ describeEachDatabase('publishable keys and conversation tokens', (variant) => {
       // The widget's own retry is still a retry: the same conversation, and a token for it.
       const retried = ok(await widget(START_ONCE, { k })).startConversation;
       expect(retried.id).toBe(byWidget.id);
-      expect(ok(await widget(`query($id: ID!) { conversation(id: $id) { id } }`, { id: retried.id }, retried.conversationToken)).conversation.id).toBe(byWidget.id);
+      expect(
+        ok(await widget(`query($id: ID!) { conversation(id: $id) { id } }`, { id: retried.id }, retried.conversationToken)).conversation.id,
+      ).toBe(byWidget.id);
     });
 
     it('without a token: starts conversations only', async () => {
@@ -201,7 +211,10 @@ describeEachDatabase('publishable keys and conversation tokens', (variant) => {
           const r = await widget(query, variables, token);
           expect(r.errors?.[0]?.extensions?.code, name).toBe('FORBIDDEN');
           expect(r.status, name).toBe(403);
-          expect(Object.values(r.data ?? {}).every((value) => value === null), name).toBe(true);
+          expect(
+            Object.values(r.data ?? {}).every((value) => value === null),
+            name,
+          ).toBe(true);
         }
       }
       expect(await t.prisma.knowledgeEntry.findMany({ where: { productId: A.id }, orderBy: { id: 'asc' } })).toEqual(before);
@@ -210,7 +223,9 @@ describeEachDatabase('publishable keys and conversation tokens', (variant) => {
 
     it('searchKnowledge opens to it only while the admin allows it', async () => {
       expectCode(await widget(SEARCH, {}, mine.token), 'FORBIDDEN', 403);
-      expect(ok(await t.gql(SET_SEARCH, { admin: true, variables: { id: gid('Product', A.id), on: true } })).updateProduct.publishableSearch).toBe(true);
+      expect(ok(await t.gql(SET_SEARCH, { admin: true, variables: { id: gid('Product', A.id), on: true } })).updateProduct.publishableSearch).toBe(
+        true,
+      );
       const hits = ok(await widget(SEARCH, {}, mine.token)).searchKnowledge;
       expect(hits.map((h: any) => h.entry.id)).toEqual([gid('KnowledgeEntry', knowledgeId)]);
       // B's publishable key is not opened by A's setting.
@@ -279,9 +294,20 @@ describeEachDatabase('publishable keys and conversation tokens', (variant) => {
       const text = JSON.stringify(walk);
       for (const other of [neighbour.id, server.id, theirs.id]) expect(text).not.toContain(other);
       // A cursor of another conversation's messages positions nothing.
-      const serverPage = ok(await t.gql(`query($id: ID!) { conversation(id: $id) { messages(first: 1) { pageInfo { endCursor } } } }`, { key: A.key, variables: { id: server.id } }));
+      const serverPage = ok(
+        await t.gql(`query($id: ID!) { conversation(id: $id) { messages(first: 1) { pageInfo { endCursor } } } }`, {
+          key: A.key,
+          variables: { id: server.id },
+        }),
+      );
       const after = serverPage.conversation.messages.pageInfo.endCursor;
-      const paged = ok(await widget(`query($id: ID!, $after: String) { conversation(id: $id) { messages(first: 5, after: $after) { nodes { id } } } }`, { id: mine.id, after }, mine.token));
+      const paged = ok(
+        await widget(
+          `query($id: ID!, $after: String) { conversation(id: $id) { messages(first: 5, after: $after) { nodes { id } } } }`,
+          { id: mine.id, after },
+          mine.token,
+        ),
+      );
       expect(paged.conversation.messages.nodes).toEqual([]);
     });
 
@@ -302,15 +328,18 @@ describeEachDatabase('publishable keys and conversation tokens', (variant) => {
       const flip = (s: string, i: number) => s.slice(0, i) + (s[i] === 'A' ? 'B' : 'A') + s.slice(i + 1);
       const otherSecret = { id: A.id, conversationTokenSecret: 'ab'.repeat(32) };
       const bad = [
-        'ct_' + Buffer.alloc(52).toString('base64url'),
+        `ct_${Buffer.alloc(52).toString('base64url')}`,
         issueConversationToken(otherSecret, uuidOf(mine.id), 60_000),
         // Another conversation's id in the body, the MAC left as it was.
-        'ct_' + Buffer.concat([Buffer.from(uuidOf(neighbour.id).replace(/-/g, ''), 'hex'), Buffer.from(body, 'base64url').subarray(16)]).toString('base64url'),
-        'ct_' + flip(body, 5),
-        'ct_' + flip(body, 25),
-        'ct_' + flip(body, body.length - 2),
+        'ct_' +
+          Buffer.concat([Buffer.from(uuidOf(neighbour.id).replace(/-/g, ''), 'hex'), Buffer.from(body, 'base64url').subarray(16)]).toString(
+            'base64url',
+          ),
+        `ct_${flip(body, 5)}`,
+        `ct_${flip(body, 25)}`,
+        `ct_${flip(body, body.length - 2)}`,
         mine.token.slice(0, -1),
-        mine.token + 'A',
+        `${mine.token}A`,
         mine.token.replace('ct_', 'CT_'),
         'garbage',
         issueConversationToken(product, uuidOf(mine.id), -1),
@@ -325,8 +354,16 @@ describeEachDatabase('publishable keys and conversation tokens', (variant) => {
     });
 
     it('a token goes with a publishable key: with a secret key, the admin token or alone it is refused', async () => {
-      expectCode(await t.gql(READ, { key: A.key, variables: { id: mine.id }, headers: { 'x-conversation-token': mine.token } }), 'UNAUTHENTICATED', 401);
-      expectCode(await t.gql(READ, { admin: true, variables: { id: mine.id }, headers: { 'x-conversation-token': mine.token } }), 'UNAUTHENTICATED', 401);
+      expectCode(
+        await t.gql(READ, { key: A.key, variables: { id: mine.id }, headers: { 'x-conversation-token': mine.token } }),
+        'UNAUTHENTICATED',
+        401,
+      );
+      expectCode(
+        await t.gql(READ, { admin: true, variables: { id: mine.id }, headers: { 'x-conversation-token': mine.token } }),
+        'UNAUTHENTICATED',
+        401,
+      );
       expectCode(await t.gql(READ, { variables: { id: mine.id }, headers: { 'x-conversation-token': mine.token } }), 'UNAUTHENTICATED', 401);
     });
   });
@@ -433,10 +470,14 @@ describeEachDatabase('publishable keys and conversation tokens', (variant) => {
       const shortLived = issueConversationToken(product, uuidOf(quiet), 3_000);
       const { client } = socket({ productKey: A.publishableKey, conversationToken: shortLived });
       const overWs = subscribe(client, CONVERSATION_EVENTS, { id: quiet });
-      const sse = await openSse(port, { authorization: `Bearer ${A.publishableKey}`, 'x-conversation-token': shortLived }, {
-        query: CONVERSATION_EVENTS,
-        variables: { id: quiet },
-      });
+      const sse = await openSse(
+        port,
+        { authorization: `Bearer ${A.publishableKey}`, 'x-conversation-token': shortLived },
+        {
+          query: CONVERSATION_EVENTS,
+          variables: { id: quiet },
+        },
+      );
       const last = await sse.next(8_000);
       sse.close();
       expect(last.errors?.[0]?.extensions?.code, JSON.stringify(last)).toBe('UNAUTHENTICATED');
@@ -454,10 +495,14 @@ describeEachDatabase('publishable keys and conversation tokens', (variant) => {
       const base = t.app.deps.pubsub.stats().subscribed;
       subscribe(pub.client, CONVERSATION_EVENTS, { id: started.id });
       const kept = subscribe(secret.client, CONVERSATION_EVENTS, { id: started.id });
-      const sse = await openSse(port, { authorization: `Bearer ${p.publishableKey}`, 'x-conversation-token': started.conversationToken }, {
-        query: CONVERSATION_EVENTS,
-        variables: { id: started.id },
-      });
+      const sse = await openSse(
+        port,
+        { authorization: `Bearer ${p.publishableKey}`, 'x-conversation-token': started.conversationToken },
+        {
+          query: CONVERSATION_EVENTS,
+          variables: { id: started.id },
+        },
+      );
       await eventually(() => t.app.deps.pubsub.stats().subscribed >= base + 3, 'subscribed');
 
       const rotated = ok(await t.gql(ROTATE, { admin: true, variables: { id: gid('Product', p.id), kind: 'PUBLISHABLE' } })).rotateProductKey;
@@ -503,7 +548,7 @@ describeEachDatabase('publishable keys and conversation tokens', (variant) => {
 // Upgrading: keys issued before this migration (pk_live_…) are secret keys after it, nothing breaks.
 describeEachDatabase('upgrade to two kinds of key', (variant) => {
   let t: TestApp;
-  const legacyKey = 'pk_live_' + 'L'.repeat(32);
+  const legacyKey = `pk_live_${'L'.repeat(32)}`;
   let productId: string;
   let conversationId: string;
 
@@ -521,7 +566,11 @@ describeEachDatabase('upgrade to two kinds of key', (variant) => {
     );
     productId = product!.id;
     conversationId = uuidv7();
-    await database.db.prisma.$executeRawUnsafe(`INSERT INTO "Conversation" (id, "productId", "sessionId") VALUES ($1::uuid, $2::uuid, 'old')`, conversationId, productId);
+    await database.db.prisma.$executeRawUnsafe(
+      `INSERT INTO "Conversation" (id, "productId", "sessionId") VALUES ($1::uuid, $2::uuid, 'old')`,
+      conversationId,
+      productId,
+    );
     // Starting the app applies the rest (as a deploy does).
     t = await createTestApp(variant, {}, { shared: database });
     t.dispose = ((dispose) => async () => {
@@ -556,7 +605,11 @@ describeEachDatabase('upgrade to two kinds of key', (variant) => {
     expect(rotated.key).toMatch(/^pk_pub_/);
     expect(rotated.product.keyPrefix).toBe(legacyKey.slice(0, 12));
     const started = ok(await t.gql(START, { key: rotated.key, variables: { s: 'new' } })).startConversation;
-    const read = await t.gql(READ, { key: rotated.key, variables: { id: started.id }, headers: { 'x-conversation-token': started.conversationToken } });
+    const read = await t.gql(READ, {
+      key: rotated.key,
+      variables: { id: started.id },
+      headers: { 'x-conversation-token': started.conversationToken },
+    });
     expect(ok(read).conversation.id).toBe(started.id);
     expectCode(await t.gql(`{ viewer { id } }`, { key: rotated.key }), 'FORBIDDEN', 403);
     expect(ok(await t.gql(`{ viewer { id } }`, { key: legacyKey })).viewer.id).toBe(gid('Product', productId));

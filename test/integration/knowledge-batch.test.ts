@@ -18,7 +18,17 @@ const ENTRIES = ['shipping', 'refunds', 'warranty', 'passwords', 'invoices', 'gi
   title: `About ${topic}`,
   content: `Everything about ${topic}: policy number ${i}. ${i % 2 ? 'Delivery and parcels are covered.' : 'Payments are covered.'}`,
 }));
-const QUESTIONS = ['shipping', 'refunds?', 'warranty policy', 'my password', 'invoice payments', 'gift cards', 'opening hours', 'parcel delivery', 'policy'];
+const QUESTIONS = [
+  'shipping',
+  'refunds?',
+  'warranty policy',
+  'my password',
+  'invoice payments',
+  'gift cards',
+  'opening hours',
+  'parcel delivery',
+  'policy',
+];
 
 function ok<T>(result: GqlResult<T>): T {
   expect(result.errors, JSON.stringify(result.errors)).toBeUndefined();
@@ -50,7 +60,10 @@ describeEachDatabase('knowledge search batching', (variant) => {
     for (const [i, result] of results.entries()) {
       const alone = await rankKnowledge(t.prisma, a.id, QUESTIONS[i]!, 1 + (i % 3));
       const hits = ok(result).searchKnowledge;
-      expect(hits.map((h: any) => h.entry.title), QUESTIONS[i]).toEqual(alone.map((h) => h.entry.title));
+      expect(
+        hits.map((h: any) => h.entry.title),
+        QUESTIONS[i],
+      ).toEqual(alone.map((h) => h.entry.title));
       expect(hits.length).toBeLessThanOrEqual(1 + (i % 3));
     }
   });
@@ -70,7 +83,9 @@ describeEachDatabase('knowledge search batching', (variant) => {
   it('answers to different questions asked at once share one ranking statement', async () => {
     const conversations = await Promise.all(QUESTIONS.map(async () => ok(await t.gql(START, { key: a.key })).startConversation.id));
     const before = t.app.deps.knowledgeSearch.statements;
-    const results = await Promise.all(QUESTIONS.map((q, i) => t.gql(SEND, { key: a.key, variables: { c: conversations[i], q: `${q} (asked at once)` } })));
+    const results = await Promise.all(
+      QUESTIONS.map((q, i) => t.gql(SEND, { key: a.key, variables: { c: conversations[i], q: `${q} (asked at once)` } })),
+    );
     for (const r of results) ok(r);
     expect(t.app.deps.knowledgeSearch.statements - before).toBe(1);
     expect(results.flatMap((r) => ranking(r.sql))).toHaveLength(1);

@@ -126,7 +126,7 @@ describeEachDatabase('knowledge', (variant) => {
       expect(again.errors?.[0]?.extensions?.code).toBe('NOT_FOUND');
     });
 
-    it("another product can neither see, update nor delete an entry (NOT_FOUND, as if it did not exist)", async () => {
+    it('another product can neither see, update nor delete an entry (NOT_FOUND, as if it did not exist)', async () => {
       const entry = ok(await gql(ADD, { input: { title: 'Private', content: 'Only for Writes.' } })).addKnowledge;
       const other = await t.product('Intruder');
       const as = (query: string, variables: Record<string, unknown>) => t.gql(query, { key: other.key, variables });

@@ -30,7 +30,9 @@ describe.skipIf(!redisUrl)('LeasedLimiter', () => {
     a = await connect();
     b = await connect();
   });
-  afterAll(() => clients.forEach((c) => c.disconnect()));
+  afterAll(() => {
+    for (const c of clients) c.disconnect();
+  });
 
   it('shares one budget across two nodes, within one lease', async () => {
     const prefix = uniquePrefix('lease');
@@ -81,7 +83,12 @@ describe.skipIf(!redisUrl)('LeasedLimiter', () => {
   });
 
   it('counts with its insurance while Redis is unreachable', async () => {
-    const down = new Redis('redis://127.0.0.1:1', { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    const down = new Redis('redis://127.0.0.1:1', {
+      lazyConnect: true,
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      retryStrategy: () => null,
+    });
     clients.push(down);
     let counted = 0;
     const insurance: Limiter = { consume: async () => (++counted > 2 ? 1_000 : null) };

@@ -43,7 +43,8 @@ describe.skipIf(!postgres.available || !redisUrl)('several nodes on one Redis an
     expect(body.errors, JSON.stringify(body.errors)).toBeUndefined();
     return body.data;
   };
-  const start = async (app: App) => (await gql(app, `mutation { startConversation(input: { sessionId: "nodes" }) { id } }`)).startConversation.id as string;
+  const start = async (app: App) =>
+    (await gql(app, `mutation { startConversation(input: { sessionId: "nodes" }) { id } }`)).startConversation.id as string;
   const listening = (app: App, n = 1) => eventually(() => app.deps.pubsub.stats().subscribed >= n, `${n} subscription(s) listening`);
   const client = (url: string) => liveClient(url, { connectionParams: { productKey: product.key } }).client;
   const TYPING = `mutation($c: ID!, $t: Boolean!) { setTyping(input: { conversationId: $c, isTyping: $t }) }`;
@@ -100,15 +101,26 @@ describe.skipIf(!postgres.available || !redisUrl)('several nodes on one Redis an
     const bystander = liveClient(wsB, { connectionParams: { productKey: product.key } });
     const other = subscribe(bystander.client, CONVERSATION_EVENTS, { id: await start(a.app) });
 
-    const fresh = (await call(a.app, `mutation($id: ID!) { rotateProductKey(id: $id) { key } }`, { id: gid('Product', rotated.id) }, { 'x-admin-token': TEST_ADMIN_TOKEN }))
-      .rotateProductKey.key as string;
+    const fresh = (
+      await call(
+        a.app,
+        `mutation($id: ID!) { rotateProductKey(id: $id) { key } }`,
+        { id: gid('Product', rotated.id) },
+        { 'x-admin-token': TEST_ADMIN_TOKEN },
+      )
+    ).rotateProductKey.key as string;
     await eventually(() => onA.closed.length > 0 && onB.closed.length > 0, 'both sockets closed');
     expect(onB.closed[0]).toMatchObject({ code: 4403 });
     expect(onA.closed[0]).toMatchObject({ code: 4403 });
     const last = await sse.next();
     expect(last.errors?.[0]?.extensions?.code).toBe('UNAUTHENTICATED');
 
-    await call(a.app, `mutation($c: ID!) { sendMessage(input: { conversationId: $c, content: "after rotation" }) { message { id } } }`, { c }, { authorization: `Bearer ${fresh}` });
+    await call(
+      a.app,
+      `mutation($c: ID!) { sendMessage(input: { conversationId: $c, content: "after rotation" }) { message { id } } }`,
+      { c },
+      { authorization: `Bearer ${fresh}` },
+    );
     await new Promise((resolve) => setTimeout(resolve, 200));
     for (const s of subscriptions) expect(s.results).toEqual([]);
     expect(bystander.closed).toEqual([]);
@@ -139,7 +151,10 @@ describe.skipIf(!postgres.available || !redisUrl)('several nodes on one Redis an
     const rotate = await a.app.yoga.fetch('http://parley.test/graphql', {
       method: 'POST',
       headers: { 'content-type': 'application/json', 'x-admin-token': TEST_ADMIN_TOKEN },
-      body: JSON.stringify({ query: `mutation($id: ID!) { rotateProductKey(id: $id, kind: PUBLISHABLE) { key } }`, variables: { id: gid('Product', p.id) } }),
+      body: JSON.stringify({
+        query: `mutation($id: ID!) { rotateProductKey(id: $id, kind: PUBLISHABLE) { key } }`,
+        variables: { id: gid('Product', p.id) },
+      }),
     });
     expect(((await rotate.json()) as { errors?: unknown }).errors).toBeUndefined();
     await eventually(() => onA.closed.length > 0 && onB.closed.length > 0, 'both publishable sockets closed');
@@ -175,7 +190,10 @@ describe.skipIf(!postgres.available || !redisUrl)('several nodes on one Redis an
 
   it('feedback on node A reaches productFeedback on node B', async () => {
     const c = await start(a.app);
-    const answer = await appendMessage(a.store, product.id, Buffer.from(c, 'base64').toString().split(':')[1]!, { role: 'ASSISTANT', content: 'Yes' });
+    const answer = await appendMessage(a.store, product.id, Buffer.from(c, 'base64').toString().split(':')[1]!, {
+      role: 'ASSISTANT',
+      content: 'Yes',
+    });
     const s = subscribe(client(wsB), PRODUCT_FEEDBACK);
     await listening(b);
     const rated = await gql(a.app, `mutation($m: ID!) { submitFeedback(input: { messageId: $m, rating: UP }) { id } }`, {

@@ -118,7 +118,10 @@ describe.skipIf(!available)('stored live events survive a Redis outage without c
     await dashboard.next(11);
 
     const edges = dataOf(
-      await t.gql(`query($id: ID!) { conversation(id: $id) { messages(first: 100) { edges { cursor node { id } } } } }`, { key, variables: { id: c } }),
+      await t.gql(`query($id: ID!) { conversation(id: $id) { messages(first: 100) { edges { cursor node { id } } } } }`, {
+        key,
+        variables: { id: c },
+      }),
     ).conversation.messages.edges as { cursor: string; node: { id: string } }[];
     const all = edges.map((e) => e.node.id);
     expect(all).toEqual([q0, r0, ...during, q9, r9]);
@@ -180,7 +183,8 @@ describe('a subscription catches up from the database after a GAP [pglite, in-pr
     };
     return { c, stream, read };
   };
-  const append = async (c: string, content: string, role: 'USER' | 'ASSISTANT' = 'USER') => (await appendMessage(store, product.id, c, { role, content })).id;
+  const append = async (c: string, content: string, role: 'USER' | 'ASSISTANT' = 'USER') =>
+    (await appendMessage(store, product.id, c, { role, content })).id;
 
   it('what it had not read gives way to a GAP, and the messages and ratings stored meanwhile come once, in order', async () => {
     const { c, stream, read } = await open();

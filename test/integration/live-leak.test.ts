@@ -60,10 +60,12 @@ for (const mode of modes) {
       for (let i = 0; i < CONVERSATIONS; i++) {
         const c = await t.prisma.conversation.create({ data: { productId, sessionId: `leak-${i}` } });
         await appendMessage(t.store, productId, c.id, { role: 'USER', content: 'hello' });
-        const edges = (await t.gql(`query($id: ID!) { conversation(id: $id) { messages(first: 1) { edges { cursor } } } }`, {
-          key,
-          variables: { id: gid('Conversation', c.id) },
-        })).data.conversation.messages.edges;
+        const edges = (
+          await t.gql(`query($id: ID!) { conversation(id: $id) { messages(first: 1) { edges { cursor } } } }`, {
+            key,
+            variables: { id: gid('Conversation', c.id) },
+          })
+        ).data.conversation.messages.edges;
         expect(edges[0].cursor).toBeTruthy();
         const channel = t.app.deps.pubsub.channel('conversation', c.id);
         conversations.push({ id: c.id, gid: gid('Conversation', c.id), cursor: edges[0].cursor, channel });
@@ -71,7 +73,7 @@ for (const mode of modes) {
       if (mode.redis) redis = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1 });
     });
     afterEach(async () => {
-      sockets.splice(0).forEach((s) => s.terminate());
+      for (const s of sockets.splice(0)) s.terminate();
       await disposeClients();
       await eventually(() => t.app.deps.pubsub.stats().streams === 0, 'no stream left open');
       await eventually(async () => (await numsub()) === 0, 'no Redis subscriber left');
@@ -128,14 +130,18 @@ for (const mode of modes) {
         const dropped = await Promise.all([0, 1, 2, 3].map((i) => rawSubscriber(4, round + i)));
         const aborted = await Promise.all(
           [0, 1, 2, 3].map((i) =>
-            openSse(port, { authorization: `Bearer ${key}` }, { query: CONVERSATION_EVENTS, variables: { id: conversations[(round + i) % CONVERSATIONS]!.gid } }),
+            openSse(
+              port,
+              { authorization: `Bearer ${key}` },
+              { query: CONVERSATION_EVENTS, variables: { id: conversations[(round + i) % CONVERSATIONS]!.gid } },
+            ),
           ),
         );
         await eventually(() => pubsub.stats().subscribed >= 20 + 16 + 4, `round ${round}: all listening`);
         peak = Math.max(peak, pubsub.stats().streams);
-        completed.forEach((s) => s.unsubscribe());
-        dropped.forEach((socket) => socket.terminate());
-        aborted.forEach((sse) => sse.close());
+        for (const s of completed) s.unsubscribe();
+        for (const socket of dropped) socket.terminate();
+        for (const sse of aborted) sse.close();
         // Completed before the server is done subscribing (auth, lookup, SUBSCRIBE in flight).
         for (let i = 0; i < 10; i++) subscribe(client, CONVERSATION_EVENTS, { id: conversations[i % CONVERSATIONS]!.gid }).unsubscribe();
         cycles += PER_ROUND;

@@ -21,7 +21,6 @@ const variant = postgres!.available ? postgres! : pglite!;
 const available = Boolean(findRedisServer());
 if (!available) console.warn('\n[parley tests] No redis-server binary: the Redis outage test is SKIPPED.\n');
 
-
 describe.skipIf(!available)(`live events survive a Redis outage [${variant.name}]`, () => {
   let redis: Throwaway;
   let t: TestApp;
@@ -92,7 +91,9 @@ describe('live events with a Redis that is not there', () => {
     try {
       expect(pubsub.stats().connected).toBe(false);
       const at = new Date();
-      await expect(pubsub.publish('conversation', 'c1', { type: 'messageAdded', messageId: 'm1', conversationId: 'c1', at: at.toISOString() })).rejects.toThrow();
+      await expect(
+        pubsub.publish('conversation', 'c1', { type: 'messageAdded', messageId: 'm1', conversationId: 'c1', at: at.toISOString() }),
+      ).rejects.toThrow();
       expect(await createLiveEvents(pubsub, log).messageAdded('c1', { id: 'm1', createdAt: at })).toBe(false);
       expect(logged.some((l) => l.msg === 'live event not published')).toBe(true);
       // A SUBSCRIBE waits for Redis; shutting down meanwhile must not leave a rejection unhandled.

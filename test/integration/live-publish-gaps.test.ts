@@ -15,7 +15,12 @@ import { within } from '../helpers/time.js';
 
 const redisUrl = inject('redisUrl');
 const silent: Logger = { debug() {}, info() {}, warn() {}, error() {}, always() {} };
-const added = (messageId: string, conversationId: string): MessageAddedEvent => ({ type: 'messageAdded', messageId, conversationId, at: new Date().toISOString() });
+const added = (messageId: string, conversationId: string): MessageAddedEvent => ({
+  type: 'messageAdded',
+  messageId,
+  conversationId,
+  at: new Date().toISOString(),
+});
 
 describe.skipIf(!redisUrl)('a publish that failed is followed by a GAP notice on its channel', () => {
   const opened: ParleyPubSub[] = [];

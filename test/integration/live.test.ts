@@ -57,11 +57,9 @@ for (const mode of modes) {
     const as = (key: string) => (query: string, variables?: Record<string, unknown>) => t.gql(query, { key, variables });
     const client = (key: string) => liveClient(wsUrl, { connectionParams: { productKey: key } }).client;
     const start = async (key: string) => ok(await as(key)(START)).startConversation.id as string;
-    const send = async (key: string, c: string, text: string) =>
-      ok(await as(key)(SEND, { c, text })).sendMessage.message.id as string;
+    const send = async (key: string, c: string, text: string) => ok(await as(key)(SEND, { c, text })).sendMessage.message.id as string;
     /** Waits until `n` more subscriptions than `base` are listening: events published now reach them. */
-    const listening = (base: number, n = 1) =>
-      eventually(() => t.app.deps.pubsub.stats().subscribed >= base + n, `${n} subscription(s) listening`);
+    const listening = (base: number, n = 1) => eventually(() => t.app.deps.pubsub.stats().subscribed >= base + n, `${n} subscription(s) listening`);
     const subscribedNow = () => t.app.deps.pubsub.stats().subscribed;
     const reply = async (productId: string, conversationGid: string, content = 'An answer') =>
       (await appendMessage(t.store, productId, uuidOf(conversationGid), { role: 'ASSISTANT', content })).id;
@@ -195,10 +193,7 @@ for (const mode of modes) {
       const c = await start(a.key);
       const answer = await reply(a.id, c);
       const base = subscribedNow();
-      const s = subscribe(
-        client(a.key),
-        `subscription { productFeedback { id rating comment message { id conversation { messageCount } } } }`,
-      );
+      const s = subscribe(client(a.key), `subscription { productFeedback { id rating comment message { id conversation { messageCount } } } }`);
       await listening(base);
       const rate = (r: string, comment: string) => as(a.key)(RATE, { m: gid('Message', answer), r, c: comment });
       const first = ok(await rate('UP', 'good')).submitFeedback.id;
@@ -318,7 +313,9 @@ for (const mode of modes) {
       const foreign = subscribe(ws, CONVERSATION_EVENTS, { id: c, after: cursor });
       const malformed = subscribe(ws, CONVERSATION_EVENTS, { id: c, after: 'nope' });
       await within(Promise.all([foreign.ended, malformed.ended]), 10_000, 'both refused');
-      expect(foreign.errors.map((e) => [e.extensions?.code, e.message])).toEqual([['BAD_USER_INPUT', 'after is not a cursor of this conversation’s messages']]);
+      expect(foreign.errors.map((e) => [e.extensions?.code, e.message])).toEqual([
+        ['BAD_USER_INPUT', 'after is not a cursor of this conversation’s messages'],
+      ]);
       expect(malformed.errors.map((e) => e.extensions?.code)).toEqual(['BAD_USER_INPUT']);
     });
 
@@ -345,7 +342,7 @@ for (const mode of modes) {
       expect([...foreign.results, ...missing.results]).toEqual([]);
     });
 
-    it('setTyping on another product\'s conversation is NOT_FOUND', async () => {
+    it("setTyping on another product's conversation is NOT_FOUND", async () => {
       const c = await start(a.key);
       const result = await as(b.key)(TYPING, { c, t: true });
       expect(result.errors?.map((e) => e.extensions?.code)).toEqual(['NOT_FOUND']);

@@ -21,7 +21,16 @@ function capture(): { stream: Writable; text(): string; lines(): any[] } {
       done();
     },
   });
-  return { stream, text: () => chunks.join(''), lines: () => chunks.join('').split('\n').filter(Boolean).map((l) => JSON.parse(l)) };
+  return {
+    stream,
+    text: () => chunks.join(''),
+    lines: () =>
+      chunks
+        .join('')
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l)),
+  };
 }
 
 describe('logs', () => {
@@ -65,7 +74,10 @@ describe('logs', () => {
 
   it('logs an operation slower than PARLEY_SLOW_MS with its name, duration, SQL count and request id', async () => {
     const hold = gated.hold();
-    const pending = post({ query: 'query SlowViewer { viewer { stats { conversationCount } } }' }, { authorization: `Bearer ${key}`, 'x-request-id': 'slow-1' });
+    const pending = post(
+      { query: 'query SlowViewer { viewer { stats { conversationCount } } }' },
+      { authorization: `Bearer ${key}`, 'x-request-id': 'slow-1' },
+    );
     await hold.entered;
     await new Promise((r) => setTimeout(r, 60));
     hold.release();
@@ -88,7 +100,10 @@ describe('logs', () => {
     await post({ query: '{ products(first: 1) { edges { node { id } } } }' }, { 'x-admin-token': TEST_ADMIN_TOKEN });
     await post({ query: '{ products(first: 1) { edges { node { id } } } }' }, { authorization: `Bearer ${TEST_ADMIN_TOKEN}x` });
     // Secrets where they do not belong: in variables, in a broken query, in an operation name.
-    await post({ query: 'query Q($k: String) { viewer { name } }', variables: { k: key, token: TEST_ADMIN_TOKEN } }, { authorization: `Bearer ${key}` });
+    await post(
+      { query: 'query Q($k: String) { viewer { name } }', variables: { k: key, token: TEST_ADMIN_TOKEN } },
+      { authorization: `Bearer ${key}` },
+    );
     await post({ query: `{ viewer { ${key} } }` }, { authorization: `Bearer ${key}` });
     await post({ query: `{ viewer(key: "${key}") { name } }` }, { authorization: `Bearer ${key}` });
     const text = output.text();
@@ -134,7 +149,13 @@ describe('logs', () => {
       }),
     );
     const [line] = out.lines();
-    expect(line).toMatchObject({ level: 'error', requestId: 'req-7', msg: 'failed for pk_live_[redacted]', authorization: '[redacted]', productKey: '[redacted]' });
+    expect(line).toMatchObject({
+      level: 'error',
+      requestId: 'req-7',
+      msg: 'failed for pk_live_[redacted]',
+      authorization: '[redacted]',
+      productKey: '[redacted]',
+    });
     expect(line.error.message).toBe('bad key pk_live_[redacted] at postgresql://parley:[redacted]@db:5432/parley');
     expect(line.nested.deeper).toEqual(['adm_[redacted]', '[redacted]', 'sk-[redacted]']);
     expect(out.text()).not.toMatch(/hunter2|AbCdEf|xxxxxxxx|custom-secret-value|dXNlcjpwYXNz/);

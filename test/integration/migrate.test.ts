@@ -151,26 +151,23 @@ describeEachDatabase('migrate', (variant) => {
     expect(await migrationsApplied(prisma, [good, fixed])).toBe(true);
   });
 
-  it.runIf(variant.name === 'postgres')(
-    'lets two nodes migrate the same fresh database at once: each migration applied exactly once',
-    async () => {
-      const first = await variant.open();
-      scratch.push(first);
-      const second = await openDatabase({ url: first.url!, poolSize: 2 });
-      try {
-        const results = await Promise.allSettled([migrate(first.db.prisma), migrate(second.prisma)]);
-        expect(results.map((r) => (r.status === 'rejected' ? String(r.reason) : r.status))).toEqual(['fulfilled', 'fulfilled']);
-        const [a, b] = results.map((r) => (r as PromiseFulfilledResult<MigrationResult>).value);
-        // Between them they applied each migration once; the other saw it as done.
-        expect([...a!.applied, ...b!.applied].sort()).toEqual(onDisk.map((m) => m.name));
-        expect(a!.alreadyApplied + b!.alreadyApplied).toBe(onDisk.length);
+  it.runIf(variant.name === 'postgres')('lets two nodes migrate the same fresh database at once: each migration applied exactly once', async () => {
+    const first = await variant.open();
+    scratch.push(first);
+    const second = await openDatabase({ url: first.url!, poolSize: 2 });
+    try {
+      const results = await Promise.allSettled([migrate(first.db.prisma), migrate(second.prisma)]);
+      expect(results.map((r) => (r.status === 'rejected' ? String(r.reason) : r.status))).toEqual(['fulfilled', 'fulfilled']);
+      const [a, b] = results.map((r) => (r as PromiseFulfilledResult<MigrationResult>).value);
+      // Between them they applied each migration once; the other saw it as done.
+      expect([...a!.applied, ...b!.applied].sort()).toEqual(onDisk.map((m) => m.name));
+      expect(a!.alreadyApplied + b!.alreadyApplied).toBe(onDisk.length);
 
-        const rows = await migrationRows(first.db.prisma);
-        expect(rows.map((r) => r.migration_name)).toEqual(onDisk.map((m) => m.name));
-        expect(await migrationsApplied(second.prisma)).toBe(true);
-      } finally {
-        await second.close();
-      }
-    },
-  );
+      const rows = await migrationRows(first.db.prisma);
+      expect(rows.map((r) => r.migration_name)).toEqual(onDisk.map((m) => m.name));
+      expect(await migrationsApplied(second.prisma)).toBe(true);
+    } finally {
+      await second.close();
+    }
+  });
 });

@@ -65,7 +65,9 @@ describe.skipIf(!postgresUrl)('overload [postgres]', () => {
     for (let i = 0; i < 100; i++) {
       conversations.push((await t.gql(`mutation { startConversation(input: { sessionId: "w${i}" }) { id } }`, { key })).data.startConversation.id);
     }
-    await t.prisma.$executeRawUnsafe(`CREATE FUNCTION slow_write() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(0.02); RETURN NEW; END $$`);
+    await t.prisma.$executeRawUnsafe(
+      `CREATE FUNCTION slow_write() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(0.02); RETURN NEW; END $$`,
+    );
     await t.prisma.$executeRawUnsafe(`CREATE TRIGGER slow_write BEFORE INSERT ON "Message" FOR EACH ROW EXECUTE FUNCTION slow_write()`);
     const stored = async () => {
       const rows = await t.prisma.message.groupBy({ by: ['role'], where: { conversation: { productId } }, _count: true });
@@ -76,7 +78,9 @@ describe.skipIf(!postgresUrl)('overload [postgres]', () => {
 
   it('refuses what it cannot serve before it starts (OVERLOADED, 503, Retry-After), and never fails a stored message', async () => {
     const { t, key, conversations, stored } = await busy('2');
-    const results = await Promise.all(conversations.map((conversationId, i) => post(t, key, { conversationId, content: `Can I return shoes? #${i}` })));
+    const results = await Promise.all(
+      conversations.map((conversationId, i) => post(t, key, { conversationId, content: `Can I return shoes? #${i}` })),
+    );
 
     const ok = results.filter((r) => !r.errors);
     const refused = results.filter((r) => r.errors);

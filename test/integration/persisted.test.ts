@@ -346,7 +346,7 @@ describe('GET results cached by the client', () => {
     expect(await t.prisma.knowledgeEntry.count({ where: { title: 'via GET' } })).toBe(0);
   });
 
-  it('ETags differ per product: one product never revalidates into another one\'s result', async () => {
+  it("ETags differ per product: one product never revalidates into another one's result", async () => {
     const other = (await t.product('Other')).key;
     const mine = await get(t, key, { query: `{ viewer { id } }` });
     const theirs = await get(t, other, { query: `{ viewer { id } }` }, { 'if-none-match': mine.headers.get('etag')! });

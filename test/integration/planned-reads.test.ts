@@ -88,11 +88,17 @@ describeEachDatabase('planned reads', (variant) => {
     conversations.push(...(await seedConversations(planned.prisma, product.id, { conversations: 3, messages: 2, sessionId: 'session-2' })));
     await seedConversations(planned.prisma, other.id, { conversations: 3, messages: 3 });
     // Nullable columns with values, a conversation without messages, and ties on the order's time (the id decides).
-    await planned.prisma.message.updateMany({ where: { id: { in: conversations.map((c) => c.messageIds[1]!) } }, data: { model: 'm-1', latencyMs: 12, cached: true } });
+    await planned.prisma.message.updateMany({
+      where: { id: { in: conversations.map((c) => c.messageIds[1]!) } },
+      data: { model: 'm-1', latencyMs: 12, cached: true },
+    });
     await planned.prisma.feedback.updateMany({ where: { productId: product.id }, data: { comment: 'thanks' } });
     await planned.prisma.conversation.create({ data: { productId: product.id, sessionId: 'session-1', title: 'Empty' } });
     const tied = new Date('2026-01-01T00:00:00.000Z');
-    await planned.prisma.conversation.updateMany({ where: { id: { in: conversations.slice(2, 5).map((c) => c.id) } }, data: { lastMessageAt: tied } });
+    await planned.prisma.conversation.updateMany({
+      where: { id: { in: conversations.slice(2, 5).map((c) => c.id) } },
+      data: { lastMessageAt: tied },
+    });
     await planned.prisma.message.updateMany({ where: { id: { in: conversations[0]!.messageIds.slice(3, 6) } }, data: { createdAt: tied } });
   });
   afterAll(async () => {
@@ -204,10 +210,13 @@ describeEachDatabase('planned reads', (variant) => {
     const secret = await both(WIDGET, { id });
     expect(secret.data.conversation.messages.edges).toHaveLength(4);
     expect(treeStatements(secret)).toHaveLength(1);
-    const older = await both(WIDGET.replace('messages(last: 4)', 'messages(last: 4, before: $before)').replace('($id: ID!)', '($id: ID!, $before: String)'), {
-      id,
-      before: secret.data.conversation.messages.pageInfo.startCursor,
-    });
+    const older = await both(
+      WIDGET.replace('messages(last: 4)', 'messages(last: 4, before: $before)').replace('($id: ID!)', '($id: ID!, $before: String)'),
+      {
+        id,
+        before: secret.data.conversation.messages.pageInfo.startCursor,
+      },
+    );
     expect(older.data.conversation.messages.edges).toHaveLength(4);
     // Another product's conversation is null, as a missing one; a malformed id is the executor's error.
     const theirs = await both(WIDGET, { id }, otherKey);

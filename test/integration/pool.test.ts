@@ -104,7 +104,11 @@ describe.skipIf(!postgresUrl)('database pool [postgres]', () => {
     expect(failed.status).toBe(200);
     expect(failed.data).toEqual({ conversation: null });
     expect(failed.errors).toEqual([
-      expect.objectContaining({ path: ['conversation'], message: expect.stringMatching(/database is unavailable/), extensions: { code: 'DATABASE_UNAVAILABLE' } }),
+      expect.objectContaining({
+        path: ['conversation'],
+        message: expect.stringMatching(/database is unavailable/),
+        extensions: { code: 'DATABASE_UNAVAILABLE' },
+      }),
     ]);
     expect(waitedMs).toBeGreaterThanOrEqual(290);
     expect(waitedMs).toBeLessThan(3_000);
@@ -163,4 +167,3 @@ describe.skipIf(!postgresUrl)('database pool [postgres]', () => {
     expect(await prepared(unprepared)).toBe(0);
   });
 });
-

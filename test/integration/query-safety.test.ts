@@ -65,13 +65,18 @@ describe('query safety', () => {
     const page = (fields: string) => `{ conversations(first: 100) { edges { node { id messages(first: 100) { edges { node { ${fields} } } } } } } }`;
     // 100 × 100 messages with a few fields: the largest two-level page, accepted.
     expect((await t.gql(page('id role content createdAt'), { key })).errors).toBeUndefined();
-    refused(await t.gql(page('id role content createdAt model latencyMs cached feedback { rating comment } conversation { id title }'), { key }), 'cost');
-    const nested = '{ conversations(first: 100) { edges { node { messages(first: 100) { edges { node { conversation { messages(first: 100) { edges { node { id } } } } } } } } } } }';
+    refused(
+      await t.gql(page('id role content createdAt model latencyMs cached feedback { rating comment } conversation { id title }'), { key }),
+      'cost',
+    );
+    const nested =
+      '{ conversations(first: 100) { edges { node { messages(first: 100) { edges { node { conversation { messages(first: 100) { edges { node { id } } } } } } } } } } }';
     refused(await t.gql(nested, { key }), 'cost');
   });
 
   it('computes the cost with the variables: page sizes passed as $n count as their values (issue 13 point 4)', async () => {
-    const query = 'query($n: Int) { conversations(first: $n) { nodes { messages(first: $n) { nodes { conversation { messages(first: $n) { nodes { id content } } } } } } } }';
+    const query =
+      'query($n: Int) { conversations(first: $n) { nodes { messages(first: $n) { nodes { conversation { messages(first: $n) { nodes { id content } } } } } } } }';
     const started = performance.now();
     const hundred = await t.gql(query, { key, variables: { n: 100 } });
     refused(hundred, 'cost');
@@ -94,7 +99,8 @@ describe('query safety', () => {
 
   it('answers a refused operation with 400 under application/graphql-response+json, 200 under application/json', async () => {
     const aliases = `{ viewer { ${Array.from({ length: 16 }, (_, i) => `a${i}: name`).join(' ')} } }`;
-    const costly = '{ conversations(first: 100) { edges { node { messages(first: 100) { edges { node { conversation { messages(first: 100) { edges { node { id } } } } } } } } } } }';
+    const costly =
+      '{ conversations(first: 100) { edges { node { messages(first: 100) { edges { node { conversation { messages(first: 100) { edges { node { id } } } } } } } } } } }';
     const cases: Array<[string, string]> = [
       [deep(11), 'QUERY_TOO_COMPLEX'],
       [aliases, 'QUERY_TOO_COMPLEX'],
@@ -103,7 +109,10 @@ describe('query safety', () => {
       ['{ conversations(first: 1000) { edges { node { id } } } }', 'BAD_USER_INPUT'],
     ];
     for (const [query, code] of cases) {
-      for (const [accept, status] of [['application/graphql-response+json', 400], ['application/json', 200]] as const) {
+      for (const [accept, status] of [
+        ['application/graphql-response+json', 400],
+        ['application/json', 200],
+      ] as const) {
         const response = await t.app.yoga.fetch('http://parley.test/graphql', {
           method: 'POST',
           headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', accept },
@@ -118,7 +127,8 @@ describe('query safety', () => {
   });
 
   it('caps list arguments at 100 items, like pages: nodes(ids:) with 10,000 ids is refused at once', async () => {
-    const ids = (n: number) => Array.from({ length: n }, (_, i) => Buffer.from(`Conversation:00000000-0000-4000-8000-${String(i).padStart(12, '0')}`).toString('base64'));
+    const ids = (n: number) =>
+      Array.from({ length: n }, (_, i) => Buffer.from(`Conversation:00000000-0000-4000-8000-${String(i).padStart(12, '0')}`).toString('base64'));
     const byVariable = `query($ids: [ID!]!) { nodes(ids: $ids) { id } }`;
     const hundred = await t.gql(byVariable, { key, variables: { ids: ids(100) } });
     expect(hundred.errors).toBeUndefined();
@@ -147,11 +157,21 @@ describe('query safety', () => {
 
     const post = (body: string, headers: Record<string, string | number>) =>
       new Promise<{ status: number; body: any }>((resolve, reject) => {
-        const req = request({ host: '127.0.0.1', port, path: '/graphql', method: 'POST', agent: false, headers: { 'content-type': 'application/json', authorization: `Bearer ${key}`, ...headers } }, (res) => {
-          let text = '';
-          res.setEncoding('utf8').on('data', (c: string) => (text += c));
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) }));
-        });
+        const req = request(
+          {
+            host: '127.0.0.1',
+            port,
+            path: '/graphql',
+            method: 'POST',
+            agent: false,
+            headers: { 'content-type': 'application/json', authorization: `Bearer ${key}`, ...headers },
+          },
+          (res) => {
+            let text = '';
+            res.setEncoding('utf8').on('data', (c: string) => (text += c));
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) }));
+          },
+        );
         req.on('error', reject);
         req.end(body);
       });
@@ -199,7 +219,10 @@ describe('query safety', () => {
       expect(json.status).toBe(200);
       const allowed: Record<string, string>[] = [{ 'x-product-key': key }, { authorization: `Bearer ${key}` }, { 'x-graphql-yoga-csrf': '1' }];
       for (const headers of allowed) {
-        const res = await send({ method: 'GET', headers: { accept: 'application/json', ...headers } }, 'http://parley.test/graphql?query=%7B__typename%7D');
+        const res = await send(
+          { method: 'GET', headers: { accept: 'application/json', ...headers } },
+          'http://parley.test/graphql?query=%7B__typename%7D',
+        );
         expect(res.status).toBe(200);
       }
     });

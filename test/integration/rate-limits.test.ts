@@ -25,7 +25,10 @@ interface Answer {
 }
 
 function client(port: number) {
-  return async (query: string, { ip = '203.0.113.1', key, headers = {} }: { ip?: string; key?: string; headers?: Record<string, string> } = {}): Promise<Answer> => {
+  return async (
+    query: string,
+    { ip = '203.0.113.1', key, headers = {} }: { ip?: string; key?: string; headers?: Record<string, string> } = {},
+  ): Promise<Answer> => {
     const res = await fetch(`http://127.0.0.1:${port}/graphql`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', 'x-forwarded-for': ip, ...(key ? { authorization: `Bearer ${key}` } : {}), ...headers },
@@ -86,7 +89,7 @@ describe('rate limits (in-process)', () => {
   it('refuses the credentials of an IP that sent too many wrong ones', async () => {
     const { t, send, port } = await app({ PARLEY_RATE_LIMIT_BAD_CREDENTIALS: '3' });
     const { key } = await t.product('Target');
-    const wrong = 'pk_live_' + 'x'.repeat(32);
+    const wrong = `pk_live_${'x'.repeat(32)}`;
     for (let i = 0; i < 3; i++) {
       const answer = await send('{ viewer { name } }', { ip: '198.51.100.66', key: wrong });
       expect(answer.status).toBe(401);
@@ -126,7 +129,9 @@ describe('rate limits (in-process)', () => {
     const { t, port } = await app({ PARLEY_WS_MESSAGES_PER_SEC: '5' });
     const { key } = await t.product('Chatty');
     const socket = new WebSocket(`ws://127.0.0.1:${port}/graphql`, 'graphql-transport-ws');
-    const closed = new Promise<{ code: number; reason: string }>((resolve) => socket.once('close', (code, reason) => resolve({ code, reason: String(reason) })));
+    const closed = new Promise<{ code: number; reason: string }>((resolve) =>
+      socket.once('close', (code, reason) => resolve({ code, reason: String(reason) })),
+    );
     await within(new Promise((resolve, reject) => socket.once('open', resolve).once('error', reject)), 5_000, 'ws open');
     socket.send(JSON.stringify({ type: 'connection_init', payload: { productKey: key } }));
     for (let i = 0; i < 20; i++) socket.send(JSON.stringify({ type: 'ping' }));

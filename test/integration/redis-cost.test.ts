@@ -32,8 +32,7 @@ describe.skipIf(!redisUrl)('Redis commands per request (one node)', () => {
     const body = (await response.json()) as { errors?: unknown[] };
     expect(body.errors, JSON.stringify(body.errors)).toBeUndefined();
   };
-  const send = (content = `Question ${sent++}: where is my parcel?`) =>
-    request(DOCUMENTS.sendMessage, { input: { conversationId, content } });
+  const send = (content = `Question ${sent++}: where is my parcel?`) => request(DOCUMENTS.sendMessage, { input: { conversationId, content } });
   /**
    * Redis traffic of `run`, including what it leaves running for a moment (a lock release). A clean
    * address is trusted for 1 s, then checked again (one MULTI of GET + PTTL): on a busy machine that

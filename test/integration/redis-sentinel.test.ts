@@ -23,10 +23,15 @@ describe.skipIf(!postgres.available || !haveRedis)('Redis through Sentinel, and 
   let key: string;
 
   const gql = async (node: TestApp, query: string, variables: Record<string, unknown> = {}) => dataOf(await node.gql(query, { key, variables }));
-  const start = async (node: TestApp) => (await gql(node, `mutation { startConversation(input: { sessionId: "sentinel" }) { id } }`)).startConversation.id as string;
+  const start = async (node: TestApp) =>
+    (await gql(node, `mutation { startConversation(input: { sessionId: "sentinel" }) { id } }`)).startConversation.id as string;
   const send = async (node: TestApp, c: string, content: string) =>
-    (await gql(node, `mutation($c: ID!, $t: String!) { sendMessage(input: { conversationId: $c, content: $t }) { message { id } } }`, { c, t: content }))
-      .sendMessage.message.id as string;
+    (
+      await gql(node, `mutation($c: ID!, $t: String!) { sendMessage(input: { conversationId: $c, content: $t }) { message { id } } }`, {
+        c,
+        t: content,
+      })
+    ).sendMessage.message.id as string;
   const client = () => liveClient(wsB, { connectionParams: { productKey: key } }).client;
   const subscribedOnB = () => b.t.app.deps.pubsub.stats().subscribed;
 

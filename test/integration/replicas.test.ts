@@ -64,7 +64,13 @@ describe.skipIf(!binaries)('read replicas: a real streaming replica', () => {
     });
     const body = (await res.json()) as { data: any; errors?: any[] };
     const after = counts();
-    return { status: res.status, data: body.data, errors: body.errors, primary: after.primary! - before.primary!, replica: after['replica-0']! - before['replica-0']! };
+    return {
+      status: res.status,
+      data: body.data,
+      errors: body.errors,
+      primary: after.primary! - before.primary!,
+      replica: after['replica-0']! - before['replica-0']!,
+    };
   };
   const read = (p: Product, conversation = p.conversation) => gql(CONVERSATION, p.key, { id: gid('Conversation', conversation) });
   /** The monitor trusts the replica now (reads expected there are sent right after). */
@@ -88,7 +94,10 @@ describe.skipIf(!binaries)('read replicas: a real streaming replica', () => {
     const replicaUrl = new URL(created.url);
     replicaUrl.port = String(replica.port);
     // CREATE DATABASE reaches the standby through the WAL like everything else.
-    await eventually(async () => (await standby.query('SELECT 1 FROM pg_database WHERE datname = $1', [created.url.split('/').pop()])).rowCount === 1, 'the database on the standby');
+    await eventually(
+      async () => (await standby.query('SELECT 1 FROM pg_database WHERE datname = $1', [created.url.split('/').pop()])).rowCount === 1,
+      'the database on the standby',
+    );
     env = {
       DATABASE_URL: created.url,
       DATABASE_REPLICA_URLS: replicaUrl.toString(),
@@ -154,7 +163,11 @@ describe.skipIf(!binaries)('read replicas: a real streaming replica', () => {
 
   it('fills the response cache from the primary: a response stored whole sees a row the paused replica does not have', async () => {
     const shared: TestDatabase = { db, url: undefined, dispose: async () => {} };
-    const cached = await createTestApp({ name: 'postgres', available: true, open: async () => shared }, { ...env, PARLEY_RESPONSE_CACHE: 'true' }, { shared });
+    const cached = await createTestApp(
+      { name: 'postgres', available: true, open: async () => shared },
+      { ...env, PARLEY_RESPONSE_CACHE: 'true' },
+      { shared },
+    );
     const cachedPort = (await cached.app.start(0, '127.0.0.1')).port;
     // conversation(id) has no resolver cache: without the pin this execution would read the replica.
     const ask = async (id: string) => {
@@ -223,7 +236,11 @@ describe.skipIf(!binaries)('read replicas: a real streaming replica', () => {
 
   it('resolves subscription events from the primary (the event follows a write the replica may not have)', async () => {
     await caughtUp();
-    const sse = await openSse(port, { authorization: `Bearer ${c.key}` }, { query: CONVERSATION_EVENTS, variables: { id: gid('Conversation', c.conversation) } });
+    const sse = await openSse(
+      port,
+      { authorization: `Bearer ${c.key}` },
+      { query: CONVERSATION_EVENTS, variables: { id: gid('Conversation', c.conversation) } },
+    );
     expect(sse.status).toBe(200);
     await standby.query('SELECT pg_wal_replay_pause()');
     const sent = await gql(`mutation($c: ID!) { sendMessage(input: { conversationId: $c, content: "Anyone?" }) { message { id } } }`, c.key, {
@@ -270,7 +287,9 @@ describe.skipIf(!binaries)('read replicas: a real streaming replica', () => {
     const resumed = performance.now();
     await eventually(() => usable(), 'the replica takes reads again', 5_000);
     const backMs = performance.now() - resumed;
-    console.log(`[replicas] check every ${CHECK_MS} ms: a paused replica unused ${Math.round(detectedMs)} ms after the primary moved on, used again ${Math.round(backMs)} ms after resume`);
+    console.log(
+      `[replicas] check every ${CHECK_MS} ms: a paused replica unused ${Math.round(detectedMs)} ms after the primary moved on, used again ${Math.round(backMs)} ms after resume`,
+    );
     // Two intervals with checks on time; whatever the checks do, trust expires PARLEY_REPLICA_MAX_LAG_MS
     // after the primary position it rests on (+ this test's 20 ms polling).
     expect(detectedMs).toBeLessThan(MAX_LAG_MS + 50);
@@ -331,7 +350,9 @@ describe.skipIf(!binaries)('read replicas: a real streaming replica', () => {
     const reader = await createTestApp(variant, withRedis, { shared });
     try {
       const readerPort = (await reader.app.start(0, '127.0.0.1')).port;
-      const announced = new Promise<void>((resolve) => reader.app.deps.cache.onBump((tags) => tags.includes(`product:${b.id}:conversations`) && resolve()));
+      const announced = new Promise<void>((resolve) =>
+        reader.app.deps.cache.onBump((tags) => tags.includes(`product:${b.id}:conversations`) && resolve()),
+      );
       expect((await writer.gql(`mutation { startConversation(input: { sessionId: "elsewhere" }) { id } }`, { key: b.key })).errors).toBeUndefined();
       await announced;
       const before = counts();
@@ -353,7 +374,9 @@ describe.skipIf(!binaries)('read replicas: a real streaming replica', () => {
     const statements = loggedStatements(replica.log());
     // Not vacuous: the app's reads are there.
     expect(statements.some((s) => /FROM "public"\."Conversation"/.test(s))).toBe(true);
-    const writes = statements.filter((s) => /\b(INSERT|UPDATE|DELETE|MERGE|TRUNCATE|COPY)\b|\bFOR\s+(NO\s+KEY\s+UPDATE|UPDATE|SHARE|KEY\s+SHARE)\b|pg_advisory/i.test(s));
+    const writes = statements.filter((s) =>
+      /\b(INSERT|UPDATE|DELETE|MERGE|TRUNCATE|COPY)\b|\bFOR\s+(NO\s+KEY\s+UPDATE|UPDATE|SHARE|KEY\s+SHARE)\b|pg_advisory/i.test(s),
+    );
     expect(writes).toEqual([]);
   });
 });

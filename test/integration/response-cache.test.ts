@@ -82,7 +82,9 @@ describeEachDatabase('response cache', (variant) => {
     expect(unrated).toBeDefined();
     await t.gql(`mutation($id: ID!) { submitFeedback(input: { messageId: $id, rating: UP }) { id } }`, { key: a.key, variables: { id: unrated.id } });
     const rated = await t.gql(NESTED, { key: a.key, variables: { n: 3 } });
-    const same = rated.data.conversations.edges.flatMap((e: any) => e.node.messages.edges.map((m: any) => m.node)).find((m: any) => m.id === unrated.id);
+    const same = rated.data.conversations.edges
+      .flatMap((e: any) => e.node.messages.edges.map((m: any) => m.node))
+      .find((m: any) => m.id === unrated.id);
     expect(same.feedback).toEqual({ rating: 'UP' });
   });
 
@@ -147,7 +149,11 @@ describeEachDatabase('response cache', (variant) => {
   describe('early lookup, before Yoga parses the request (real HTTP)', () => {
     let url: string;
     const post = (body: unknown, headers: Record<string, string> = {}) =>
-      fetch(url, { method: 'POST', headers: { authorization: `Bearer ${a.key}`, 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
+      fetch(url, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${a.key}`, 'content-type': 'application/json', ...headers },
+        body: JSON.stringify(body),
+      });
     beforeAll(async () => {
       url = (await t.app.start(0, '127.0.0.1')).url.replace('localhost', '127.0.0.1');
     });
@@ -182,7 +188,11 @@ describeEachDatabase('response cache', (variant) => {
       await post({ query: VIEWER });
       const extra = await post({ query: VIEWER, unexpected: 1 });
       expect(extra.status).toBe(400);
-      const broken = await fetch(url, { method: 'POST', headers: { authorization: `Bearer ${a.key}`, 'content-type': 'application/json' }, body: '{"query": ' });
+      const broken = await fetch(url, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${a.key}`, 'content-type': 'application/json' },
+        body: '{"query": ',
+      });
       expect(broken.status).toBe(400);
       const wrongKey = await post({ query: VIEWER }, { authorization: 'Bearer pk_wrong' });
       expect(wrongKey.status).toBe(401);

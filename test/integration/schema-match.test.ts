@@ -3,14 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PrismaClient } from '../../src/infra/db.js';
 import { migrate, readMigrations, type Migration } from '../../src/infra/migrate.js';
 import { describeEachDatabase, type TestDatabase } from '../helpers/db.js';
-import {
-  describeKeys,
-  expectedDatabase,
-  parsePrismaSchema,
-  readPrismaSchema,
-  type DatabaseFacts,
-  type KeyPart,
-} from '../helpers/prisma-schema.js';
+import { describeKeys, expectedDatabase, parsePrismaSchema, readPrismaSchema, type DatabaseFacts, type KeyPart } from '../helpers/prisma-schema.js';
 
 /**
  * The database our hand-written migrations build must be the one Prisma Migrate
@@ -102,7 +95,17 @@ async function databaseFacts(prisma: PrismaClient): Promise<DatabaseFacts> {
   }
 
   const constraints = await prisma.$queryRawUnsafe<
-    { name: string; kind: string; table: string; refTable: string | null; onDelete: string; onUpdate: string; columns: string; refColumns: string | null; definition: string }[]
+    {
+      name: string;
+      kind: string;
+      table: string;
+      refTable: string | null;
+      onDelete: string;
+      onUpdate: string;
+      columns: string;
+      refColumns: string | null;
+      definition: string;
+    }[]
   >(
     `SELECT con.conname AS name, con.contype::text AS kind, c.relname AS "table", rc.relname AS "refTable",
             con.confdeltype::text AS "onDelete", con.confupdtype::text AS "onUpdate",
@@ -168,7 +171,14 @@ describe('prisma schema reader', () => {
       }
     `);
     expect(schema.enums).toEqual([
-      { name: 'Colour', values: [{ name: 'RED', attributes: [] }, { name: 'GREEN', attributes: [{ name: 'map', args: [{ name: undefined, value: { kind: 'string', value: 'green' } }] }] }], attributes: [{ name: 'map', args: [{ name: undefined, value: { kind: 'string', value: 'colour' } }] }] },
+      {
+        name: 'Colour',
+        values: [
+          { name: 'RED', attributes: [] },
+          { name: 'GREEN', attributes: [{ name: 'map', args: [{ name: undefined, value: { kind: 'string', value: 'green' } }] }] },
+        ],
+        attributes: [{ name: 'map', args: [{ name: undefined, value: { kind: 'string', value: 'colour' } }] }],
+      },
     ]);
     const pot = schema.models.find((m) => m.name === 'Pot')!;
     expect(pot.fields.map((f) => [f.name, f.type, f.optional, f.list])).toEqual([
@@ -213,7 +223,15 @@ describe('prisma schema reader', () => {
 
   it('reads every model and enum of prisma/schema.prisma', () => {
     const schema = readPrismaSchema();
-    expect(schema.models.map((m) => m.name)).toEqual(['Product', 'KnowledgeEntry', 'Conversation', 'Message', 'Feedback', 'ProviderStat', 'IdempotencyKey']);
+    expect(schema.models.map((m) => m.name)).toEqual([
+      'Product',
+      'KnowledgeEntry',
+      'Conversation',
+      'Message',
+      'Feedback',
+      'ProviderStat',
+      'IdempotencyKey',
+    ]);
     expect(schema.enums.map((e) => e.name)).toEqual(['MessageRole', 'Rating']);
   });
 });

@@ -130,9 +130,7 @@ describeEachDatabase('HTTP + WebSocket server', (variant) => {
 
   it('accepts the key as connectionParams.authorization and as an upgrade header', async () => {
     const byParam = wsClient({ connectionParams: { authorization: `Bearer ${key}` } });
-    expect((await runOverWs(byParam.client, '{ viewer { name } }')).results).toEqual([
-      { data: { viewer: { name: 'Server test' } } },
-    ]);
+    expect((await runOverWs(byParam.client, '{ viewer { name } }')).results).toEqual([{ data: { viewer: { name: 'Server test' } } }]);
 
     class WithHeader extends WebSocket {
       constructor(url: string, protocols?: string | string[]) {
@@ -140,9 +138,7 @@ describeEachDatabase('HTTP + WebSocket server', (variant) => {
       }
     }
     const byHeader = wsClient({ webSocketImpl: WithHeader });
-    expect((await runOverWs(byHeader.client, '{ viewer { name } }')).results).toEqual([
-      { data: { viewer: { name: 'Server test' } } },
-    ]);
+    expect((await runOverWs(byHeader.client, '{ viewer { name } }')).results).toEqual([{ data: { viewer: { name: 'Server test' } } }]);
   });
 
   it('refuses a graphql-ws connection with a wrong key: 4403 Forbidden, no data', async () => {
@@ -173,11 +169,7 @@ describeEachDatabase('HTTP + WebSocket server', (variant) => {
   // Runs last in this file: it stops the server the tests above share.
   it('stop() closes open websocket clients, cuts a stalled request after a grace period, and closes the port', async () => {
     const { client, closed } = wsClient({ connectionParams: { productKey: key }, lazy: false });
-    await within(
-      new Promise<void>((resolve) => client.on('connected', () => resolve())),
-      10_000,
-      'graphql-ws connected',
-    );
+    await within(new Promise<void>((resolve) => client.on('connected', () => resolve())), 10_000, 'graphql-ws connected');
     // A raw websocket too, that never says connection_init.
     const raw = new WebSocket(wsUrl, 'graphql-transport-ws');
     const rawClosed = new Promise<number>((resolve) => raw.once('close', (code) => resolve(code)));

@@ -20,7 +20,14 @@ const SEND = `mutation Send($c: ID!) { sendMessage(input: { conversationId: $c, 
 function post(port: number, key: string, body: object): Promise<{ status: number; body: any }> {
   return new Promise((resolve, reject) => {
     const req = request(
-      { host: '127.0.0.1', port, path: '/graphql', method: 'POST', agent: false, headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` } },
+      {
+        host: '127.0.0.1',
+        port,
+        path: '/graphql',
+        method: 'POST',
+        agent: false,
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
+      },
       (res) => {
         let text = '';
         res.setEncoding('utf8').on('data', (c: string) => (text += c));
@@ -38,7 +45,14 @@ function sse(port: number, key: string, body: object): Promise<{ ended: Promise<
   return new Promise((resolve, reject) => {
     let text = '';
     const req = request(
-      { host: '127.0.0.1', port, path: '/graphql', method: 'POST', agent: false, headers: { 'content-type': 'application/json', accept: 'text/event-stream', authorization: `Bearer ${key}` } },
+      {
+        host: '127.0.0.1',
+        port,
+        path: '/graphql',
+        method: 'POST',
+        agent: false,
+        headers: { 'content-type': 'application/json', accept: 'text/event-stream', authorization: `Bearer ${key}` },
+      },
       (res) => {
         const ended = new Promise<'complete' | 'cut'>((done) => {
           res.on('end', () => done('complete'));
@@ -77,7 +91,8 @@ describeEachDatabase('graceful shutdown', (variant) => {
     let gated!: GatedDatabase;
     t = await createTestApp(variant, env, { wrapDatabase: (db) => (gated = gatedDatabase(db)).db });
     const { key } = await t.product('Shutdown');
-    const conversationId = (await t.gql('mutation { startConversation(input: { sessionId: "s" }) { id } }', { key })).data.startConversation.id as string;
+    const conversationId = (await t.gql('mutation { startConversation(input: { sessionId: "s" }) { id } }', { key })).data.startConversation
+      .id as string;
     const { port } = await t.app.start(0, '127.0.0.1');
     // The key is looked up (and cached) before anything is held.
     expect((await post(port, key, { query: '{ viewer { name } }' })).status).toBe(200);
@@ -112,7 +127,9 @@ describeEachDatabase('graceful shutdown', (variant) => {
     await within(stopping, 20_000, 'stop()');
 
     // Nothing half-written: the question, its reply, and the counters that go with them.
-    const conversation = await app.prisma.conversation.findUniqueOrThrow({ where: { id: Buffer.from(conversationId, 'base64').toString().split(':')[1]! } });
+    const conversation = await app.prisma.conversation.findUniqueOrThrow({
+      where: { id: Buffer.from(conversationId, 'base64').toString().split(':')[1]! },
+    });
     const rows = await app.prisma.message.findMany({ where: { conversationId: conversation.id }, orderBy: [{ createdAt: 'asc' }, { id: 'asc' }] });
     expect(conversation.messageCount).toBe(rows.length);
     expect(rows.map((r) => r.role)).toEqual(reply ? ['USER', 'ASSISTANT'] : ['USER']);

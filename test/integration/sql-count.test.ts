@@ -154,7 +154,10 @@ describeEachDatabase('SQL statements per nested query', (variant) => {
     const all = await cold(NESTED_PAGE, { key, variables: { first: 25 } });
     const edges = all.data.conversations.edges;
     const plans: string[] = [];
-    for (const variables of [{ first: 5, after: edges[5].cursor }, { last: 5, before: edges[15].cursor }]) {
+    for (const variables of [
+      { first: 5, after: edges[5].cursor },
+      { last: 5, before: edges[15].cursor },
+    ]) {
       const page = await cold(NESTED_PAGE, { key, variables });
       // The planned read's statement (plugins/planned-reads.ts): the conversations with their pages as JSON.
       const at = page.sql.findIndex((sql) => sql.startsWith('SELECT c."id", c."lastMessageAt"'));
@@ -186,7 +189,9 @@ describeEachDatabase('SQL statements per nested query', (variant) => {
   it('searches knowledge in one statement, and answers a repeated search with none (no re-read of the hits)', async () => {
     const productId = (await t.app.deps.db.prisma.product.findFirstOrThrow({ where: { name: 'Test product' } })).id;
     for (let i = 0; i < 8; i += 1) {
-      await t.prisma.knowledgeEntry.create({ data: { productId, title: `Parcel ${i}`, content: `Where is my parcel number ${i}? Track it online.`, tags: ['parcel'] } });
+      await t.prisma.knowledgeEntry.create({
+        data: { productId, title: `Parcel ${i}`, content: `Where is my parcel number ${i}? Track it online.`, tags: ['parcel'] },
+      });
     }
     const SEARCH = `query($q: String!) { searchKnowledge(query: $q, first: 5) { score entry { id title content tags createdAt updatedAt } } }`;
     const first = await cold(SEARCH, { key, variables: { q: 'where is my parcel' } });
@@ -210,10 +215,9 @@ describeEachDatabase('SQL statements per nested query', (variant) => {
   });
 
   it('reads no content column when only ids are asked for', async () => {
-    const { sql, errors } = await cold(
-      `{ conversations(first: 20) { edges { node { id messages(first: 20) { edges { node { id } } } } } } }`,
-      { key },
-    );
+    const { sql, errors } = await cold(`{ conversations(first: 20) { edges { node { id messages(first: 20) { edges { node { id } } } } } } }`, {
+      key,
+    });
     expect(errors).toBeUndefined();
     const read = sql.filter((s) => /"Conversation"/.test(s));
     expect(read).toHaveLength(1);

@@ -21,7 +21,14 @@ const postgresUrl = inject('postgresUrl');
 const [pglite] = databaseVariants();
 
 const env = (dataDir: string, extra: Record<string, string>) =>
-  loadConfig({ NODE_ENV: 'test', PARLEY_DATA_DIR: dataDir, PARLEY_ADMIN_TOKEN: TEST_ADMIN_TOKEN, PARLEY_DEMO: 'false', PARLEY_LOG_LEVEL: 'silent', ...extra });
+  loadConfig({
+    NODE_ENV: 'test',
+    PARLEY_DATA_DIR: dataDir,
+    PARLEY_ADMIN_TOKEN: TEST_ADMIN_TOKEN,
+    PARLEY_DEMO: 'false',
+    PARLEY_LOG_LEVEL: 'silent',
+    ...extra,
+  });
 
 /** The database, except that warming the cache (the last awaited step of start-up) fails as a database going away would. */
 function failingWarm(db: Database): Database {
@@ -56,13 +63,18 @@ describe('a start-up that fails half-way', () => {
       probe?.disconnect();
       await redis?.dispose();
     });
-    const clients = async () => String(await probe.client('LIST')).trim().split('\n').length;
+    const clients = async () =>
+      String(await probe.client('LIST'))
+        .trim()
+        .split('\n').length;
 
     it('closes them all (cache, live events, rate limits): only the probe is left connected', async () => {
       const opened = await pglite!.open();
       try {
         const config = env(dataDir, { REDIS_URL: redis.url, PARLEY_WARM_PRODUCTS: '5' });
-        await expect(buildApp(config, { db: failingWarm(opened.db), log: recordingLogger().log })).rejects.toThrow('database went away while warming');
+        await expect(buildApp(config, { db: failingWarm(opened.db), log: recordingLogger().log })).rejects.toThrow(
+          'database went away while warming',
+        );
         await eventually(async () => (await clients()) === 1, 'only the probe connected to Redis');
       } finally {
         await opened.dispose();
@@ -83,10 +95,13 @@ describe('a start-up that fails half-way', () => {
         await conflicting.end();
         const database = new URL(created.url).pathname.slice(1);
         const connections = async () =>
-          Number((await admin.query(`SELECT count(*) AS n FROM pg_stat_activity WHERE datname = $1 AND application_name = 'parley'`, [database])).rows[0].n);
+          Number(
+            (await admin.query(`SELECT count(*) AS n FROM pg_stat_activity WHERE datname = $1 AND application_name = 'parley'`, [database])).rows[0]
+              .n,
+          );
 
         await expect(buildApp(env(dataDir, { DATABASE_URL: created.url }), { log: recordingLogger().log })).rejects.toThrow();
-        await eventually(async () => (await connections()) === 0, "no Parley connection left on the database");
+        await eventually(async () => (await connections()) === 0, 'no Parley connection left on the database');
       } finally {
         await admin.end();
         await created.drop();

@@ -151,7 +151,11 @@ describeEachDatabase('tenant isolation', (variant) => {
     const shape = (r: GqlResult, sent: string) => ({
       status: r.status,
       data: r.data,
-      errors: JSON.parse(JSON.stringify(r.errors ?? null).split(sent).join('<sent>')),
+      errors: JSON.parse(
+        JSON.stringify(r.errors ?? null)
+          .split(sent)
+          .join('<sent>'),
+      ),
       statements: r.sql.length,
     });
     expect(shape(asB, encode(bId))).toEqual(shape(asRandom, encode(random)));
@@ -233,7 +237,7 @@ describeEachDatabase('tenant isolation', (variant) => {
       expectNothingOfB(r);
     });
 
-    it("a B uuid under another type name is just as absent", async () => {
+    it('a B uuid under another type name is just as absent', async () => {
       const NODE_ID = `query Node($id: ID!) { node(id: $id) { id } }`;
       for (const [type, bId] of [
         ['Conversation', B.userMessage],
@@ -392,10 +396,13 @@ describeEachDatabase('tenant isolation', (variant) => {
       const seen: string[] = [];
       let after: string | null = null;
       for (let i = 0; i < 10; i++) {
-        const page: GqlResult = await t.gql(`query Q($c: String) { viewer { conversations(first: 1, after: $c) { edges { cursor node { id } } pageInfo { hasNextPage endCursor } } } }`, {
-          key: A.key,
-          variables: { c: after },
-        });
+        const page: GqlResult = await t.gql(
+          `query Q($c: String) { viewer { conversations(first: 1, after: $c) { edges { cursor node { id } } pageInfo { hasNextPage endCursor } } } }`,
+          {
+            key: A.key,
+            variables: { c: after },
+          },
+        );
         expect(page.errors).toBeUndefined();
         seen.push(...page.data.viewer.conversations.edges.map((e: any) => fromGid(e.node.id)));
         if (!page.data.viewer.conversations.pageInfo.hasNextPage) break;
@@ -483,7 +490,11 @@ describeEachDatabase('tenant isolation', (variant) => {
         for (const e of r.data.conversations.edges) expect(A.conversations.map((c) => c.id)).toContain(fromGid(e.node.id));
       }
       // A place that is not one (a date that is not a date, an id that is not a uuid) is the caller's mistake.
-      for (const place of [{ at: 'yesterday', id: row.id }, { at: row.lastMessageAt, id: 'not-a-uuid' }, { at: row.lastMessageAt, id: 5 }]) {
+      for (const place of [
+        { at: 'yesterday', id: row.id },
+        { at: row.lastMessageAt, id: 'not-a-uuid' },
+        { at: row.lastMessageAt, id: 5 },
+      ]) {
         const c = formatPrismaCursor({ ...place, productId: productId!.slice(2) }, ['at', 'id', 'productId']);
         const r = await t.gql(A_CONVERSATIONS, { key: A.key, variables: { c } });
         expect(r.errors?.[0]?.extensions?.code, JSON.stringify(place)).toBe('BAD_USER_INPUT');
@@ -586,7 +597,11 @@ describeEachDatabase('tenant isolation', (variant) => {
         [`query($id: ID!) { node(id: $id) { id } }`, 'KnowledgeEntry', B.knowledgeIds[0]!],
         [`query($id: ID!) { node(id: $id) { id } }`, 'Product', B.id],
         [`query($id: ID!) { conversation(id: $id) { id } }`, 'Conversation', B.conversations[0]!.id],
-        [`mutation($id: ID!) { sendMessage(input: { conversationId: $id, content: "x" }) { message { id } } }`, 'Conversation', B.conversations[0]!.id],
+        [
+          `mutation($id: ID!) { sendMessage(input: { conversationId: $id, content: "x" }) { message { id } } }`,
+          'Conversation',
+          B.conversations[0]!.id,
+        ],
         [`mutation($id: ID!) { submitFeedback(input: { messageId: $id, rating: UP }) { id } }`, 'Message', B.ratedReply],
         [`mutation($id: ID!) { updateKnowledge(input: { id: $id, title: "x" }) { id } }`, 'KnowledgeEntry', B.knowledgeIds[0]!],
         [`mutation($id: ID!) { deleteKnowledge(id: $id) }`, 'KnowledgeEntry', B.knowledgeIds[0]!],

@@ -36,7 +36,7 @@ describe.skipIf(!postgres.available || !redisUrl)('tracing [postgres + redis]', 
       PARLEY_LLM_BASE_URL: fake.url,
       PARLEY_LLM_API_KEY: 'sk-test-key',
     });
-    ({ key, id: productId } = await t.product("Traced"));
+    ({ key, id: productId } = await t.product('Traced'));
   });
   afterAll(async () => {
     await t?.dispose();
@@ -64,7 +64,11 @@ describe.skipIf(!postgres.available || !redisUrl)('tracing [postgres + redis]', 
 
     const operation = spans.find((s) => s.kind === SpanKind.SERVER)!;
     expect(operation.name).toBe('mutation Send');
-    expect(operation.attributes).toMatchObject({ 'graphql.operation.type': 'mutation', 'graphql.operation.name': 'Send', 'parley.product.id': productId });
+    expect(operation.attributes).toMatchObject({
+      'graphql.operation.type': 'mutation',
+      'graphql.operation.name': 'Send',
+      'parley.product.id': productId,
+    });
     expect(operation.parentSpanContext?.spanId).toMatch(/^[0-9a-f]{16}$/);
 
     const names = spans.map((s) => s.name);

@@ -209,11 +209,7 @@ describeEachDatabase('validation', (variant) => {
       ['conversations', (args) => `conversations(${args}) { edges { node { id } } }`, 'conversations'],
       ['viewer.conversations', (args) => `viewer { conversations(${args}) { edges { node { id } } } }`, 'conversations'],
       ['viewer.knowledge', (args) => `viewer { knowledge(${args}) { edges { node { id } } } }`, 'knowledge'],
-      [
-        'conversation.messages',
-        (args) => `conversation(id: "$ID") { messages(${args}) { edges { node { id } } } }`,
-        'messages',
-      ],
+      ['conversation.messages', (args) => `conversation(id: "$ID") { messages(${args}) { edges { node { id } } } }`, 'messages'],
     ];
     const literal = (build: (args: string) => string, args: string) => `{ ${build(args).replace('$ID', conversationId)} }`;
 
@@ -225,7 +221,12 @@ describeEachDatabase('validation', (variant) => {
 
     for (const [name, build, field] of connections) {
       it(`${name}: literal first: 101 / last: -1`, async () => {
-        for (const [arg, value] of [['first', 101], ['last', -1], ['first', -1], ['last', 101]] as const) {
+        for (const [arg, value] of [
+          ['first', 101],
+          ['last', -1],
+          ['first', -1],
+          ['last', 101],
+        ] as const) {
           const result = await gql(literal(build, `${arg}: ${value}`));
           rejected(result, `${field}.${arg}`);
           noSqlBeyondAuth(result);
@@ -236,9 +237,11 @@ describeEachDatabase('validation', (variant) => {
       });
 
       it(`${name}: first: 101 / last: -1 via variables (also as a variable default)`, async () => {
-        const query = (decl: string, args: string) =>
-          `query(${decl}) { ${build(args).replace('$ID', conversationId)} }`;
-        for (const [arg, value] of [['first', 101], ['last', -1]] as const) {
+        const query = (decl: string, args: string) => `query(${decl}) { ${build(args).replace('$ID', conversationId)} }`;
+        for (const [arg, value] of [
+          ['first', 101],
+          ['last', -1],
+        ] as const) {
           const viaVariable = await gql(query(`$n: Int`, `${arg}: $n`), { n: value });
           rejected(viaVariable, `${field}.${arg}`);
           noSqlBeyondAuth(viaVariable);
@@ -277,7 +280,10 @@ describeEachDatabase('validation', (variant) => {
       const before = await counts();
       const valid = Array.from({ length: 50 }, (_, i) => entry(i));
       rejected(await gql(ADD_BATCH, { input: { entries: [...valid, { title: 'Too long', content: x(50_001) }] } }), 'input.entries.50.content');
-      rejected(await gql(ADD_BATCH, { input: { entries: [...valid.slice(0, 25), { title: ' ', content: 'c' }, ...valid.slice(25)] } }), 'input.entries.25.title');
+      rejected(
+        await gql(ADD_BATCH, { input: { entries: [...valid.slice(0, 25), { title: ' ', content: 'c' }, ...valid.slice(25)] } }),
+        'input.entries.25.title',
+      );
       rejected(await gql(ADD_BATCH, { input: { entries: [] } }), 'input.entries');
       expect(await counts()).toEqual(before);
     });
@@ -323,9 +329,18 @@ describeEachDatabase('validation', (variant) => {
       for (const cursor of ['garbage', b64('GPC:S:not-a-uuid'), b64('GPC:N:5'), b64('GPC:Z:'), b64('nope')]) {
         // Pothos itself rejects a cursor it cannot decode at all, before the resolver (and without a field).
         const decodable = !['garbage', b64('nope')].includes(cursor);
-        rejected(await gql(`query($c: String) { conversations(first: 5, after: $c) { edges { cursor } } }`, { c: cursor }), decodable ? 'after' : undefined);
-        rejected(await gql(`query($c: String) { conversations(last: 5, before: $c) { edges { cursor } } }`, { c: cursor }), decodable ? 'before' : undefined);
-        for (const [arg, field] of [['after', 'after'], ['before', 'before']] as const) {
+        rejected(
+          await gql(`query($c: String) { conversations(first: 5, after: $c) { edges { cursor } } }`, { c: cursor }),
+          decodable ? 'after' : undefined,
+        );
+        rejected(
+          await gql(`query($c: String) { conversations(last: 5, before: $c) { edges { cursor } } }`, { c: cursor }),
+          decodable ? 'before' : undefined,
+        );
+        for (const [arg, field] of [
+          ['after', 'after'],
+          ['before', 'before'],
+        ] as const) {
           const result = await gql(
             `query($id: ID!, $c: String) { conversation(id: $id) { messages(${arg === 'after' ? 'first' : 'last'}: 5, ${arg}: $c) { edges { cursor } } } }`,
             { id: conversationId, c: cursor },
@@ -360,9 +375,7 @@ describeEachDatabase('validation', (variant) => {
 
       const foreign = ok(await asOther(CONVERSATIONS, { after: mine[0].cursor, before: mine.at(-1).cursor }));
       expect(foreign).toEqual({ conversations: { edges: [] }, older: { edges: [] } });
-      const foreignMessages = ok(
-        await asOther(MESSAGES, { id: theirs, after: messages[0].cursor, before: messages.at(-1).cursor }),
-      ).conversation;
+      const foreignMessages = ok(await asOther(MESSAGES, { id: theirs, after: messages[0].cursor, before: messages.at(-1).cursor })).conversation;
       expect(foreignMessages).toEqual({ forward: { edges: [] }, backward: { edges: [] } });
       // A message cursor of another conversation of the same product does not position the page either.
       const crossed = ok(await gql(MESSAGES, { id: sibling, after: messages[0].cursor, before: messages.at(-1).cursor })).conversation;
@@ -422,7 +435,13 @@ describeEachDatabase('validation', (variant) => {
       expect(error.extensions?.code).toBe('INTERNAL_SERVER_ERROR');
       expect(error.path).toEqual(['submitFeedback']);
       const shown = JSON.stringify(error);
-      for (const leak of [/Feedback_x|"Feedback"|\bFeedback\b.*exist/i, /relation/i, /\b(select|insert|update|delete)\b/i, /prisma/i, /\bat \w+ \(/]) {
+      for (const leak of [
+        /Feedback_x|"Feedback"|\bFeedback\b.*exist/i,
+        /relation/i,
+        /\b(select|insert|update|delete)\b/i,
+        /prisma/i,
+        /\bat \w+ \(/,
+      ]) {
         expect(shown).not.toMatch(leak);
       }
       expect(error.extensions).not.toHaveProperty('stacktrace');

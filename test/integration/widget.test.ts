@@ -88,7 +88,10 @@ describe('the widget build', () => {
 
   it('reports what is over a budget (npm run build:widget then exits 1)', async () => {
     const tight = await buildWidget({ launcherGz: 100, totalGz: 1_000 });
-    expect(tight.overBudget).toEqual([expect.stringMatching(/^launcher \d+ B gz > 100 B$/), expect.stringMatching(/^launcher \+ panel \d+ B gz > 1000 B$/)]);
+    expect(tight.overBudget).toEqual([
+      expect.stringMatching(/^launcher \d+ B gz > 100 B$/),
+      expect.stringMatching(/^launcher \+ panel \d+ B gz > 1000 B$/),
+    ]);
   });
 
   it('the same sources give the same names; written and read back, it is what Parley compiled serves', async () => {
@@ -165,7 +168,9 @@ describe('Parley serving the widget', () => {
       import('node:http').then(({ get }) =>
         get(`${dev.base}${location}`, { headers: { 'accept-encoding': 'gzip' } }, (res) => {
           const parts: Buffer[] = [];
-          res.on('data', (d: Buffer) => parts.push(d)).on('end', () => resolve({ encoding: res.headers['content-encoding'], body: Buffer.concat(parts) }));
+          res
+            .on('data', (d: Buffer) => parts.push(d))
+            .on('end', () => resolve({ encoding: res.headers['content-encoding'], body: Buffer.concat(parts) }));
         }).on('error', reject),
       );
     });
@@ -175,7 +180,14 @@ describe('Parley serving the widget', () => {
   });
 
   it('answers 404 for any other name under /widget/, 405 for writes', async () => {
-    for (const path of ['/widget/AAAAAAAA.js', '/widget/', '/widget/parley-chat.css', '/widget/%2e%2e%2fpackage.json', `/widget/${built.launcher}.map`, '/widget/x/parley-chat.js']) {
+    for (const path of [
+      '/widget/AAAAAAAA.js',
+      '/widget/',
+      '/widget/parley-chat.css',
+      '/widget/%2e%2e%2fpackage.json',
+      `/widget/${built.launcher}.map`,
+      '/widget/x/parley-chat.js',
+    ]) {
       const res = await fetch(`${dev.base}${path}`, { redirect: 'manual' });
       expect(res.status, path).toBe(404);
       expect(res.headers.get('cache-control'), path).toBe('no-store');
@@ -194,10 +206,17 @@ describe('Parley serving the widget', () => {
     expect(html).not.toContain(dev.app.demo!.key!);
 
     // A publishable key: it starts a conversation of the demo product, and reads nothing else.
-    const started = await gql(dev.base, `mutation { startConversation(input: { sessionId: "demo-page" }) { id conversationToken } }`, { authorization: `Bearer ${key}` });
+    const started = await gql(dev.base, `mutation { startConversation(input: { sessionId: "demo-page" }) { id conversationToken } }`, {
+      authorization: `Bearer ${key}`,
+    });
     const { id, conversationToken } = started.data.startConversation;
     expect((await gql(dev.base, `{ viewer { name } }`, { authorization: `Bearer ${key}` })).errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
-    const secret = await gql(dev.base, `query($id: ID!) { conversation(id: $id) { sessionId } }`, { authorization: `Bearer ${dev.app.demo!.key}` }, { id });
+    const secret = await gql(
+      dev.base,
+      `query($id: ID!) { conversation(id: $id) { sessionId } }`,
+      { authorization: `Bearer ${dev.app.demo!.key}` },
+      { id },
+    );
     expect(secret.data.conversation.sessionId).toBe('demo-page');
 
     // Restarted on the same database and data dir: the same key, and the visitor's token still opens the conversation.
@@ -205,7 +224,12 @@ describe('Parley serving the widget', () => {
     dev = await startApp('development', dataDir);
     const again = await (await fetch(`${dev.base}/demo`)).text();
     expect(again).toContain(`publishable-key="${key}"`);
-    const read = await gql(dev.base, `query($id: ID!) { conversation(id: $id) { id } }`, { authorization: `Bearer ${key}`, 'x-conversation-token': conversationToken }, { id });
+    const read = await gql(
+      dev.base,
+      `query($id: ID!) { conversation(id: $id) { id } }`,
+      { authorization: `Bearer ${key}`, 'x-conversation-token': conversationToken },
+      { id },
+    );
     expect(read.errors).toBeUndefined();
     expect(read.data.conversation.id).toBe(id);
   }, 60_000);

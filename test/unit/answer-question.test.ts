@@ -5,7 +5,12 @@ describe('normalizeQuestion (the answer cache key)', () => {
   it('ignores case, spacing and punctuation', () => {
     const key = normalizeQuestion('How long does shipping take?');
     expect(key).toBe('how long does shipping take');
-    for (const q of ['how long does shipping take', '  HOW long   does shipping take ?!', 'How long does shipping, take...', 'How\tlong\ndoes shipping take？']) {
+    for (const q of [
+      'how long does shipping take',
+      '  HOW long   does shipping take ?!',
+      'How long does shipping, take...',
+      'How\tlong\ndoes shipping take？',
+    ]) {
       expect(normalizeQuestion(q), q).toBe(key);
     }
   });

@@ -44,7 +44,9 @@ const postgraphileNested = {
           rowId: conversation,
           title: 'Hello',
           messageCount: 1,
-          messagesByConversationId: { edges: [{ node: { rowId: message, role: 'USER', content: 'Hi', feedbacksByMessageId: { nodes: [{ rating: 'UP' }] } } }] },
+          messagesByConversationId: {
+            edges: [{ node: { rowId: message, role: 'USER', content: 'Hi', feedbacksByMessageId: { nodes: [{ rating: 'UP' }] } } }],
+          },
           messageByLastMessageId: { content: 'Hi' },
         },
       },
@@ -63,14 +65,34 @@ describe('bench answer check', () => {
     const { normalise } = scenarios.nested;
     const other = structuredClone(postgraphileNested);
     other.allConversations.edges[0]!.node.messagesByConversationId.edges[0]!.node.feedbacksByMessageId.nodes = [];
-    expect(firstDifference(normalise!(parleyNested, 'parley'), normalise!(other, 'postgraphile'))).toBe('$.0.messages.0.rating: Parley "UP", peer null');
+    expect(firstDifference(normalise!(parleyNested, 'parley'), normalise!(other, 'postgraphile'))).toBe(
+      '$.0.messages.0.rating: Parley "UP", peer null',
+    );
     expect(firstDifference([1, 2], [1])).toBe('$: Parley has 2 items, peer 1');
   });
 
   it('compares the widget read with timestamps as instants', () => {
     const { normalise } = scenarios.widget;
-    const parley = { conversation: { id: encodeGlobalID('Conversation', conversation), messages: { edges: [{ node: { id: encodeGlobalID('Message', message), role: 'USER', content: 'Hi', createdAt: '2026-10-24T02:59:23.983Z' } }] } } };
-    const peer = { allConversations: { nodes: [{ rowId: conversation, messagesByConversationId: { edges: [{ node: { rowId: message, role: 'USER', content: 'Hi', createdAt: '2026-10-24T02:59:23.983000+00:00' } }] } }] } };
+    const parley = {
+      conversation: {
+        id: encodeGlobalID('Conversation', conversation),
+        messages: {
+          edges: [{ node: { id: encodeGlobalID('Message', message), role: 'USER', content: 'Hi', createdAt: '2026-10-24T02:59:23.983Z' } }],
+        },
+      },
+    };
+    const peer = {
+      allConversations: {
+        nodes: [
+          {
+            rowId: conversation,
+            messagesByConversationId: {
+              edges: [{ node: { rowId: message, role: 'USER', content: 'Hi', createdAt: '2026-10-24T02:59:23.983000+00:00' } }],
+            },
+          },
+        ],
+      },
+    };
     expect(normalise!(parley, 'parley')).toEqual(normalise!(peer, 'postgraphile'));
     expect(normalise!({ conversation: null }, 'parley')).toEqual(normalise!({ allConversations: { nodes: [] } }, 'postgraphile'));
   });
@@ -85,7 +107,7 @@ describe('bench answer check', () => {
     expect(request.key).toBe('pk_live_read');
   });
 
-  it("sends Parley the cursor Parley issued for the conversation once the harness has it", () => {
+  it('sends Parley the cursor Parley issued for the conversation once the harness has it', () => {
     const withOwn = buildScenarios(dataset, new Map([[conversation, 'pg-cursor']]), new Map([[conversation, 'parley-cursor']]));
     const parley = JSON.parse(requestBody(withOwn.nestedCursor.next(seededRandom(1)), 'parley'));
     expect(parley.variables).toEqual({ cursor: 'parley-cursor' });

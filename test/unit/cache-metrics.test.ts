@@ -14,7 +14,10 @@ it('renders the cache counters in Prometheus text format', async () => {
   expect(text).toContain('parley_cache_invalidations_total{cache="viewer",layer="L1"} 1');
   expect(text).toContain('parley_cache_hit_ratio{cache="viewer",layer="L1"} 0.5');
   // Every sample line is `name{labels} number`.
-  for (const line of text.trim().split('\n').filter((l) => !l.startsWith('#'))) {
+  for (const line of text
+    .trim()
+    .split('\n')
+    .filter((l) => !l.startsWith('#'))) {
     expect(line).toMatch(/^[a-z_]+\{[^}]*\} -?[0-9.e+-]+$/);
   }
   await cache.dispose();

@@ -35,9 +35,20 @@ describe('isDatabaseUnavailable', () => {
     ['pg: connection failure (08006)', pgError('08006', 'connection failure')],
     ["Prisma: can't reach", new PrismaClientKnownRequestError("Can't reach database server at 127.0.0.1:5432", 'P1001')],
     ['Prisma: server closed the connection', new PrismaClientKnownRequestError('Server has closed the connection.', 'P1017')],
-    ['Prisma: no pool connection in time', new PrismaClientKnownRequestError('Timed out fetching a new connection from the connection pool.', 'P2024')],
-    ['Prisma: transaction not started in time', new PrismaClientKnownRequestError('Transaction API error: Unable to start a transaction in the given time.', 'P2028')],
-    ['socket error inside a Prisma error', Object.assign(new PrismaClientKnownRequestError('x', 'P2010'), { cause: Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED', syscall: 'connect', errno: -111 }) })],
+    [
+      'Prisma: no pool connection in time',
+      new PrismaClientKnownRequestError('Timed out fetching a new connection from the connection pool.', 'P2024'),
+    ],
+    [
+      'Prisma: transaction not started in time',
+      new PrismaClientKnownRequestError('Transaction API error: Unable to start a transaction in the given time.', 'P2028'),
+    ],
+    [
+      'socket error inside a Prisma error',
+      Object.assign(new PrismaClientKnownRequestError('x', 'P2010'), {
+        cause: Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED', syscall: 'connect', errno: -111 }),
+      }),
+    ],
   ])('%s', (_name, error) => {
     expect(isDatabaseUnavailable(error)).toBe(true);
   });
@@ -46,7 +57,10 @@ describe('isDatabaseUnavailable', () => {
     ['unique violation', new PrismaClientKnownRequestError('Unique constraint failed', 'P2002')],
     ['record not found', new PrismaClientKnownRequestError('No record was found', 'P2025')],
     ['a statement timeout is a slow query, not an outage', adapter({ originalCode: '57014', kind: 'postgres', code: '57014' })],
-    ["an LLM provider's ECONNREFUSED", Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:11434'), { code: 'ECONNREFUSED', syscall: 'connect', errno: -111 })],
+    [
+      "an LLM provider's ECONNREFUSED",
+      Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:11434'), { code: 'ECONNREFUSED', syscall: 'connect', errno: -111 }),
+    ],
     ['a programming error', new TypeError("Cannot read properties of undefined (reading 'id')")],
     ['not an error at all', 'boom'],
   ])('not: %s', (_name, error) => {

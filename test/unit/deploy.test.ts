@@ -49,9 +49,7 @@ describe('docker-compose.yml', () => {
       expect(Object.keys(env).length, name).toBeGreaterThan(0);
       for (const variable of Object.keys(env)) expect(CONFIG_VARIABLES, `${name}: ${variable}`).toContain(variable);
       // Interpolated values (the admin token) get a valid stand-in; everything else is checked as written.
-      const values = Object.fromEntries(
-        Object.entries(env).map(([k, v]) => [k, v.startsWith('${') ? 'adm_compose_check_0123456789abcdef' : v]),
-      );
+      const values = Object.fromEntries(Object.entries(env).map(([k, v]) => [k, v.startsWith('${') ? 'adm_compose_check_0123456789abcdef' : v]));
       const config = loadConfig(values);
       expect(config.env).toBe('production');
       expect(config.database.url).toMatch(/@postgres:5432\//);
@@ -107,7 +105,8 @@ describe('Dockerfile', () => {
     // Build: every dependency (prisma generate runs in npm ci), then the compile.
     expect(build).toMatch(/^RUN npm ci$/m);
     expect(build).toMatch(/^RUN npm run build$/m);
-    for (const path of ['package.json', 'package-lock.json', 'prisma', 'prisma.config.ts', 'tsconfig.build.json', 'src', 'widget']) expect(build).toContain(path);
+    for (const path of ['package.json', 'package-lock.json', 'prisma', 'prisma.config.ts', 'tsconfig.build.json', 'src', 'widget'])
+      expect(build).toContain(path);
     // Runtime: production dependencies, the compiled code and the migrations; no sources, no dev tools.
     expect(runtime).toMatch(/^RUN npm ci --omit=dev --ignore-scripts\b/m);
     expect(runtime).toMatch(/^COPY --from=build \/app\/dist \.\/dist$/m);
@@ -124,10 +123,10 @@ describe('Dockerfile', () => {
     expect(runtime).toMatch(/^CMD \["node", "dist\/main\.js"\]$/m);
     expect(pkg.scripts['start:built']).toBe('node dist/main.js');
     // The chat widget is built into dist/widget with the server: the runtime stage's COPY of dist/ carries it.
-    expect(pkg.scripts['build']).toBe('tsc -p tsconfig.build.json && npm run build:widget');
+    expect(pkg.scripts.build).toBe('tsc -p tsconfig.build.json && npm run build:widget');
     expect(pkg.scripts['build:widget']).toBe('tsx widget/build.ts dist/widget');
     // npm start: one node process (tsx as a loader), not sh -> npm -> tsx's CLI -> node.
-    expect(pkg.scripts['start']).toBe('node --import tsx src/main.ts');
+    expect(pkg.scripts.start).toBe('node --import tsx src/main.ts');
   });
 
   it('names the Node versions it runs on: the LTS of the image, and the 20.19 of development and CI', () => {

@@ -28,7 +28,9 @@ function cycles(files: string[], root = SRC): string[][] {
   const imports = new Map(
     files.map((file) => {
       const text = readFileSync(file, 'utf8');
-      const targets = [...text.matchAll(/^(?:import|export)\s[^;]*?from\s+'(\.[^']+)'/gms)].map((m) => resolve(dirname(file), m[1]!.replace(/\.js$/, '.ts')));
+      const targets = [...text.matchAll(/^(?:import|export)\s[^;]*?from\s+'(\.[^']+)'/gms)].map((m) =>
+        resolve(dirname(file), m[1]!.replace(/\.js$/, '.ts')),
+      );
       return [file, targets.filter((t) => known.has(t))] as const;
     }),
   );

@@ -1,12 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import {
-  backoffMs,
-  CircuitBreaker,
-  CircuitOpenError,
-  parseRetryAfter,
-  ProviderError,
-  withRetries,
-} from '../../src/infra/llm/resilience.js';
+import { backoffMs, CircuitBreaker, CircuitOpenError, parseRetryAfter, ProviderError, withRetries } from '../../src/infra/llm/resilience.js';
 
 describe('parseRetryAfter', () => {
   it('reads seconds and HTTP dates', () => {

@@ -13,14 +13,27 @@ describe('normaliseOrigin', () => {
   });
 
   it('refuses what is not one page origin', () => {
-    for (const value of ['shop.example', 'ftp://shop.example', 'https://shop.example/a', 'https://shop.example//', 'https://*.shop.example', 'https://a..example', 'https://-a.example', 'https://u:p@shop.example', 'null', '*', '']) {
+    for (const value of [
+      'shop.example',
+      'ftp://shop.example',
+      'https://shop.example/a',
+      'https://shop.example//',
+      'https://*.shop.example',
+      'https://a..example',
+      'https://-a.example',
+      'https://u:p@shop.example',
+      'null',
+      '*',
+      '',
+    ]) {
       expect(normaliseOrigin(value), value).toBeNull();
     }
   });
 });
 
 describe('requestOrigin', () => {
-  const at = (origin: string | undefined, host: string, forwardedHost?: string, proxies = 0) => requestOrigin({ origin, host, forwardedHost }, proxies);
+  const at = (origin: string | undefined, host: string, forwardedHost?: string, proxies = 0) =>
+    requestOrigin({ origin, host, forwardedHost }, proxies);
 
   it('is null without an Origin header: a server, curl', () => {
     expect(at(undefined, 'api.example')).toBeNull();

@@ -6,7 +6,10 @@ const rows = (n: number) => Array.from({ length: n }, (_, i) => ({ id: `r${i}` }
 describe('keysetConnection', () => {
   it('builds a page of loaded rows at once, and encodes a cursor only when it is read', () => {
     const encoded: string[] = [];
-    const toCursor = (row: { id: string }) => (encoded.push(row.id), `c:${row.id}`);
+    const toCursor = (row: { id: string }) => {
+      encoded.push(row.id);
+      return `c:${row.id}`;
+    };
     const page = keysetConnection({ first: 2 }, toCursor, rows(3));
     expect(page).not.toBeInstanceOf(Promise);
     const { edges, pageInfo } = page as Exclude<typeof page, Promise<unknown>>;

@@ -87,7 +87,19 @@ describe('isReadOnlySql', () => {
   });
 
   it('sends everything that does not start with SELECT or WITH to the primary', () => {
-    for (const sql of ['', '   ', 'SHOW statement_timeout', 'EXPLAIN SELECT 1', 'VALUES (1)', 'TABLE t', '(SELECT 1)', 'BEGIN', 'SET x = 1', 'LOCK TABLE t', 'COPY t TO STDOUT']) {
+    for (const sql of [
+      '',
+      '   ',
+      'SHOW statement_timeout',
+      'EXPLAIN SELECT 1',
+      'VALUES (1)',
+      'TABLE t',
+      '(SELECT 1)',
+      'BEGIN',
+      'SET x = 1',
+      'LOCK TABLE t',
+      'COPY t TO STDOUT',
+    ]) {
       expect(isReadOnlySql(sql), sql).toBe(false);
     }
   });

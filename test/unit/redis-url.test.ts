@@ -44,7 +44,11 @@ describe('REDIS_URL forms', () => {
   });
 
   it('is accepted by the configuration', () => {
-    const config = loadConfig({ NODE_ENV: 'production', PARLEY_ADMIN_TOKEN: 'adm_0123456789abcdef0123', REDIS_URL: 'redis+sentinel://s1:26379/mymaster' });
+    const config = loadConfig({
+      NODE_ENV: 'production',
+      PARLEY_ADMIN_TOKEN: 'adm_0123456789abcdef0123',
+      REDIS_URL: 'redis+sentinel://s1:26379/mymaster',
+    });
     expect(config.redis.url).toBe('redis+sentinel://s1:26379/mymaster');
   });
 });

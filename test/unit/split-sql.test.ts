@@ -20,10 +20,7 @@ describe('splitSqlStatements', () => {
   });
 
   it('keeps semicolons inside "…" identifiers, including after "" escapes', () => {
-    expect(splitSqlStatements('CREATE TABLE "a;b" ("say ""hi;""" int); SELECT 2')).toEqual([
-      'CREATE TABLE "a;b" ("say ""hi;""" int)',
-      'SELECT 2',
-    ]);
+    expect(splitSqlStatements('CREATE TABLE "a;b" ("say ""hi;""" int); SELECT 2')).toEqual(['CREATE TABLE "a;b" ("say ""hi;""" int)', 'SELECT 2']);
   });
 
   it('keeps $$…$$ and $tag$…$tag$ bodies whole, even with quotes and other tags inside', () => {

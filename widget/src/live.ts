@@ -10,7 +10,7 @@
  * seen before the socket dropped), so the reconnect policy would be ours anyway.
  */
 
-const enum Close {
+enum Close {
   Unauthorized = 4401,
   Forbidden = 4403,
 }
@@ -95,7 +95,10 @@ export function openLive(options: LiveOptions): { close(): void } {
   function refuse(error: { message?: string; extensions?: { code?: string } }): void {
     const code = error.extensions?.code ?? 'ERROR';
     // Busy or restarting: the same subscription, later, on a new socket.
-    if (TRANSIENT.has(code)) return socket?.close(1000);
+    if (TRANSIENT.has(code)) {
+      socket?.close(1000);
+      return;
+    }
     close();
     options.onRefused(code, error.message ?? 'refused');
   }

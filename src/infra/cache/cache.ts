@@ -29,6 +29,7 @@ export interface CachePolicy<A> {
   /** Serve an expired entry this much longer while one background load refreshes it. @default 0 */
   staleWhileRevalidateMs?: number;
   /** Whether a loaded value is stored at all (e.g. not a lookup that found nothing). @default always */
+  // biome-ignore lint/suspicious/noExplicitAny: a policy's own value type (CachedAnswer, …), which CachePolicy<A> does not carry
   cacheIf?: (value: any) => boolean;
   /**
    * How long a node waits for another node's load of the same key before loading

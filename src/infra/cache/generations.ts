@@ -163,9 +163,11 @@ export class Generations {
         const results = await pipeline.exec();
         return results?.slice(0, tags.length).map(([error, value]) => (error ? null : Number(value))) ?? null;
       }, null);
-      if (values && values.every((v) => v !== null)) {
+      if (values?.every((v) => v !== null)) {
         const now = Date.now();
-        tags.forEach((tag, i) => this.local.set(tag, { gen: `r${values[i]}`, confirmedAt: now }));
+        tags.forEach((tag, i) => {
+          this.local.set(tag, { gen: `r${values[i]}`, confirmedAt: now });
+        });
         for (const event of alongside) event.sent();
         return alongside.length > 0;
       }

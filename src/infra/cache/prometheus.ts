@@ -24,6 +24,7 @@ export function cacheMetricsText(stats: readonly CacheStat[]): string {
   lines.push('# HELP parley_cache_hit_ratio Hits over lookups since start.', '# TYPE parley_cache_hit_ratio gauge');
   for (const s of stats) lines.push(`parley_cache_hit_ratio{cache="${label(s.cache)}",layer="${s.layer}"} ${s.hitRate}`);
   lines.push('# HELP parley_cache_l2_latency_ms Mean Redis round trip of the cache.', '# TYPE parley_cache_l2_latency_ms gauge');
-  for (const s of stats) if (s.layer === 'L2' && s.avgLatencyMs !== null) lines.push(`parley_cache_l2_latency_ms{cache="${label(s.cache)}"} ${s.avgLatencyMs}`);
-  return lines.join('\n') + '\n';
+  for (const s of stats)
+    if (s.layer === 'L2' && s.avgLatencyMs !== null) lines.push(`parley_cache_l2_latency_ms{cache="${label(s.cache)}"} ${s.avgLatencyMs}`);
+  return `${lines.join('\n')}\n`;
 }

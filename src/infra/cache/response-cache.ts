@@ -134,10 +134,7 @@ export class ResponseCache {
     const inL1 = this.l1.get(key);
     const guard = inL1 ? undefined : this.cache.redisGuard;
     // The L2 read and the generations check go out together: one round trip of waiting, not two.
-    const [gens, fromL2] = await Promise.all([
-      this.cache.generations.current(tags),
-      guard ? guard.tryRun((r) => r.getBuffer(key), null) : null,
-    ]);
+    const [gens, fromL2] = await Promise.all([this.cache.generations.current(tags), guard ? guard.tryRun((r) => r.getBuffer(key), null) : null]);
     const now = Date.now();
     if (inL1) {
       if (inL1.expiresAt > now && sameGenerations(inL1.gens, gens)) return { hit: inL1, gens, layer: 'l1' };
@@ -169,13 +166,14 @@ export class ResponseCache {
     if (guard) {
       const { text: _, ...stored } = entry;
       const bytes = serialize(stored);
-      void guard.tryRun((r) => r.set(key, bytes, 'PX', ttlMs), null).then((ok) => {
-        if (ok) this.cache.countersOf(NAME).l2.sets += 1;
-      });
+      void guard
+        .tryRun((r) => r.set(key, bytes, 'PX', ttlMs), null)
+        .then((ok) => {
+          if (ok) this.cache.countersOf(NAME).l2.sets += 1;
+        });
     }
     return entry;
   }
-
 
   private setL1(key: string, entry: StoredResponse): void {
     const ttl = entry.expiresAt - Date.now();

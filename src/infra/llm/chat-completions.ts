@@ -89,8 +89,10 @@ async function callChatCompletion(
       const body = (await response.text().catch(() => '')).slice(0, 300).replace(/\s+/g, ' ');
       const status = response.status;
       const message = `provider answered HTTP ${status}${body ? `: ${body}` : ''}`;
-      if (status === 429) throw new ProviderError(message, 'rate_limited', { status, retryAfterMs: parseRetryAfter(response.headers.get('retry-after')) });
-      if (status >= 500 || status === 408) throw new ProviderError(message, 'server', { status, retryAfterMs: parseRetryAfter(response.headers.get('retry-after')) });
+      if (status === 429)
+        throw new ProviderError(message, 'rate_limited', { status, retryAfterMs: parseRetryAfter(response.headers.get('retry-after')) });
+      if (status >= 500 || status === 408)
+        throw new ProviderError(message, 'server', { status, retryAfterMs: parseRetryAfter(response.headers.get('retry-after')) });
       throw new ProviderError(message, 'refused', { status });
     }
     // A server that ignores `stream` answers with one JSON body.

@@ -169,8 +169,7 @@ export async function withRetries<T>(call: (attempt: number) => Promise<T>, opti
       breaker.success();
       return result;
     } catch (caught) {
-      const error =
-        caught instanceof ProviderError ? caught : new ProviderError((caught as Error)?.message ?? String(caught), 'network');
+      const error = caught instanceof ProviderError ? caught : new ProviderError((caught as Error)?.message ?? String(caught), 'network');
       if (error.kind === 'aborted') {
         breaker.release();
         throw error;

@@ -179,7 +179,9 @@ export class RedisEventPubSub<E extends EventMap> extends BasePubSub<E> implemen
     } else {
       for (const channel of channels) this.missed.delete(channel);
     }
-    this.log.info('live events: told the channels this node could not publish on to read what was stored', { channels: tooMany ? 'all' : channels.length });
+    this.log.info('live events: told the channels this node could not publish on to read what was stored', {
+      channels: tooMany ? 'all' : channels.length,
+    });
     if (this.missed.size > 0 || this.missedTooMany) this.retryNotices();
   }
 
@@ -206,7 +208,10 @@ export class RedisEventPubSub<E extends EventMap> extends BasePubSub<E> implemen
         else this.channels.delete(channel);
         // Only an acknowledged subscription may be given back: RedisPubSub would keep a pending
         // one's listener (and the Redis channel) for ever.
-        subscription.then((subId) => this.engine.unsubscribe(subId), () => undefined);
+        subscription.then(
+          (subId) => this.engine.unsubscribe(subId),
+          () => undefined,
+        );
       },
     );
     stream.ready.catch((error: Error) => stream.fail(error));

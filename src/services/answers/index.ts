@@ -221,10 +221,7 @@ export function createAnswers({ config, store, search, typing, log, metrics, ran
     async dispose(graceMs = 5_000) {
       if (background.size) {
         let timer: NodeJS.Timeout | undefined;
-        await Promise.race([
-          Promise.allSettled([...background]),
-          new Promise((resolve) => (timer = setTimeout(resolve, graceMs))),
-        ]);
+        await Promise.race([Promise.allSettled([...background]), new Promise((resolve) => (timer = setTimeout(resolve, graceMs)))]);
         clearTimeout(timer);
       }
       aborter.abort();

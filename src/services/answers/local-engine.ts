@@ -9,8 +9,7 @@ import type { RankedHit } from '../knowledge.js';
 
 export const LOCAL_MODEL = 'local-fts';
 
-export const NO_ANSWER =
-  "I don't know: nothing in our knowledge base answers that question. Could you rephrase it, or ask our team directly?";
+export const NO_ANSWER = "I don't know: nothing in our knowledge base answers that question. Could you rephrase it, or ask our team directly?";
 
 export interface Draft {
   content: string;
@@ -41,11 +40,16 @@ export function composeLocalAnswer(question: string, hits: readonly RankedHit[])
 }
 
 const STOP = new Set(
-  'a an and are can could did do does for from get got have how i if in is it its me my of on or our please should so that the this to was we what when where which who why will with would you your'.split(' '),
+  'a an and are can could did do does for from get got have how i if in is it its me my of on or our please should so that the this to was we what when where which who why will with would you your'.split(
+    ' ',
+  ),
 );
 
 function words(text: string): string[] {
-  return text.toLowerCase().split(/[^\p{L}\p{N}]+/u).filter(Boolean);
+  return text
+    .toLowerCase()
+    .split(/[^\p{L}\p{N}]+/u)
+    .filter(Boolean);
 }
 
 function questionTerms(question: string): string[] {
@@ -68,7 +72,10 @@ function excerpt(content: string, terms: string[]): string {
     return { sentence, index, score: terms.filter((t) => own.some((w) => sameStem(t, w))).length };
   });
   const picked = scored.some((s) => s.score > 0)
-    ? scored.filter((s) => s.score > 0).sort((a, b) => b.score - a.score || a.index - b.index).slice(0, 3)
+    ? scored
+        .filter((s) => s.score > 0)
+        .sort((a, b) => b.score - a.score || a.index - b.index)
+        .slice(0, 3)
     : scored.slice(0, 2);
   const joined = picked
     .sort((a, b) => a.index - b.index)

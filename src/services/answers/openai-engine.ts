@@ -2,7 +2,7 @@ import type { Config } from '../../config.js';
 import { streamChatCompletion, type ChatMessage } from '../../infra/llm/chat-completions.js';
 import type { Logger } from '../../infra/log.js';
 import type { ProviderMetrics } from '../../infra/llm/metrics.js';
-import { CircuitBreaker, CircuitOpenError, ProviderError, withRetries } from '../../infra/llm/resilience.js';
+import { type CircuitBreaker, CircuitOpenError, ProviderError, withRetries } from '../../infra/llm/resilience.js';
 import type { RankedHit } from '../knowledge.js';
 import type { AnswerEngine, AnswerInput, EngineAnswer, ProviderTrouble } from './engine.js';
 import { composeLocalAnswer, LOCAL_MODEL } from './local-engine.js';

@@ -64,7 +64,8 @@ export function normalizeQuestion(question: string): string {
   return (kept.length ? kept : words).join(' ');
 }
 
-const COMPLEX = /\b(compare|comparison|comparing|difference|differences|differ|versus|vs|explain|explanation|pros|cons|trade ?offs?|step by step|in detail|detailed|analy[sz]e)\b/i;
+const COMPLEX =
+  /\b(compare|comparison|comparing|difference|differences|differ|versus|vs|explain|explanation|pros|cons|trade ?offs?|step by step|in detail|detailed|analy[sz]e)\b/i;
 
 /** More than one question, or wording that asks for reasoning rather than a fact. */
 export function isComplexQuestion(question: string): boolean {
