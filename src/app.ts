@@ -5,10 +5,10 @@ import { useDisableIntrospection } from '@graphql-yoga/plugin-disable-introspect
 import { createYoga, type YogaServerInstance } from 'graphql-yoga';
 import { configSecrets, type Config } from './config.js';
 import { createContext, eventContext, type AppDeps, type Context } from './context.js';
-import { clientIp } from './client-ip.js';
-import { Drain } from './drain.js';
+import { clientIp } from './http/client-ip.js';
+import { Drain } from './http/drain.js';
 import { DatabaseUnavailableError, HTTP_STATUS, ParleyError, UnauthenticatedError } from './errors.js';
-import { createGraphiQL } from './graphiql.js';
+import { createGraphiQL } from './http/graphiql.js';
 import { createCache } from './infra/cache/index.js';
 import { warmCache } from './warm.js';
 import { databaseOptions, isDatabaseUnavailable, openDatabase, type Database } from './infra/db.js';
@@ -56,10 +56,10 @@ import { createKnowledgeSearch } from './services/knowledge.js';
 import { findDemoConversation, seedDemo, type DemoSeed } from './services/seed.js';
 import { BrowserRuleError, checkBrowserUse, type BrowserOrigin } from './services/origins.js';
 import { createRateLimits } from './services/rate-limits.js';
-import { requestOrigin, urlHost } from './request-origin.js';
+import { requestOrigin, urlHost } from './http/request-origin.js';
 import { sweepExpiredKeys } from './services/idempotency.js';
-import { serveGraphqlWs } from './ws.js';
-import { createWidgetRoutes } from './widget.js';
+import { serveGraphqlWs } from './http/ws.js';
+import { createWidgetRoutes } from './http/widget.js';
 import { MAX_PAGE_SIZE } from './services/validation.js';
 
 export interface App {

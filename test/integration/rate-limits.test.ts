@@ -1,6 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import WebSocket from 'ws';
-import { clientIp } from '../../src/client-ip.js';
+import { clientIp } from '../../src/http/client-ip.js';
 import { messageBudget } from '../../src/services/rate-limits.js';
 import { createTestApp, type TestApp } from '../helpers/app.js';
 import { databaseVariants } from '../helpers/db.js';

@@ -1,7 +1,7 @@
 import { request } from 'node:http';
 import { createConnection } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Drain } from '../../src/drain.js';
+import { Drain } from '../../src/http/drain.js';
 import { createTestApp, type TestApp } from '../helpers/app.js';
 import { describeEachDatabase } from '../helpers/db.js';
 import { gatedDatabase, type GatedDatabase } from '../helpers/gate.js';

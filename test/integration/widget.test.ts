@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp, type App } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
 import { openDatabase, type Database } from '../../src/infra/db.js';
-import { createWidgetRoutes, readWidgetDir } from '../../src/widget.js';
+import { createWidgetRoutes, readWidgetDir } from '../../src/http/widget.js';
 import { BUDGETS, buildWidget, writeWidget, type WidgetBuild } from '../../widget/build.js';
 import { disposeClients, eventually, liveClient, subscribe } from '../helpers/live.js';
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { requestOrigin } from '../../src/request-origin.js';
+import { requestOrigin } from '../../src/http/request-origin.js';
 import { normaliseOrigin } from '../../src/services/origins.js';
 
 describe('normaliseOrigin', () => {

@@ -4,7 +4,7 @@ import { promisify } from 'node:util';
 import { gzip } from 'node:zlib';
 import { encodeGlobalID } from '@pothos/plugin-relay';
 import type { GraphiQLOptions } from 'graphql-yoga';
-import { sha256 } from './infra/hash.js';
+import { sha256 } from '../infra/hash.js';
 
 /**
  * GraphiQL as Parley serves it: the page from this process, and its scripts,

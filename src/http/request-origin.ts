@@ -1,5 +1,5 @@
 import { trustedForwardedEntry } from './client-ip.js';
-import { browserOrigin, type BrowserOrigin } from './services/origins.js';
+import { browserOrigin, type BrowserOrigin } from '../services/origins.js';
 
 export interface OriginHeaders {
   origin: string | null | undefined;

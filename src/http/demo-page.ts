@@ -1,8 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Config } from './config.js';
-import type { Logger } from './infra/log.js';
-import { demoPublishableKey, type DemoSeed } from './services/seed.js';
-import type { Store } from './services/store.js';
+import type { Config } from '../config.js';
+import type { Logger } from '../infra/log.js';
+import { demoPublishableKey, type DemoSeed } from '../services/seed.js';
+import type { Store } from '../services/store.js';
 
 /**
  * `/demo`, in development only (as GraphiQL): a shop page of the demo product

@@ -3,10 +3,10 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
-import type { Config } from './config.js';
-import type { Logger } from './infra/log.js';
-import type { DemoSeed } from './services/seed.js';
-import type { Store } from './services/store.js';
+import type { Config } from '../config.js';
+import type { Logger } from '../infra/log.js';
+import type { DemoSeed } from '../services/seed.js';
+import type { Store } from '../services/store.js';
 import { createDemoPage } from './demo-page.js';
 
 /**
@@ -140,9 +140,9 @@ function answer(widget: WidgetFiles | null, name: string, req: IncomingMessage, 
 
 /** The build that goes with this module: dist/widget/ when compiled, widget/src built in memory when run from source. */
 async function loadWidget(log: Logger): Promise<WidgetFiles> {
-  if (!import.meta.url.endsWith('.ts')) return readWidgetDir(fileURLToPath(new URL('./widget/', import.meta.url)));
+  if (!import.meta.url.endsWith('.ts')) return readWidgetDir(fileURLToPath(new URL('../widget/', import.meta.url)));
   const started = performance.now();
-  const builder = (await import(new URL('../widget/build.ts', import.meta.url).href)) as WidgetBuilder;
+  const builder = (await import(new URL('../../widget/build.ts', import.meta.url).href)) as WidgetBuilder;
   const built = await builder.buildWidget();
   if (built.overBudget.length) log.warn('widget over budget (npm run build:widget fails)', { overBudget: built.overBudget });
   log.info('widget built from source', { ms: Math.round(performance.now() - started), launcher: built.launcher });
