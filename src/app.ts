@@ -3,24 +3,19 @@ import type { AddressInfo } from 'node:net';
 import { GraphQLError } from 'graphql';
 import { useDisableIntrospection } from '@graphql-yoga/plugin-disable-introspection';
 import { createYoga, type YogaServerInstance } from 'graphql-yoga';
-import { configSecrets, type Config } from './config.js';
+import type { Config } from './config.js';
 import { createContext, eventContext, type AppDeps, type Context } from './context.js';
 import { clientIp } from './http/client-ip.js';
 import { Drain } from './http/drain.js';
 import { DatabaseUnavailableError, HTTP_STATUS, ParleyError, UnauthenticatedError } from './errors.js';
 import { createGraphiQL } from './http/graphiql.js';
-import { createCache } from './infra/cache/index.js';
-import { warmCache } from './warm.js';
-import { databaseOptions, isDatabaseUnavailable, openDatabase, type Database } from './infra/db.js';
-import { createLogger, type Logger } from './infra/log.js';
-import { createMetrics } from './infra/metrics.js';
-import { createLimiterStore } from './infra/rate-limiter.js';
-import { migrate, migrationsApplied } from './infra/migrate.js';
-import { createPubSub } from './infra/pubsub/index.js';
+import { isDatabaseUnavailable, type Database } from './infra/db.js';
+import type { Logger } from './infra/log.js';
+import { migrationsApplied } from './infra/migrate.js';
 import { runInSqlScope, newSqlScope } from './infra/sql-stats.js';
-import { pinToPrimary, RecentWrites, runWithReadRouting } from './infra/read-routing.js';
+import { runWithReadRouting } from './infra/read-routing.js';
 import { createMaskError, useUnavailableStatus } from './plugins/errors.js';
-import { KeyRevocations, useKeyRevocation } from './plugins/key-revocation.js';
+import { useKeyRevocation } from './plugins/key-revocation.js';
 import { useRequestDedup } from './plugins/dedup.js';
 import { useAdmission } from './plugins/admission.js';
 import { useEventContext } from './plugins/event-context.js';
@@ -35,7 +30,7 @@ import { useTracing } from './plugins/tracing.js';
 import { useRequestParamsCheck } from './plugins/request-params.js';
 import { slowOperationLog } from './plugins/slow-operations.js';
 import { usePageSizeLimit } from './plugins/page-size.js';
-import { createPersistedOperations, loadAllowList, usePersistedOperations } from './plugins/persisted.js';
+import { createPersistedOperations, usePersistedOperations } from './plugins/persisted.js';
 import { useHttpCache } from './plugins/http-cache.js';
 import { useResponseCache } from './plugins/response-cache.js';
 import { usePlannedReads } from './plugins/planned-reads.js';
@@ -47,18 +42,11 @@ import { secretsEqual } from './services/products.js';
 import { usePrimaryForMutations } from './plugins/primary-for-mutations.js';
 import { schema } from './schema/index.js';
 import { authenticate, credentialsFromHeaders, type Credentials } from './services/auth.js';
-import { loadOrCreateAdminToken } from './services/admin-token.js';
-import { createLiveEvents, type ParleyEvents } from './services/events.js';
-import { Replays } from './services/event-replay.js';
-import { createTyping, memoryTypingStore, redisTypingStore } from './services/typing.js';
-import { createAnswers } from './services/answers/index.js';
-import { createKnowledgeSearch } from './services/knowledge.js';
-import { findDemoConversation, seedDemo, type DemoSeed } from './services/seed.js';
+import { findDemoConversation, type DemoSeed } from './services/seed.js';
 import { BrowserRuleError, checkBrowserUse, type BrowserOrigin } from './services/origins.js';
-import { createRateLimits } from './services/rate-limits.js';
 import { requestOrigin, urlHost } from './http/request-origin.js';
-import { sweepExpiredKeys } from './services/idempotency.js';
 import { serveGraphqlWs } from './http/ws.js';
+import { createDeps } from './deps.js';
 import { createWidgetRoutes } from './http/widget.js';
 import { MAX_PAGE_SIZE } from './services/validation.js';
 
@@ -95,70 +83,12 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
 }
 
 async function build(config: Config, options: BuildOptions, opened: (close: () => unknown) => void): Promise<App> {
-  const log = options.log ?? createLogger(config.logLevel, { secrets: configSecrets(config) });
-  // A stale or broken allow-list stops the start here, before anything is opened.
-  const allowList = config.persisted.operationsFile ? loadAllowList(config.persisted.operationsFile, schema) : new Map<string, string>();
-  const db = options.db ?? (await openDatabase(databaseOptions(config)));
-  if (!options.db) opened(() => db.close());
-  const migration = await migrate(db.prisma);
-  if (migration.applied.length) log.info('migrations applied', { applied: migration.applied });
-  // Pools hold DATABASE_POOL_MIN connections (and replicas are checked) before /readyz can say ready.
-  await db.warm();
-  const adminToken = config.adminToken ?? loadOrCreateAdminToken(config.dataDir).token;
-  const demo = config.demo ? await seedDemo(db.prisma, config.dataDir) : null;
-  const cache = await createCache(config, log);
-  opened(() => cache.dispose());
-  const pubsub = await createPubSub<ParleyEvents>({ redisUrl: config.redis.url, prefix: config.redis.prefix, log });
-  opened(() => pubsub.dispose());
-  const metrics = config.observability.metrics ? createMetrics() : undefined;
-  metrics?.observeCache(() => cache.snapshot());
-  metrics?.observeDatabase(db);
-  // A product written in the last PARLEY_REPLICA_MAX_LAG_MS (here or, announced, on another node) reads from the primary.
-  // Without replicas every statement is the primary's: nothing to track on each write and request.
-  const replicas = db.replicas().length > 0;
-  const recentWrites = new RecentWrites(config.database.replicaMaxLagMs);
-  if (replicas) cache.onBump((tags) => recentWrites.noteTags(tags));
-  const pinIfWrittenRecently = (context: { product: { id: string } | null }) => {
-    if (replicas && context.product && recentWrites.has(context.product.id)) pinToPrimary();
-  };
-  // A rotated key's open sockets and subscription streams end on every node (the rotation's cache bump reaches all).
-  const revocations = new KeyRevocations();
-  cache.onBump((tags) => revocations.revokeTags(tags));
-  const limiterStore = await createLimiterStore({
-    redisUrl: config.redis.url,
-    prefix: config.redis.prefix,
-    timeoutMs: config.cache.redisTimeoutMs,
-    log,
-  });
-  opened(() => limiterStore.dispose());
-  const rateLimits = createRateLimits(limiterStore, { ...config.rateLimits, badCredentialsWindowSeconds: BAD_CREDENTIALS_WINDOW_S }, (reason) =>
-    metrics?.rejected(`rate_${reason}`),
+  const { deps, store, demo, allowList, rateLimits, limiterStore, revocations, replicas, pinIfWrittenRecently, sweep } = await createDeps(
+    config,
+    options,
+    opened,
   );
-  const events = createLiveEvents(metrics ? metrics.countPublishes(pubsub) : pubsub, log);
-  const typingStore = pubsub.redis ? redisTypingStore(pubsub.redis, config.redis.prefix) : memoryTypingStore();
-  const typing = createTyping({ events, store: typingStore, ttlMs: config.live.typingTtlMs, log });
-  const store = { prisma: db.prisma, cache, events };
-  const knowledgeSearch = createKnowledgeSearch(db.prisma, config.answers.searchBatchMs);
-  const answers = createAnswers({ config: config.answers, store, search: knowledgeSearch, typing, log, metrics });
-  opened(() => {
-    typing.dispose();
-    return answers.dispose(0);
-  });
-  // A quarter of the pool: after an outage the node's subscriptions catch up while requests still get connections.
-  const replays = new Replays(Math.max(1, Math.floor(config.database.poolSize / 4)));
-  const deps: AppDeps = { config, db, log, adminToken, cache, pubsub, events, replays, typing, metrics, knowledgeSearch, answers };
-  const warmed = await warmCache(deps, config.cache.warmProducts);
-  if (warmed.products)
-    log.info('cache warmed', { products: warmed.products, ms: warmed.ms, caches: 'productByKey, productStats, viewer knowledge first page' });
-
-  // Idempotency keys older than a day match nothing; reusing one overwrites it, the rest are deleted here.
-  // Every node sweeps (a DELETE by the createdAt index, harmless when two run at once): no leader to elect.
-  const sweep = setInterval(
-    () => void sweepExpiredKeys(db.prisma).catch((error: Error) => log.warn('idempotency keys: sweep failed', { error: error.message })),
-    KEY_SWEEP_MS,
-  );
-  sweep.unref();
-  opened(() => clearInterval(sweep));
+  const { log, db, adminToken, cache, pubsub, metrics, answers, typing } = deps;
 
   const maskError = maskDatabaseUnavailable(createMaskError(log), log);
   const persisted = createPersistedOperations({
@@ -420,12 +350,6 @@ async function build(config: Config, options: BuildOptions, opened: (close: () =
       })()),
   };
 }
-
-/** How often a node deletes idempotency keys older than a day. */
-const KEY_SWEEP_MS = 3_600_000;
-
-/** Wrong credentials are counted per address over this window (PARLEY_RATE_LIMIT_BAD_CREDENTIALS of them). */
-const BAD_CREDENTIALS_WINDOW_S = 300;
 
 /** An error raised while building the context (authentication, rate limits) as the HTTP answer it is. */
 function requestError(error: ParleyError): GraphQLError {
