@@ -1,4 +1,4 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { GraphQLError } from 'graphql';
 import { useDisableIntrospection } from '@graphql-yoga/plugin-disable-introspection';
@@ -11,9 +11,6 @@ import { DatabaseUnavailableError, HTTP_STATUS, ParleyError, UnauthenticatedErro
 import { createGraphiQL } from './http/graphiql.js';
 import { isDatabaseUnavailable, type Database } from './infra/db.js';
 import type { Logger } from './infra/log.js';
-import { migrationsApplied } from './infra/migrate.js';
-import { runInSqlScope, newSqlScope } from './infra/sql-stats.js';
-import { runWithReadRouting } from './infra/read-routing.js';
 import { createMaskError, useUnavailableStatus } from './plugins/errors.js';
 import { useKeyRevocation } from './plugins/key-revocation.js';
 import { useRequestDedup } from './plugins/dedup.js';
@@ -38,7 +35,6 @@ import { ResponseCache } from './infra/cache/response-cache.js';
 import { RESPONSE_TAGS } from './schema/response-tags.js';
 import { principalKey, type Principal } from './services/auth.js';
 import { tags } from './services/store.js';
-import { secretsEqual } from './services/products.js';
 import { usePrimaryForMutations } from './plugins/primary-for-mutations.js';
 import { schema } from './schema/index.js';
 import { authenticate, credentialsFromHeaders, type Credentials } from './services/auth.js';
@@ -47,6 +43,7 @@ import { BrowserRuleError, checkBrowserUse, type BrowserOrigin } from './service
 import { requestOrigin, urlHost } from './http/request-origin.js';
 import { serveGraphqlWs } from './http/ws.js';
 import { createDeps } from './deps.js';
+import { httpRoutes } from './http/routes.js';
 import { createWidgetRoutes } from './http/widget.js';
 import { MAX_PAGE_SIZE } from './services/validation.js';
 
@@ -204,43 +201,7 @@ async function build(config: Config, options: BuildOptions, opened: (close: () =
 
   // Each response that ends while draining may leave a kept-alive connection idle: close it.
   const drain = new Drain(() => setImmediate(() => server.closeIdleConnections()));
-  const server = createServer((req, res) => {
-    const path = (req.url ?? '/').split('?', 1)[0];
-    if (path === '/healthz') return json(res, 200, { status: 'ok' });
-    if (path === '/readyz') {
-      // Draining: the load balancer stops sending here while what is in flight finishes.
-      if (drain.draining) return json(res, 503, { ok: false, draining: true });
-      void readiness(db).then((ready) => json(res, ready.ok ? 200 : 503, ready));
-      return;
-    }
-    if (drain.draining) {
-      // A request on a kept-alive connection after stop(): another node can take it at once.
-      res.setHeader('connection', 'close');
-      res.setHeader('retry-after', '1');
-      return json(res, 503, { errors: [{ message: 'this node is shutting down', extensions: { code: 'SHUTTING_DOWN' } }] });
-    }
-    drain.request(res);
-    if (path === '/metrics' && metrics) {
-      if (req.method !== 'GET' && req.method !== 'HEAD') {
-        res.setHeader('allow', 'GET, HEAD');
-        return json(res, 405, { error: 'method not allowed' });
-      }
-      if (!metricsTokenMatches(req.headers.authorization, config.observability.metricsToken)) {
-        res.setHeader('www-authenticate', 'Bearer realm="metrics"');
-        return json(res, 401, { error: 'PARLEY_METRICS_TOKEN required' });
-      }
-      void metrics.text().then((text) => {
-        res.writeHead(200, { 'content-type': metrics.contentType, 'cache-control': 'no-store' });
-        res.end(text);
-      });
-      return;
-    }
-    if (graphiql?.serveAsset(req, res)) return;
-    if (widget.serve(req, res)) return;
-    // Each request gets its own SQL scope so statements are counted per request, and its own
-    // routing scope: reads may go to replicas until it writes (see infra/read-routing.ts).
-    runInSqlScope(newSqlScope(), () => runWithReadRouting(() => yoga(req, res)));
-  });
+  const server = createServer(httpRoutes({ yoga, db, drain, metrics, metricsToken: config.observability.metricsToken, graphiql, widget }));
 
   const ws = serveGraphqlWs({
     server,
@@ -370,20 +331,6 @@ function yogaLogger(log: Logger): Record<'debug' | 'info' | 'warn' | 'error', (.
   return { debug: at('debug'), info: at('debug'), warn: at('warn'), error: at('debug') };
 }
 
-/** Ready when the primary answers and is migrated; pools and replicas are shown, replicas never make it fail. */
-async function readiness(db: Database): Promise<{ ok: boolean; database: string; migrations: string }> {
-  const pools = db.poolStats().map(({ statements: _, ...pool }) => pool);
-  const replicas = db.replicas();
-  const shown = { ...(pools.length ? { pools } : {}), ...(replicas.length ? { replicas } : {}) };
-  try {
-    await db.ping();
-  } catch {
-    return { ok: false, database: 'unreachable', migrations: 'unknown', ...shown };
-  }
-  const applied = await migrationsApplied(db.prisma).catch(() => false);
-  return { ok: applied, database: 'ok', migrations: applied ? 'applied' : 'pending', ...shown };
-}
-
 /**
  * An exhausted pool or an unreachable database is DATABASE_UNAVAILABLE (the
  * client may retry), not an internal error; logged once here as a warning.
@@ -400,18 +347,6 @@ function maskDatabaseUnavailable(mask: (error: unknown, message: string) => Erro
     const replaced = new DatabaseUnavailableError();
     return mask(new GraphQLError(replaced.message, { nodes: graphqlError?.nodes, path: graphqlError?.path, originalError: replaced }), message);
   };
-}
-
-/** No token configured: open. Else `Authorization: Bearer <token>`, compared in constant time. */
-function metricsTokenMatches(header: string | undefined, token: string | undefined): boolean {
-  if (token === undefined) return true;
-  const sent = /^Bearer\s+(\S+)\s*$/i.exec(header ?? '')?.[1];
-  return sent !== undefined && secretsEqual(sent, token);
-}
-
-function json(res: ServerResponse, status: number, body: unknown): void {
-  res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' });
-  res.end(JSON.stringify(body));
 }
 
 /**
