@@ -143,6 +143,11 @@ async function build(config: Config, options: BuildOptions, opened: (close: () =
     logging: yogaLogger(log),
     // Yoga's own CORS would allow every origin; useCors answers by product (see plugins/cors.ts).
     cors: false,
+    // The body limit is useBodyLimit's: it refuses a Content-Length over PARLEY_MAX_BODY_BYTES in onRequest,
+    // before the response cache's early lookup reads a body, and counts a chunked body as it arrives.
+    // Yoga's own limit (25 MB by default) checks later, in onRequestParse, and wraps every request body
+    // again in a stream and a new Request, which the profiles of planned reads showed on every POST.
+    maxRequestBodySize: false,
     plugins: [
       useRequestId(),
       // Outermost but the id: the operation's span holds everything done for it.
