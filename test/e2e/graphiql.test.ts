@@ -1,10 +1,11 @@
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp, type App } from '../../src/app.js';
+import { CHROMIUM, HAVE_CHROMIUM, launchChromium } from '../helpers/widget-browser.js';
 import { loadConfig } from '../../src/config.js';
 import { openDatabase } from '../../src/infra/db.js';
 import { within } from '../helpers/time.js';
@@ -21,20 +22,8 @@ import { within } from '../helpers/time.js';
  * CI=true, where it fails (.ci/run installs Chromium).
  */
 
-const CHROMIUM = process.env.PARLEY_CHROMIUM ?? '/usr/bin/chromium';
-const HAVE_CHROMIUM = existsSync(CHROMIUM);
 const CI = process.env.CI === 'true';
 const ARTIFACTS = fileURLToPath(new URL('../artifacts/', import.meta.url));
-// The flags that work on this machine kind: no GPU, no QUIC, nothing phoning home.
-const CHROMIUM_ARGS = [
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 /**
  * Test instrumentation, added to every page: a copy of each SSE stream GraphiQL
  * reads, parsed into window.__parleySse. GraphiQL shows only the latest event of
@@ -114,7 +103,7 @@ describe('GraphiQL in headless Chromium', () => {
     key = app.demo!.key!;
     const { port } = await app.start(0, '127.0.0.1');
     base = `http://127.0.0.1:${port}`;
-    browser = await within(chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS }), UI_MS, 'Chromium launch');
+    browser = await within(launchChromium(), UI_MS, 'Chromium launch');
     // A new context is a fresh profile: no GraphiQL tabs or headers kept from an earlier visit.
     context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
     context.setDefaultTimeout(UI_MS);
