@@ -13,6 +13,7 @@ import {
   type GraphQLObjectType,
   type GraphQLSchema,
   type SelectionSetNode,
+  type VariableDefinitionNode,
 } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
 import type { Context } from '../context.js';
@@ -73,6 +74,8 @@ interface Selected {
 }
 
 interface Plan {
+  /** The operation's variables, coerced per request. */
+  variables: readonly VariableDefinitionNode[];
   root: Selected[];
   /** The root field read: `conversations` (a page) or `conversation` (one by id, e.g. the chat widget's). */
   conversations: Selected;
@@ -100,13 +103,7 @@ export function usePlannedReads(): Plugin<Context> {
         // A product's key, not an admin's request. A publishable key only for the one conversation its token
         // opens (every row below it is of that conversation); anything else is for auth-scopes to refuse.
         if (!ctx.product || ctx.isAdmin || !ctx.key) return run();
-        const request = planRequest(
-          plan,
-          executeArgs.schema as GraphQLSchema,
-          executeArgs.document,
-          executeArgs.operationName,
-          executeArgs.variableValues,
-        );
+        const request = planRequest(plan, executeArgs.schema as GraphQLSchema, executeArgs.variableValues);
         if (!request) return run();
         if (ctx.key.kind !== 'SECRET' && (request.id === undefined || !ctx.conversationId || request.id !== ctx.conversationId)) return run();
         // Anything that goes wrong (the database, a row the plan did not expect) is left to the executor,
@@ -141,6 +138,7 @@ export function makePlan(schema: GraphQLSchema, document: DocumentNode, operatio
   const queryType = schema.getQueryType()!;
   const conversationType = schema.getType('Conversation') as GraphQLObjectType;
   return {
+    variables: operation.variableDefinitions ?? [],
     root,
     conversations,
     conversationsField: queryType.getFields()[conversations.name]!,
@@ -252,16 +250,9 @@ interface PlannedRequest {
 const NO_ROW = '00000000-0000-0000-0000-000000000000';
 
 /** The request's arguments, or undefined when the executor must answer (it reports what is wrong with them). */
-function planRequest(
-  plan: Plan,
-  schema: GraphQLSchema,
-  document: DocumentNode,
-  operationName: string | null | undefined,
-  raw: Record<string, unknown> | null | undefined,
-): PlannedRequest | undefined {
+function planRequest(plan: Plan, schema: GraphQLSchema, raw: Record<string, unknown> | null | undefined): PlannedRequest | undefined {
   try {
-    const operation = getOperationAST(document, operationName)!;
-    const variables = getVariableValues(schema, operation.variableDefinitions ?? [], raw ?? {}, { maxErrors: 1 });
+    const variables = getVariableValues(schema, plan.variables, raw ?? {}, { maxErrors: 1 });
     if (!variables.coerced) return undefined;
     const conversationArgs = getArgumentValues(
       plan.conversationsField,
@@ -304,7 +295,8 @@ function planRequest(
 
 async function answer(plan: Plan, request: PlannedRequest, ctx: Context): Promise<ExecutionResult> {
   const productId = ctx.product!.id;
-  const writer = new Writer(request.messageArgs);
+  // The messages cursor's owner as planRequest read it (a non-uuid owner, NO_ROW, matches no conversation either).
+  const writer = new Writer(request.messageArgs, request.shape.messages?.page.from?.owner);
   if (request.id !== undefined) {
     const [row] = await readConversation(ctx.deps.db, productId, request.id, request.shape);
     const data: Record<string, unknown> = {};
@@ -337,13 +329,11 @@ interface Connection {
 
 /** Writes the selected fields of each object as graphql-js would complete them (same order, same serialisation). */
 class Writer {
-  /** The owner of the messages' cursor: the one conversation whose messages page it positions. */
-  private readonly messageOwner: string | undefined;
-
-  constructor(private readonly messageArgs: PageArgs | undefined) {
-    const place = messageArgs && cursorPlace(messageArgs);
-    this.messageOwner = place && 'at' in place ? place.owner : undefined;
-  }
+  /** `messageOwner`: the owner of the messages' cursor, the one conversation whose messages page it positions. */
+  constructor(
+    private readonly messageArgs: PageArgs | undefined,
+    private readonly messageOwner: string | undefined,
+  ) {}
 
   object(type: string, fields: Selected[], value: unknown): Record<string, unknown> {
     // A plain object (not graphql-js' Object.create(null), a dictionary): objects of one selection share

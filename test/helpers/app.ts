@@ -1,3 +1,4 @@
+import { request } from 'node:http';
 import { expect } from 'vitest';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -144,4 +145,24 @@ export async function sendQuestion(t: TestApp, key: string, conversationId: stri
     }),
   ).sendMessage;
   return [sent.message.id as string, sent.reply.id as string] as const;
+}
+
+/**
+ * A POST to a listening server's /graphql on its own connection (no keep-alive pool), the body as given
+ * (so a test can announce a length or send it chunked); the answer's status and parsed JSON body.
+ */
+export function rawPost(port: number, body: string, headers: Record<string, string | number>): Promise<{ status: number; body: any }> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      { host: '127.0.0.1', port, path: '/graphql', method: 'POST', agent: false, headers: { 'content-type': 'application/json', ...headers } },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8').on('data', (c: string) => (text += c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) }));
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
 }

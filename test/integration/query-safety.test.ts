@@ -1,7 +1,6 @@
-import { request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DOCUMENTS } from '../../bench/scenarios.js';
-import { createTestApp, type TestApp } from '../helpers/app.js';
+import { createTestApp, rawPost, type TestApp } from '../helpers/app.js';
 import { databaseVariants } from '../helpers/db.js';
 import { CONVERSATION_EVENTS } from '../helpers/live.js';
 import { sample } from '../helpers/metrics.js';
@@ -155,26 +154,7 @@ describe('query safety', () => {
       port = (await t.app.start(0, '127.0.0.1')).port;
     });
 
-    const post = (body: string, headers: Record<string, string | number>) =>
-      new Promise<{ status: number; body: any }>((resolve, reject) => {
-        const req = request(
-          {
-            host: '127.0.0.1',
-            port,
-            path: '/graphql',
-            method: 'POST',
-            agent: false,
-            headers: { 'content-type': 'application/json', authorization: `Bearer ${key}`, ...headers },
-          },
-          (res) => {
-            let text = '';
-            res.setEncoding('utf8').on('data', (c: string) => (text += c));
-            res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) }));
-          },
-        );
-        req.on('error', reject);
-        req.end(body);
-      });
+    const post = (body: string, headers: Record<string, string | number>) => rawPost(port, body, { authorization: `Bearer ${key}`, ...headers });
 
     it('refuses a body over 1 MiB announced by Content-Length with 413 PAYLOAD_TOO_LARGE, and takes one just under', async () => {
       const padding = (bytes: number) => JSON.stringify({ query: '{ viewer { name } }', variables: { pad: 'x'.repeat(bytes) } });

@@ -2,7 +2,7 @@ import { request } from 'node:http';
 import { createConnection } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Drain } from '../../src/http/drain.js';
-import { createTestApp, type TestApp } from '../helpers/app.js';
+import { createTestApp, rawPost, type TestApp } from '../helpers/app.js';
 import { describeEachDatabase } from '../helpers/db.js';
 import { gatedDatabase, type GatedDatabase } from '../helpers/gate.js';
 import { disposeClients, eventually, liveClient, subscribe, CONVERSATION_EVENTS } from '../helpers/live.js';
@@ -18,26 +18,7 @@ import { within } from '../helpers/time.js';
 const SEND = `mutation Send($c: ID!) { sendMessage(input: { conversationId: $c, content: "Where is my parcel?" }) { message { id } reply { id role } } }`;
 
 function post(port: number, key: string, body: object): Promise<{ status: number; body: any }> {
-  return new Promise((resolve, reject) => {
-    const req = request(
-      {
-        host: '127.0.0.1',
-        port,
-        path: '/graphql',
-        method: 'POST',
-        agent: false,
-        headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
-      },
-      (res) => {
-        let text = '';
-        res.setEncoding('utf8').on('data', (c: string) => (text += c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) }));
-        res.on('error', reject);
-      },
-    );
-    req.on('error', reject);
-    req.end(JSON.stringify(body));
-  });
+  return rawPost(port, JSON.stringify(body), { authorization: `Bearer ${key}` });
 }
 
 /** An SSE subscription on its own socket; `ended` says how the stream ended: `complete` (the server finished it) or `cut`. */
