@@ -84,6 +84,7 @@ const envObject = z.object({
   PARLEY_WS_KEEPALIVE_MS: wholeNumber(0, 600_000).default(12_000),
   PARLEY_ANSWER_ENGINE: z.enum(['local', 'openai']).default('local'),
   PARLEY_ANSWER_TTL_S: wholeNumber(1, 30 * 86_400).default(86_400),
+  PARLEY_ASSISTANT_TYPING_DELAY_MS: wholeNumber(0, 60_000).default(250),
   PARLEY_SEARCH_BATCH_MS: wholeNumber(0, 1_000).default(0),
   PARLEY_LLM_BASE_URL: z
     .string()
@@ -200,6 +201,11 @@ export type Config = Readonly<{
     engine: 'local' | 'openai';
     /** How long an answer is reused for the same normalised question (until the knowledge changes). */
     ttlMs: number;
+    /**
+     * A reply not streamed: the assistant is shown typing only while its answer takes longer than this
+     * (0 = from the start), and a question answered sooner is announced with its reply, in one round trip.
+     */
+    typingDelayMs: number;
     /** Concurrent knowledge searches of one product within this window run as one SQL statement (0 = one tick). */
     searchBatchMs: number;
     llm: Readonly<{
@@ -338,6 +344,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     answers: {
       engine: e.PARLEY_ANSWER_ENGINE,
       ttlMs: e.PARLEY_ANSWER_TTL_S * 1000,
+      typingDelayMs: e.PARLEY_ASSISTANT_TYPING_DELAY_MS,
       searchBatchMs: e.PARLEY_SEARCH_BATCH_MS,
       llm: {
         baseUrl: e.PARLEY_LLM_BASE_URL,

@@ -121,8 +121,11 @@ builder.mutationField('sendMessage', (t) =>
     resolve: async (_root, { input }, ctx): Promise<Payload> => {
       const product = requireProduct(ctx);
       const conversationId = parseGlobalId(String(input.conversationId), 'Conversation', 'input.conversationId');
-      const { message, replyId, replayed } = await sendUserMessage(ctx, product.id, conversationId, input);
       const answers = ctx.deps.answers;
+      // Not streamed, the question is announced with its reply when that comes within the typing
+      // delay (one Redis round trip, not two): the sender gets both in this response anyway.
+      const defer = !input.stream && ctx.deps.config.answers.typingDelayMs > 0;
+      const { message, replyId, replayed, announcement } = await sendUserMessage(ctx, product.id, conversationId, input, { defer });
       if (input.stream) {
         // A retry of a streamed send starts no second reply: the first request's is on its way (or stored).
         if (replayed) return { messageId: message.id, replyId: replyId ?? null, stored: false, rows: { message } };
@@ -135,12 +138,14 @@ builder.mutationField('sendMessage', (t) =>
       }
       // The USER message is stored whatever happens to the reply: a failed reply is an error on `reply` only.
       const reply = replyId
-        ? answers.replyOnce(product, conversationId, message.content, replyId, replayed)
-        : answers.reply(product, conversationId, message.content);
-      return reply.then(
-        (reply) => ({ messageId: message.id, replyId: reply.id, stored: true, rows: { message, reply } }),
-        (replyError: unknown) => ({ messageId: message.id, replyId: null, stored: false, replyError, rows: { message } }),
-      );
+        ? answers.replyOnce(product, conversationId, message.content, replyId, replayed, announcement)
+        : answers.reply(product, conversationId, message.content, { stream: false, pending: announcement });
+      return reply
+        .finally(() => announcement.flush())
+        .then(
+          (reply) => ({ messageId: message.id, replyId: reply.id, stored: true, rows: { message, reply } }),
+          (replyError: unknown) => ({ messageId: message.id, replyId: null, stored: false, replyError, rows: { message } }),
+        );
     },
   }),
 );

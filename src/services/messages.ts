@@ -30,33 +30,57 @@ export interface MessageClaim extends KeyRequest {
 /**
  * Appends a message and announces it: cached reads of the conversation (and the
  * product's list and stats) are invalidated and MessageAdded is published, both
- * after the write has committed. With a claim, undefined when the key was
- * taken: nothing was written.
+ * after the write has committed. `pending`: messages stored earlier in the same
+ * conversation and not announced yet, announced first in the same round trip
+ * (see deferAnnouncement).
  */
-export async function appendMessage(store: Store, productId: string, conversationId: string, message: NewMessage): Promise<Message>;
 export async function appendMessage(
   store: Store,
   productId: string,
   conversationId: string,
   message: NewMessage,
-  claim: MessageClaim,
-): Promise<Message | undefined>;
-export async function appendMessage(
-  { prisma, cache, events }: Store,
-  productId: string,
-  conversationId: string,
-  message: NewMessage,
-  claim?: MessageClaim,
-): Promise<Message | undefined> {
-  const row = claim
-    ? await writeMessage(prisma, productId, conversationId, message, claim)
-    : await insertMessage(prisma, productId, conversationId, message);
-  if (!row) return undefined;
-  const event = events.wire.messageAdded(conversationId, row);
-  // With Redis the event goes in the bump's MULTI: one round trip for both.
-  const announced = await cache.invalidate([tags.conversations(productId), tags.conversation(conversationId)], event ? [event] : []);
-  if (!announced) await events.messageAdded(conversationId, row);
+  pending?: PendingAnnouncement,
+): Promise<Message> {
+  const row = await insertMessage(store.prisma, productId, conversationId, message);
+  await announceMessages(store, productId, conversationId, [...(pending?.take() ?? []), row]);
   return row;
+}
+
+/** Bumps the conversation's tags and publishes MessageAdded for `rows`, in order — with Redis in the bump's one MULTI. */
+async function announceMessages(store: Store, productId: string, conversationId: string, rows: Message[]): Promise<void> {
+  if (!rows.length) return;
+  const { cache, events } = store;
+  const wire = rows.map((row) => events.wire.messageAdded(conversationId, row));
+  const all = wire.every((event) => event !== undefined);
+  const announced = await cache.invalidate([tags.conversations(productId), tags.conversation(conversationId)], all ? wire : []);
+  if (!announced) for (const row of rows) await events.messageAdded(conversationId, row);
+}
+
+/**
+ * A stored message whose announcement waits for the next message of its
+ * conversation: a question answered within moments is announced with its reply
+ * in one round trip instead of two. `flush()` announces it on its own (when the
+ * reply is slow or failed); `take()` hands it to the reply's announcement.
+ * Whoever holds one must flush it in the end: until then other readers of the
+ * conversation see the cached state from before it.
+ */
+export interface PendingAnnouncement {
+  take(): Message[];
+  flush(): Promise<void>;
+}
+
+export function deferAnnouncement(store: Store, productId: string, conversationId: string, row: Message | undefined): PendingAnnouncement {
+  let rows = row ? [row] : [];
+  let flushed: Promise<void> | undefined;
+  const take = () => {
+    const taken = rows;
+    rows = [];
+    return taken;
+  };
+  return {
+    take,
+    flush: () => (flushed ??= announceMessages(store, productId, conversationId, take())),
+  };
 }
 
 /**
@@ -125,24 +149,41 @@ export interface SentMessage {
   replyId?: string;
   /** True when an earlier request with the same key stored the message: this one wrote nothing. */
   replayed: boolean;
+  /** The message's announcement: made already, unless deferred (then the caller must see it made). */
+  announcement: PendingAnnouncement;
 }
 
 /**
  * Stores a USER message. With `idempotencyKey`, a retry within a day (on any
  * node, or at the same moment) returns the message the first request stored.
+ * `defer`: the message is not announced yet (see deferAnnouncement).
  */
-export async function sendUserMessage(store: Store, productId: string, conversationId: string, input: unknown): Promise<SentMessage> {
+export async function sendUserMessage(
+  store: Store,
+  productId: string,
+  conversationId: string,
+  input: unknown,
+  options: { defer?: boolean } = {},
+): Promise<SentMessage> {
   const { content, idempotencyKey: key } = parseInput(sendInput, input);
   const message = { role: 'USER' as const, content };
-  if (!key) return { message: await appendMessage(store, productId, conversationId, message), replayed: false };
-  const request = { key, operation: 'sendMessage' as const, requestHash: requestHash('sendMessage', conversationId, content) };
-  const replyId = uuidv7();
-  const row = await appendMessage(store, productId, conversationId, message, { ...request, replyId });
-  if (row) return { message: row, replyId, replayed: false };
-  const claim = await claimedBy(store.prisma, productId, request);
+  const request = key ? { key, operation: 'sendMessage' as const, requestHash: requestHash('sendMessage', conversationId, content) } : undefined;
+  const replyId = request ? uuidv7() : undefined;
+  const row = await writeMessage(store.prisma, productId, conversationId, message, request && { ...request, replyId: replyId! });
+  if (row) {
+    const announcement = deferAnnouncement(store, productId, conversationId, row);
+    if (!options.defer) await announcement.flush();
+    return { message: row, ...(replyId ? { replyId } : {}), replayed: false, announcement };
+  }
+  const claim = request && (await claimedBy(store.prisma, productId, request));
   const first = claim && (await findMessage(store.prisma, productId, claim.resultId));
   if (!first) throw new NotFoundError('Conversation');
-  return { message: first, replyId: claim.replyId ?? undefined, replayed: true };
+  return {
+    message: first,
+    replyId: claim.replyId ?? undefined,
+    replayed: true,
+    announcement: deferAnnouncement(store, productId, conversationId, undefined),
+  };
 }
 
 /** A message of this product by id (the stored reply of an earlier request, for one). */

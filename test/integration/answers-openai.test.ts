@@ -57,6 +57,8 @@ function llmEnv(fake: FakeLlm, overrides: Record<string, string> = {}): Record<s
     PARLEY_LLM_RETRY_MAX_MS: '2000',
     PARLEY_LLM_BREAKER_FAILURES: '100',
     PARLEY_LLM_BREAKER_COOLDOWN_MS: '100000',
+    // Not streamed, typing shows once an answer takes longer than this; the slow one below takes 300 ms a piece.
+    PARLEY_ASSISTANT_TYPING_DELAY_MS: '100',
     ...overrides,
   };
 }
@@ -146,6 +148,29 @@ for (const mode of modes) {
         { __typename: 'ReplyDelta', messageId: sent.replyId, delta: '2 days.', done: false },
         { __typename: 'ReplyDelta', messageId: sent.replyId, delta: '', done: true },
         { __typename: 'MessageAdded', message: { id: sent.replyId, role: 'ASSISTANT', content: 'Orders ship within 2 days.' } },
+        { __typename: 'TypingChanged', conversationId, role: 'ASSISTANT', isTyping: false },
+      ]);
+    });
+
+    it('not streamed: a slow answer announces the question once the typing delay passes, then typing, then the reply', async () => {
+      const ws = liveClient(`ws://127.0.0.1:${port}/graphql`, { connectionParams: { productKey: shop.key } }).client;
+      const conversationId = ok(await gql(START)).startConversation.id;
+      // The previous test's subscription ends asynchronously: count from none.
+      await eventually(() => t.app.deps.pubsub.stats().subscribed === 0, 'earlier subscriptions ended');
+      const base = t.app.deps.pubsub.stats().subscribed;
+      const s = subscribe(ws, CONVERSATION_EVENTS, { id: conversationId });
+      await eventually(() => t.app.deps.pubsub.stats().subscribed > base, 'subscribed');
+      fake.script({ kind: 'answer', chunks: ['Returns ', 'are free.'], delayMs: 300 });
+      const sending = gql(SEND, { input: { conversationId, content: 'Are returns free of charge?' } });
+      // The question is out before the reply: announced when the typing delay passed, not with the reply.
+      const question = await s.until((r) => r.conversationEvents.__typename === 'MessageAdded', 'question announced');
+      expect(question.conversationEvents).toMatchObject({ message: { role: 'USER', content: 'Are returns free of charge?' } });
+      const sent = ok(await sending).sendMessage;
+      await s.until((r) => r.conversationEvents.__typename === 'TypingChanged' && !r.conversationEvents.isTyping, 'typing stops');
+      expect(s.results.map((r) => r.conversationEvents)).toEqual([
+        { __typename: 'MessageAdded', message: { id: sent.message.id, role: 'USER', content: 'Are returns free of charge?' } },
+        { __typename: 'TypingChanged', conversationId, role: 'ASSISTANT', isTyping: true },
+        { __typename: 'MessageAdded', message: { id: sent.reply.id, role: 'ASSISTANT', content: 'Returns are free.' } },
         { __typename: 'TypingChanged', conversationId, role: 'ASSISTANT', isTyping: false },
       ]);
     });

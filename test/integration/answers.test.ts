@@ -210,6 +210,9 @@ describeEachDatabase('answers: the local engine', (variant) => {
     answers.reply = () => Promise.reject(new Error('engine exploded'));
     try {
       const c = await start();
+      // Read (twice: cached) before the send: the question must still be announced, and the cache bumped.
+      const MESSAGES = `query($id: ID!) { conversation(id: $id) { messages(first: 10) { nodes { role content } } } }`;
+      for (let i = 0; i < 2; i++) expect(ok(await gql(MESSAGES, { id: c })).conversation.messages.nodes).toEqual([]);
       const result = await gql(SEND, { input: { conversationId: c, content: 'Anyone there?' } });
       expect(result.data.sendMessage.message).toMatchObject({ role: 'USER', content: 'Anyone there?' });
       expect(result.data.sendMessage.reply).toBeNull();
@@ -217,6 +220,7 @@ describeEachDatabase('answers: the local engine', (variant) => {
         expect.objectContaining({ path: ['sendMessage', 'reply'], extensions: expect.objectContaining({ code: 'INTERNAL_SERVER_ERROR' }) }),
       ]);
       expect(JSON.stringify(result.errors)).not.toContain('exploded');
+      expect(ok(await gql(MESSAGES, { id: c })).conversation.messages.nodes).toEqual([{ role: 'USER', content: 'Anyone there?' }]);
     } finally {
       answers.reply = original;
     }

@@ -155,6 +155,29 @@ for (const mode of modes) {
       ]);
     });
 
+    it('sendMessage answered within the typing delay: the question, then its reply, and no typing', async () => {
+      const c = await start(a.key);
+      const base = subscribedNow();
+      const s = subscribe(client(a.key), CONVERSATION_EVENTS, { id: c });
+      await listening(base);
+      const sent = ok(
+        await as(a.key)(
+          `mutation($c: ID!) { sendMessage(input: { conversationId: $c, content: "Hello there" }) { message { id } reply { id content } } }`,
+          { c },
+        ),
+      ).sendMessage;
+      await s.next(2);
+      // A typing event would follow within milliseconds: give it time to show up.
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(s.results.map((r) => r.conversationEvents)).toEqual([
+        { __typename: 'MessageAdded', message: { id: sent.message.id, role: 'USER', content: 'Hello there' } },
+        { __typename: 'MessageAdded', message: { id: sent.reply.id, role: 'ASSISTANT', content: sent.reply.content } },
+      ]);
+      // Read after write: both are in the conversation once the mutation returned.
+      const read = ok(await as(a.key)(MESSAGES, { id: c })).conversation.messages.edges.map((e: { node: { id: string } }) => e.node.id);
+      expect(read).toEqual([sent.message.id, sent.reply.id]);
+    });
+
     it('a streamed reply arrives as ReplyDelta pieces, then MessageAdded under the announced id', async () => {
       const c = await start(a.key);
       const base = subscribedNow();

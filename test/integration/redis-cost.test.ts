@@ -78,18 +78,19 @@ describe.skipIf(!redisUrl)('Redis commands per request (one node)', () => {
     expect(tally.credentialChecks).toBeLessThanOrEqual(1);
   });
 
-  it('sendMessage, new question: 8 round trips; events published inside the bump MULTIs and typing scripts', async () => {
+  it('sendMessage, new question: 3 round trips; the question and its reply announced in one bump MULTI', async () => {
     const tally = await cost(() => send());
-    // Key and answer generations (2), answer lookup-or-lock (1), typing on (1), question and reply
-    // bumps with their MessageAdded (2), the answer stored with the lock released (1), typing off (1).
-    expect(tally.roundTrips).toBe(8);
-    expect(tally.byCommand).toEqual({ mget: 2, eval: 4, multi: 3, exec: 3, incr: 4, publish: 4, set: 1 });
+    // Key and answer generations (2), then one MULTI bumping the conversation's tags with both
+    // MessageAdded events. The local engine's answers stay in L1 (no lookup-or-lock, no L2 store),
+    // and an answer produced within the typing delay shows no typing (no typing scripts).
+    expect(tally.roundTrips).toBe(3);
+    expect(tally.byCommand).toEqual({ mget: 2, multi: 1, incr: 2, publish: 3, exec: 1 });
   });
 
-  it('sendMessage, answer cached: 4 round trips', async () => {
+  it('sendMessage, answer cached: 3 round trips', async () => {
     await send('How long does shipping take?');
     const tally = await cost(() => send('How long does shipping take?'));
-    expect(tally.roundTrips).toBe(4);
-    expect(tally.byCommand).toEqual({ mget: 2, multi: 2, incr: 4, publish: 4, exec: 2 });
+    expect(tally.roundTrips).toBe(3);
+    expect(tally.byCommand).toEqual({ mget: 2, multi: 1, incr: 2, publish: 3, exec: 1 });
   });
 });

@@ -45,6 +45,7 @@ describe('loadConfig', () => {
       answers: {
         engine: 'local',
         ttlMs: 86_400_000,
+        typingDelayMs: 250,
         searchBatchMs: 0,
         llm: {
           baseUrl: 'https://api.openai.com/v1',
@@ -123,6 +124,7 @@ describe('loadConfig', () => {
         PARLEY_LOG_LEVEL: 'warn',
         PARLEY_ANSWER_ENGINE: 'openai',
         PARLEY_ANSWER_TTL_S: '3600',
+        PARLEY_ASSISTANT_TYPING_DELAY_MS: '0',
         PARLEY_SEARCH_BATCH_MS: '0',
         PARLEY_LLM_BASE_URL: 'http://127.0.0.1:8080/v1/',
         PARLEY_LLM_API_KEY: 'sk-secret',
@@ -191,6 +193,7 @@ describe('loadConfig', () => {
       answers: {
         engine: 'openai',
         ttlMs: 3_600_000,
+        typingDelayMs: 0,
         searchBatchMs: 0,
         llm: {
           baseUrl: 'http://127.0.0.1:8080/v1',
@@ -311,6 +314,7 @@ describe('loadConfig', () => {
     ['PARLEY_LOG_LEVEL', 'verbose'],
     ['PARLEY_ANSWER_ENGINE', 'gpt'],
     ['PARLEY_ANSWER_TTL_S', '0'],
+    ['PARLEY_ASSISTANT_TYPING_DELAY_MS', '60001'],
     ['PARLEY_SEARCH_BATCH_MS', '1001'],
     ['PARLEY_LLM_BASE_URL', 'ftp://models.internal'],
     ['PARLEY_LLM_BASE_URL', 'not a url'],

@@ -32,6 +32,12 @@ export interface CachePolicy<A> {
   // biome-ignore lint/suspicious/noExplicitAny: a policy's own value type (CachedAnswer, …), which CachePolicy<A> does not carry
   cacheIf?: (value: any) => boolean;
   /**
+   * Whether entries also go to L2 (Redis), with the cross-node load lock. Off: L1 and
+   * single-flight in this process only, for values cheaper to load again than the
+   * round trips that share them. @default true
+   */
+  shared?: boolean;
+  /**
    * How long a node waits for another node's load of the same key before loading
    * itself (the cross-node lock lives as long). For slow loads (a language model's
    * answer) that must run once across nodes. @default the cache's lockWaitMs (200)
@@ -219,7 +225,7 @@ export class Cache {
       stat.l1.hits += 1;
       return cached.value as V;
     }
-    if (!cached && this.guard) {
+    if (!cached && this.guard && policy.shared !== false) {
       const fromL2 = await this.readL2(key);
       if (fromL2 && fromL2.entry.freshUntil >= Date.now()) {
         stat.l2.hits += 1;
@@ -361,7 +367,7 @@ export class Cache {
 
   private async loadThrough<A, V>(policy: CachePolicy<A>, key: string, load: () => Promise<V>, refresh: boolean): Promise<V> {
     const stat = this.counter(policy.name);
-    const guard = this.guard;
+    const guard = policy.shared === false ? undefined : this.guard;
     if (guard && !refresh) {
       // One round trip: the L2 entry, or on a miss the load lock (taken unless another node holds it).
       const lockKey = `${key}:lock`;
@@ -419,7 +425,7 @@ export class Cache {
     const lifetime = ttl + (policy.staleWhileRevalidateMs ?? 0);
     const bytes = serialize(entry);
     this.setL1(policy, key, entry, bytes.length, lifetime);
-    if (this.guard) {
+    if (this.guard && policy.shared !== false) {
       const ok = await this.guard.tryRun(async (r) => {
         if (!lock) return r.set(key, bytes, 'PX', lifetime);
         // The value and the lock's release in one round trip.

@@ -8,7 +8,7 @@ import { newSqlScope, runInSqlScope } from '../../infra/sql-stats.js';
 import type { Message } from '../../generated/prisma/client.js';
 import { uuidv7 } from '../ids.js';
 import type { KnowledgeSearch } from '../knowledge.js';
-import { appendMessage, findMessage } from '../messages.js';
+import { appendMessage, findMessage, type PendingAnnouncement } from '../messages.js';
 import { tags, type Store } from '../store.js';
 import type { Typing } from '../typing.js';
 import { localEngine, type AnswerEngine, type EngineAnswer } from './engine.js';
@@ -52,6 +52,8 @@ export interface ReplyOptions {
   stream: boolean;
   /** The id to store the reply under (announced before it exists when streaming). */
   replyId?: string;
+  /** The question, stored and not announced yet: announced with the reply, or alone once the reply is slow (typingDelayMs). */
+  pending?: PendingAnnouncement;
 }
 
 export interface Answers {
@@ -69,7 +71,14 @@ export interface Answers {
    * `retry`: an earlier request with the key may have stored it — looked up
    * first (a first request does not pay for that statement).
    */
-  replyOnce(product: { id: string; name: string }, conversationId: string, question: string, replyId: string, retry: boolean): Promise<Message>;
+  replyOnce(
+    product: { id: string; name: string },
+    conversationId: string,
+    question: string,
+    replyId: string,
+    retry: boolean,
+    pending?: PendingAnnouncement,
+  ): Promise<Message>;
   /**
    * The same in the background: resolves the reply's id at once; its pieces
    * arrive as ReplyDelta events, then MessageAdded. Failures are logged.
@@ -113,6 +122,11 @@ export function createAnswers({ config, store, search, typing, log, metrics, ran
     tags: (a) => [tags.knowledge(a.productId)],
     // An answer written while the provider failed is not worth keeping for a day.
     cacheIf: (answer: CachedAnswer) => !answer.fallback,
+    // The local engine's answer is one indexed statement, cheaper than the two Redis round trips
+    // (lookup-or-lock, store) that sharing it across nodes costs: measured on sendMessage, the bench's
+    // server CPU per new question fell by about a tenth. A model's answer takes seconds and money:
+    // shared in L2, and produced once across nodes.
+    shared: config.engine === 'openai',
     // Another node producing the same answer is worth waiting for: a model takes seconds.
     lockWaitMs: config.engine === 'openai' ? config.llm.timeoutMs * (config.llm.maxRetries + 1) : 2_000,
   });
@@ -139,33 +153,55 @@ export function createAnswers({ config, store, search, typing, log, metrics, ran
           log.warn('answer: provider stats not recorded', { error: error.message }),
         );
       }
-      const row = await appendMessage(store, product.id, conversationId, {
-        id: replyId,
-        role: 'ASSISTANT',
-        content: answer.content,
-        engine: answer.engine,
-        model: answer.model,
-        latencyMs,
-        cached: !generated,
-        sourceIds: answer.sourceIds,
-      });
+      const row = await appendMessage(
+        store,
+        product.id,
+        conversationId,
+        {
+          id: replyId,
+          role: 'ASSISTANT',
+          content: answer.content,
+          engine: answer.engine,
+          model: answer.model,
+          latencyMs,
+          cached: !generated,
+          sourceIds: answer.sourceIds,
+        },
+        options.pending,
+      );
       metrics?.answer({ model: answer.model, latencyMs, cached: !generated, outcome: answer.fallback ? 'fallback' : 'ok' });
       return row;
     };
 
-    // One lookup: a hit is stored at once; only the request that produces the answer shows the
-    // assistant typing (one that joins another's production, here or on another node, does not).
+    // Not streamed, the assistant is shown typing only while an answer takes longer than
+    // typingDelayMs: most answers (cache hits, the local engine) come sooner, and typing for a few
+    // milliseconds is flicker to a reader and two Redis round trips to the node. Streamed, it is
+    // announced at once: a widget follows a reply's pieces from the typing that precedes them.
+    // Only the request that produces the answer types (one that joins another's production, here
+    // or on another node, does not). A pending question is announced first: the question, then the typing.
+    const quiet = options.stream ? 0 : config.typingDelayMs;
+    let typingNow: Promise<{ stop(): Promise<void> }> | undefined;
+    let typingTimer: NodeJS.Timeout | undefined;
+    const startTyping = () => {
+      typingNow = (async () => {
+        await options.pending?.flush();
+        return typing.assistantTyping(conversationId);
+      })();
+    };
+    const pending = options.pending;
+    const flushTimer = pending && setTimeout(() => void pending.flush().catch(() => undefined), quiet);
     let generated: EngineAnswer | undefined;
-    let typingNow: { stop(): Promise<void> } | undefined;
     try {
       const answer = await store.cache.get<typeof key, CachedAnswer>(policy, key, async () => {
         // Typing is announced while the knowledge is ranked, not before: the answer does not wait on Redis.
-        const typingStarted = typing.assistantTyping(conversationId);
+        if (quiet === 0) startTyping();
+        else typingTimer = setTimeout(startTyping, quiet);
         let passages: Awaited<ReturnType<typeof search.rank>>;
         try {
           passages = await search.rank(product.id, question, PASSAGES);
         } finally {
-          typingNow = await typingStarted;
+          // Announced before the first piece of a streamed reply.
+          if (quiet === 0) await typingNow;
         }
         generated = await engine.answer({
           question,
@@ -184,7 +220,10 @@ export function createAnswers({ config, store, search, typing, log, metrics, ran
       });
       return await finish(answer, generated);
     } finally {
-      await typingNow?.stop();
+      clearTimeout(typingTimer);
+      clearTimeout(flushTimer);
+      await pending?.flush();
+      await (await typingNow)?.stop();
     }
   }
 
@@ -194,11 +233,11 @@ export function createAnswers({ config, store, search, typing, log, metrics, ran
       return breaker.state;
     },
     reply,
-    async replyOnce(product, conversationId, question, replyId, retry) {
+    async replyOnce(product, conversationId, question, replyId, retry, pending) {
       const stored = retry ? await findMessage(store.prisma, product.id, replyId) : null;
       if (stored) return stored;
       try {
-        return await reply(product, conversationId, question, { stream: false, replyId });
+        return await reply(product, conversationId, question, { stream: false, replyId, ...(pending ? { pending } : {}) });
       } catch (error) {
         const winner = await findMessage(store.prisma, product.id, replyId).catch(() => null);
         if (winner) return winner;
