@@ -6,7 +6,8 @@ import { nodeId } from './exposed-columns.js';
 import { DatabaseUnavailableError } from '../errors.js';
 import { isDatabaseUnavailable } from '../infra/db.js';
 import { conversationScopes, isPublishable, openConversations, requireProduct } from '../services/auth.js';
-import { sendUserMessage } from '../services/messages.js';
+import { parseSend, sendUserMessage } from '../services/messages.js';
+import { uuidv7 } from '../services/ids.js';
 import { nodeUuid, parseGlobalId } from './ids.js';
 import './knowledge.js';
 
@@ -113,7 +114,8 @@ builder.mutationField('sendMessage', (t) =>
     type: SendMessagePayload,
     description:
       'Stores a USER message (counters and lastMessage move in the same statement) and produces the ASSISTANT reply: ' +
-      'in the payload, or with stream: true as ReplyDelta events then MessageAdded.',
+      'in the payload, or with stream: true as ReplyDelta events then MessageAdded. With the local engine (not streamed) ' +
+      'the answer comes first and both messages are stored in one statement: an answer that fails stores nothing.',
     args: { input: t.arg({ type: SendMessageInput, required: true }) },
     skipTypeScopes: true,
     authScopes: (_root, { input }, ctx) =>
@@ -122,10 +124,22 @@ builder.mutationField('sendMessage', (t) =>
       const product = requireProduct(ctx);
       const conversationId = parseGlobalId(String(input.conversationId), 'Conversation', 'input.conversationId');
       const answers = ctx.deps.answers;
+      // The local engine answers at once: the answer, then the question and the reply in one
+      // statement. When that wrote nothing (the key was taken, no such conversation), the path
+      // below replays the first request or says NOT_FOUND, without writing again.
+      const answersFirst = !input.stream && answers.answersFirst;
+      if (answersFirst) {
+        const { content, request } = parseSend(conversationId, input);
+        const stored = await answers.exchange(product, conversationId, content, request && { ...request, replyId: uuidv7() });
+        if (stored) return { messageId: stored.message.id, replyId: stored.reply.id, stored: true, rows: stored };
+      }
       // Not streamed, the question is announced with its reply when that comes within the typing
       // delay (one Redis round trip, not two): the sender gets both in this response anyway.
       const defer = !input.stream && ctx.deps.config.answers.typingDelayMs > 0;
-      const { message, replyId, replayed, announcement } = await sendUserMessage(ctx, product.id, conversationId, input, { defer });
+      const { message, replyId, replayed, announcement } = await sendUserMessage(ctx, product.id, conversationId, input, {
+        defer,
+        taken: answersFirst,
+      });
       if (input.stream) {
         // A retry of a streamed send starts no second reply: the first request's is on its way (or stored).
         if (replayed) return { messageId: message.id, replyId: replyId ?? null, stored: false, rows: { message } };

@@ -91,56 +91,93 @@ export function deferAnnouncement(store: Store, productId: string, conversationI
  * nothing: for seeding inside a transaction, before anything is cached.
  */
 export async function insertMessage(prisma: PrismaClient, productId: string, conversationId: string, message: NewMessage): Promise<Message> {
-  const row = await writeMessage(prisma, productId, conversationId, message);
+  const [row] = (await writeMessages(prisma, productId, conversationId, [message])) ?? [];
   if (!row) throw new NotFoundError('Conversation');
   return row;
 }
 
 /**
- * The statement of insertMessage. With a claim, the key is claimed in it too
- * (only for a conversation of this product, so a refused write leaves no
- * claim) and nothing is written when the key is taken: undefined then, as
- * for a conversation that is not there.
+ * The statement of insertMessage and appendExchange: one message, or several
+ * of one conversation in their order (1 ms apart). With a claim, the key is
+ * claimed in it too (only for a conversation of this product, so a refused
+ * write leaves no claim; its result is the first message) and nothing is
+ * written when the key is taken: undefined then, as for a conversation that
+ * is not there.
  */
-async function writeMessage(
+async function writeMessages(
   prisma: PrismaClient,
   productId: string,
   conversationId: string,
-  message: NewMessage,
+  messages: readonly NewMessage[],
   claim?: MessageClaim,
-): Promise<Message | undefined> {
-  const id = message.id ?? uuidv7();
+): Promise<Message[] | undefined> {
+  const ids = messages.map((m) => m.id ?? uuidv7());
+  const last = messages.length - 1;
+  const PER = 8;
+  const at = (i: number, n: number) => `$${3 + i * PER + n}`;
+  const params = messages.flatMap((m, i) => [
+    ids[i]!,
+    m.role,
+    m.content,
+    m.model ?? null,
+    m.latencyMs ?? null,
+    m.cached ?? null,
+    m.sourceIds ?? [],
+    m.engine ?? null,
+  ]);
+  const k = 3 + messages.length * PER;
   const claimed = claim
     ? `${claimKeyCte(
-        { productId: 2, resultId: 3, key: 11, operation: 12, hash: 13, replyId: 14 },
+        { productId: 2, resultId: 3, key: k, operation: k + 1, hash: k + 2, replyId: k + 3 },
         `EXISTS (SELECT 1 FROM "Conversation" WHERE id = $1::uuid AND "productId" = $2::uuid)`,
       )},`
     : '';
   const rows = await prisma.$queryRawUnsafe<Message[]>(
     `WITH ${claimed} c AS (
        UPDATE "Conversation"
-          SET "messageCount" = "messageCount" + 1,
-              "lastMessageAt" = GREATEST(now(), "lastMessageAt" + interval '1 millisecond'),
-              "lastMessageId" = $3::uuid
+          SET "messageCount" = "messageCount" + ${messages.length},
+              "lastMessageAt" = GREATEST(now(), "lastMessageAt" + interval '1 millisecond')${last ? ` + interval '${last} milliseconds'` : ''},
+              "lastMessageId" = ${at(last, 0)}::uuid
         WHERE id = $1::uuid AND "productId" = $2::uuid${claim ? ' AND EXISTS (SELECT 1 FROM k)' : ''}
         RETURNING id, "lastMessageAt")
      INSERT INTO "Message" (id, "conversationId", role, content, "createdAt", engine, model, "latencyMs", cached, "sourceIds")
-     SELECT $3::uuid, c.id, $4::"MessageRole", $5, c."lastMessageAt", $10, $6, $7, $8, $9::uuid[] FROM c
+     ${messages
+       .map(
+         (_, i) =>
+           `SELECT ${at(i, 0)}::uuid, c.id, ${at(i, 1)}::"MessageRole", ${at(i, 2)}, c."lastMessageAt"${i < last ? ` - interval '${last - i} milliseconds'` : ''}, ` +
+           `${at(i, 7)}, ${at(i, 3)}, ${at(i, 4)}::integer, ${at(i, 5)}::boolean, ${at(i, 6)}::uuid[] FROM c`,
+       )
+       .join(' UNION ALL ')}
      RETURNING id::text AS id, "conversationId"::text AS "conversationId", role::text AS role, content, "createdAt",
                engine, model, "latencyMs", cached, "sourceIds"::text[] AS "sourceIds"`,
     conversationId,
     productId,
-    id,
-    message.role,
-    message.content,
-    message.model ?? null,
-    message.latencyMs ?? null,
-    message.cached ?? null,
-    message.sourceIds ?? [],
-    message.engine ?? null,
+    ...params,
     ...(claim ? [claim.key, claim.operation, claim.requestHash, claim.replyId] : []),
   );
-  return rows[0];
+  if (rows.length !== messages.length) return undefined;
+  // RETURNING promises no order: the messages' own.
+  return ids.map((id) => rows.find((row) => row.id === id)!);
+}
+
+/**
+ * A question and its reply, stored in one statement and announced in one round
+ * trip: for an answer known before the question is stored (the local engine's).
+ * With a claim (the question's idempotency key), undefined when the key was
+ * taken or the conversation is not this product's: nothing was written.
+ */
+export async function appendExchange(
+  store: Store,
+  productId: string,
+  conversationId: string,
+  question: NewMessage,
+  reply: NewMessage,
+  claim?: MessageClaim,
+): Promise<{ message: Message; reply: Message } | undefined> {
+  const rows = await writeMessages(store.prisma, productId, conversationId, [question, reply], claim);
+  if (!rows) return undefined;
+  await announceMessages(store, productId, conversationId, rows);
+  return { message: rows[0]!, reply: rows[1]! };
 }
 
 export interface SentMessage {
@@ -153,23 +190,35 @@ export interface SentMessage {
   announcement: PendingAnnouncement;
 }
 
+/** sendMessage's input: the question, and its idempotency key as a claim request (when sent). */
+export function parseSend(conversationId: string, input: unknown): { content: string; request: KeyRequest | undefined } {
+  const { content, idempotencyKey: key } = parseInput(sendInput, input);
+  return {
+    content,
+    request: key ? { key, operation: 'sendMessage', requestHash: requestHash('sendMessage', conversationId, content) } : undefined,
+  };
+}
+
 /**
  * Stores a USER message. With `idempotencyKey`, a retry within a day (on any
  * node, or at the same moment) returns the message the first request stored.
- * `defer`: the message is not announced yet (see deferAnnouncement).
+ * `defer`: the message is not announced yet (see deferAnnouncement). `taken`:
+ * a statement of this request already wrote nothing (the key was taken, or no
+ * such conversation): the first request's message is looked up, not written.
  */
 export async function sendUserMessage(
   store: Store,
   productId: string,
   conversationId: string,
   input: unknown,
-  options: { defer?: boolean } = {},
+  options: { defer?: boolean; taken?: boolean } = {},
 ): Promise<SentMessage> {
-  const { content, idempotencyKey: key } = parseInput(sendInput, input);
+  const { content, request } = parseSend(conversationId, input);
   const message = { role: 'USER' as const, content };
-  const request = key ? { key, operation: 'sendMessage' as const, requestHash: requestHash('sendMessage', conversationId, content) } : undefined;
   const replyId = request ? uuidv7() : undefined;
-  const row = await writeMessage(store.prisma, productId, conversationId, message, request && { ...request, replyId: replyId! });
+  const [row] = options.taken
+    ? []
+    : ((await writeMessages(store.prisma, productId, conversationId, [message], request && { ...request, replyId: replyId! })) ?? []);
   if (row) {
     const announcement = deferAnnouncement(store, productId, conversationId, row);
     if (!options.defer) await announcement.flush();

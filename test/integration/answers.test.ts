@@ -204,10 +204,30 @@ describeEachDatabase('answers: the local engine', (variant) => {
     expect(counters.sql.filter((s) => /json_agg|"Message"/i.test(s))).toEqual([]);
   });
 
-  it('a reply that fails is an error on `reply` only: the question is stored and returned', async () => {
-    const answers = t.app.deps.answers as { reply: unknown };
+  it('an answer that fails stores nothing: the question and its reply are one statement, after the answer', async () => {
+    const engine = t.app.deps.answers.engine as { answer: unknown };
+    const original = engine.answer;
+    engine.answer = () => Promise.reject(new Error('engine exploded'));
+    try {
+      const c = await start();
+      const result = await gql(SEND, { input: { conversationId: c, content: 'Anyone out there?' } });
+      expect(result.data).toBeNull();
+      expect(result.errors).toEqual([
+        expect.objectContaining({ path: ['sendMessage'], extensions: expect.objectContaining({ code: 'INTERNAL_SERVER_ERROR' }) }),
+      ]);
+      expect(JSON.stringify(result.errors)).not.toContain('exploded');
+      const MESSAGES = `query($id: ID!) { conversation(id: $id) { messageCount messages(first: 10) { nodes { id } } } }`;
+      expect(ok(await gql(MESSAGES, { id: c })).conversation).toEqual({ messageCount: 0, messages: { nodes: [] } });
+    } finally {
+      engine.answer = original;
+    }
+  });
+
+  it('a provider engine (the question stored first): a reply that fails is an error on `reply` only, the question stored and returned', async () => {
+    const answers = t.app.deps.answers as { reply: unknown; answersFirst: boolean };
     const original = answers.reply;
     answers.reply = () => Promise.reject(new Error('engine exploded'));
+    answers.answersFirst = false;
     try {
       const c = await start();
       // Read (twice: cached) before the send: the question must still be announced, and the cache bumped.
@@ -222,6 +242,7 @@ describeEachDatabase('answers: the local engine', (variant) => {
       expect(JSON.stringify(result.errors)).not.toContain('exploded');
       expect(ok(await gql(MESSAGES, { id: c })).conversation.messages.nodes).toEqual([{ role: 'USER', content: 'Anyone there?' }]);
     } finally {
+      answers.answersFirst = true;
       answers.reply = original;
     }
   });

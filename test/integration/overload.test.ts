@@ -123,37 +123,71 @@ describe.skipIf(!postgresUrl)('overload [postgres]', () => {
     expect(await stored()).toEqual({ USER: 100, ASSISTANT: 100 });
   });
 
-  it('a reply that fails for the database is a retryable error on `reply`; the retry with the same key returns both, stored once', async () => {
-    const t = await app({});
-    const { key, id: productId } = await t.product('Flaky');
-    const conversationId = (await t.gql(`mutation { startConversation(input: { sessionId: "flaky" }) { id } }`, { key })).data.startConversation.id;
-    // The reply's write meets a database that refuses connections (SQLSTATE 57P03), as one that is restarting does.
+  /** A trigger that makes the database refuse the reply's row (SQLSTATE 57P03), as one that is restarting does. */
+  async function refuseReplies(t: TestApp) {
     await t.prisma.$executeRawUnsafe(
       `CREATE FUNCTION refuse_reply() RETURNS trigger LANGUAGE plpgsql AS $$
        BEGIN IF NEW.role = 'ASSISTANT' THEN RAISE EXCEPTION 'not now' USING ERRCODE = '57P03'; END IF; RETURN NEW; END $$`,
     );
     await t.prisma.$executeRawUnsafe(`CREATE TRIGGER refuse_reply BEFORE INSERT ON "Message" FOR EACH ROW EXECUTE FUNCTION refuse_reply()`);
-    const input = { conversationId, content: 'Where is my parcel?', idempotencyKey: 'parcel-1' };
+    return () => t.prisma.$executeRawUnsafe(`DROP TRIGGER refuse_reply ON "Message"`);
+  }
 
-    const first = await post(t, key, input);
-    expect(first.status).toBe(200);
-    expect(first.data.sendMessage).toEqual({ message: { id: expect.any(String), content: 'Where is my parcel?' }, reply: null });
-    expect(first.errors).toEqual([
-      expect.objectContaining({
-        path: ['sendMessage', 'reply'],
-        message: expect.stringMatching(/message was stored.*same idempotencyKey/),
-        extensions: { code: 'DATABASE_UNAVAILABLE', retryAfter: 1, messageStored: true },
-      }),
-    ]);
-
-    await t.prisma.$executeRawUnsafe(`DROP TRIGGER refuse_reply ON "Message"`);
+  async function retriedOnce(t: TestApp, key: string, productId: string, input: Record<string, unknown>, first: Awaited<ReturnType<typeof post>>) {
     const retry = await post(t, key, input);
     expect(retry.errors).toBeUndefined();
-    expect(retry.data.sendMessage.message).toEqual(first.data.sendMessage.message);
+    if (first.data?.sendMessage) expect(retry.data.sendMessage.message).toEqual(first.data.sendMessage.message);
     expect(retry.data.sendMessage.reply).toEqual({ id: expect.any(String), content: expect.any(String) });
     const stored = await t.prisma.message.findMany({ where: { conversation: { productId } }, select: { role: true } });
     expect(stored.map((m) => m.role).sort()).toEqual(['ASSISTANT', 'USER']);
     const conversation = await t.prisma.conversation.findFirstOrThrow({ where: { productId } });
     expect(conversation.messageCount).toBe(2);
+  }
+
+  it('the local engine: an exchange the database refuses stores nothing: 503 DATABASE_UNAVAILABLE; the retry stores both once', async () => {
+    const t = await app({});
+    const { key, id: productId } = await t.product('Flaky');
+    const conversationId = (await t.gql(`mutation { startConversation(input: { sessionId: "flaky" }) { id } }`, { key })).data.startConversation.id;
+    const allow = await refuseReplies(t);
+    const input = { conversationId, content: 'Where is my parcel?', idempotencyKey: 'parcel-1' };
+
+    // The question and its reply are one statement: refused together, nothing half-written.
+    const first = await post(t, key, input);
+    expect(first.status).toBe(503);
+    expect(first.data).toBeNull();
+    expect(first.errors).toEqual([
+      expect.objectContaining({ path: ['sendMessage'], message: expect.stringMatching(/try again/), extensions: { code: 'DATABASE_UNAVAILABLE' } }),
+    ]);
+    expect(await t.prisma.message.count({ where: { conversation: { productId } } })).toBe(0);
+
+    await allow();
+    await retriedOnce(t, key, productId, input, first);
+  });
+
+  it('a provider engine (the question stored first): a refused reply is a retryable error on `reply`; the retry with the same key returns both, stored once', async () => {
+    const t = await app({});
+    const { key, id: productId } = await t.product('Flaky stream');
+    const conversationId = (await t.gql(`mutation { startConversation(input: { sessionId: "flaky" }) { id } }`, { key })).data.startConversation.id;
+    const allow = await refuseReplies(t);
+    const input = { conversationId, content: 'Where is my parcel?', idempotencyKey: 'parcel-2' };
+    // The path of a provider engine: the question is stored first, the reply when the answer comes.
+    const answers = t.app.deps.answers as { answersFirst: boolean };
+    answers.answersFirst = false;
+    try {
+      const first = await post(t, key, input);
+      expect(first.status).toBe(200);
+      expect(first.data.sendMessage).toEqual({ message: { id: expect.any(String), content: 'Where is my parcel?' }, reply: null });
+      expect(first.errors).toEqual([
+        expect.objectContaining({
+          path: ['sendMessage', 'reply'],
+          message: expect.stringMatching(/message was stored.*same idempotencyKey/),
+          extensions: { code: 'DATABASE_UNAVAILABLE', retryAfter: 1, messageStored: true },
+        }),
+      ]);
+      await allow();
+      await retriedOnce(t, key, productId, input, first);
+    } finally {
+      answers.answersFirst = true;
+    }
   });
 });

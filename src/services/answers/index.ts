@@ -8,7 +8,7 @@ import { newSqlScope, runInSqlScope } from '../../infra/sql-stats.js';
 import type { Message } from '../../generated/prisma/client.js';
 import { uuidv7 } from '../ids.js';
 import type { KnowledgeSearch } from '../knowledge.js';
-import { appendMessage, findMessage, type PendingAnnouncement } from '../messages.js';
+import { appendExchange, appendMessage, findMessage, type MessageClaim, type PendingAnnouncement } from '../messages.js';
 import { tags, type Store } from '../store.js';
 import type { Typing } from '../typing.js';
 import { localEngine, type AnswerEngine, type EngineAnswer } from './engine.js';
@@ -17,6 +17,9 @@ import { normalizeQuestion } from './question.js';
 import { recordProviderTrouble } from './stats.js';
 
 export { normalizeQuestion, routeModel } from './question.js';
+
+/** Thrown out of an exchange's production when its statement wrote nothing: the answer is not cached. */
+const NOTHING_WRITTEN = new Error('nothing written');
 
 /** Passages ranked for every question: the local engine quotes up to two, the prompt carries them all. */
 export const PASSAGES = 4;
@@ -60,6 +63,22 @@ export interface Answers {
   readonly engine: AnswerEngine;
   /** The provider circuit of this node (always closed for the local engine). */
   readonly circuit: CircuitState;
+  /** The engine answers at once (the local one): sendMessage takes `exchange`. */
+  readonly answersFirst: boolean;
+  /**
+   * The answer first, then the question and its reply stored in one statement
+   * and announced in one round trip (for an engine that answers at once: no
+   * typing, nothing to show before both are stored; an answer that fails
+   * stores nothing). Undefined when its statement wrote nothing: the
+   * idempotency key was taken (the caller replays the first request), or the
+   * conversation is not the product's (NOT_FOUND).
+   */
+  exchange(
+    product: { id: string; name: string },
+    conversationId: string,
+    question: string,
+    claim?: MessageClaim,
+  ): Promise<{ message: Message; reply: Message } | undefined>;
   /** Produces, stores and announces the ASSISTANT reply to `question`. */
   reply(product: { id: string; name: string }, conversationId: string, question: string, options?: ReplyOptions): Promise<Message>;
   /**
@@ -131,10 +150,85 @@ export function createAnswers({ config, store, search, typing, log, metrics, ran
     lockWaitMs: config.engine === 'openai' ? config.llm.timeoutMs * (config.llm.maxRetries + 1) : 2_000,
   });
 
+  /** The answer to `question` from the cache, or produced (ranked, then answered) and cached. */
+  async function answerOf(product: { id: string; name: string }, question: string, produce: () => Promise<EngineAnswer>) {
+    let generated: EngineAnswer | undefined;
+    const answer = await store.cache.get<{ productId: string; question: string }, CachedAnswer>(
+      policy,
+      { productId: product.id, question: normalizeQuestion(question) },
+      async () => {
+        generated = await produce();
+        const { content, sourceIds, engine: by, model, fallback } = generated;
+        return { content, sourceIds, engine: by, model, fallback };
+      },
+    );
+    return { answer, generated: generated as EngineAnswer | undefined };
+  }
+
+  /** The ASSISTANT message of an answer, `started` when the question came. */
+  const replyMessage = (id: string, answer: CachedAnswer, generated: EngineAnswer | undefined, started: number) => ({
+    id,
+    role: 'ASSISTANT' as const,
+    content: answer.content,
+    engine: answer.engine,
+    model: answer.model,
+    latencyMs: Math.round(performance.now() - started),
+    cached: !generated,
+    sourceIds: answer.sourceIds,
+  });
+
+  const recordAnswer = (reply: { model: string | null; latencyMs: number | null; cached: boolean | null }, fallback: boolean) =>
+    metrics?.answer({
+      model: reply.model ?? '',
+      latencyMs: reply.latencyMs ?? 0,
+      cached: reply.cached === true,
+      outcome: fallback ? 'fallback' : 'ok',
+    });
+
+  async function exchange(product: { id: string; name: string }, conversationId: string, question: string, claim?: MessageClaim) {
+    const started = performance.now();
+    const replyId = claim?.replyId ?? uuidv7();
+    const produce = async () =>
+      engine.answer({ question, product, passages: await search.rank(product.id, question, PASSAGES), signal: aborter.signal });
+    const write = async (answer: CachedAnswer, generated: EngineAnswer | undefined) => {
+      const stored = await appendExchange(
+        store,
+        product.id,
+        conversationId,
+        { role: 'USER', content: question },
+        replyMessage(replyId, answer, generated, started),
+        claim,
+      );
+      if (stored) recordAnswer(stored.reply, answer.fallback);
+      return stored;
+    };
+    let led = false;
+    let stored: Awaited<ReturnType<typeof write>>;
+    try {
+      const { answer, generated } = await answerOf(product, question, async () => {
+        led = true;
+        const produced = await produce();
+        // Cached only once stored: a question sent into a conversation that is not there (another
+        // product's) leaves nothing behind, and costs what it costs for an id that exists nowhere.
+        stored = await write(produced, produced);
+        if (!stored) throw NOTHING_WRITTEN;
+        return produced;
+      });
+      return stored ?? (await write(answer, generated));
+    } catch (error) {
+      if (error !== NOTHING_WRITTEN || led) {
+        if (error === NOTHING_WRITTEN) return undefined;
+        throw error;
+      }
+      // This request joined another's production, whose statement wrote nothing: its own answer, uncached.
+      const produced = await produce();
+      return write(produced, produced);
+    }
+  }
+
   async function reply(product: { id: string; name: string }, conversationId: string, question: string, options: ReplyOptions = { stream: false }) {
     const started = performance.now();
     const replyId = options.replyId ?? uuidv7();
-    const key = { productId: product.id, question: normalizeQuestion(question) };
     // Deltas are published in order, and all of them before MessageAdded.
     let published: Promise<unknown> = Promise.resolve();
     let relayed = 0;
@@ -142,43 +236,12 @@ export function createAnswers({ config, store, search, typing, log, metrics, ran
       published = published.then(() => store.events.replyDelta(conversationId, replyId, delta, done));
     };
 
-    const finish = async (answer: CachedAnswer, generated: EngineAnswer | undefined) => {
-      const latencyMs = Math.round(performance.now() - started);
-      // Text that was not relayed piece by piece arrives as one piece. After a provider that
-      // failed half-way, the stored (fallback) reply that MessageAdded carries replaces the draft.
-      if (options.stream) publish(relayed ? '' : answer.content, true);
-      await published;
-      if (generated?.provider) {
-        await recordProviderTrouble(store.prisma, product.id, generated.provider).catch((error: Error) =>
-          log.warn('answer: provider stats not recorded', { error: error.message }),
-        );
-      }
-      const row = await appendMessage(
-        store,
-        product.id,
-        conversationId,
-        {
-          id: replyId,
-          role: 'ASSISTANT',
-          content: answer.content,
-          engine: answer.engine,
-          model: answer.model,
-          latencyMs,
-          cached: !generated,
-          sourceIds: answer.sourceIds,
-        },
-        options.pending,
-      );
-      metrics?.answer({ model: answer.model, latencyMs, cached: !generated, outcome: answer.fallback ? 'fallback' : 'ok' });
-      return row;
-    };
-
     // Not streamed, the assistant is shown typing only while an answer takes longer than
-    // typingDelayMs: most answers (cache hits, the local engine) come sooner, and typing for a few
-    // milliseconds is flicker to a reader and two Redis round trips to the node. Streamed, it is
-    // announced at once: a widget follows a reply's pieces from the typing that precedes them.
-    // Only the request that produces the answer types (one that joins another's production, here
-    // or on another node, does not). A pending question is announced first: the question, then the typing.
+    // typingDelayMs: most answers (cache hits) come sooner, and typing for a few milliseconds is
+    // flicker to a reader and two Redis round trips to the node. Streamed, it is announced at
+    // once: a widget follows a reply's pieces from the typing that precedes them. Only the request
+    // that produces the answer types (one that joins another's production, here or on another
+    // node, does not). A pending question is announced first: the question, then the typing.
     const quiet = options.stream ? 0 : config.typingDelayMs;
     let typingNow: Promise<{ stop(): Promise<void> }> | undefined;
     let typingTimer: NodeJS.Timeout | undefined;
@@ -190,9 +253,8 @@ export function createAnswers({ config, store, search, typing, log, metrics, ran
     };
     const pending = options.pending;
     const flushTimer = pending && setTimeout(() => void pending.flush().catch(() => undefined), quiet);
-    let generated: EngineAnswer | undefined;
     try {
-      const answer = await store.cache.get<typeof key, CachedAnswer>(policy, key, async () => {
+      const { answer, generated } = await answerOf(product, question, async () => {
         // Typing is announced while the knowledge is ranked, not before: the answer does not wait on Redis.
         if (quiet === 0) startTyping();
         else typingTimer = setTimeout(startTyping, quiet);
@@ -203,7 +265,7 @@ export function createAnswers({ config, store, search, typing, log, metrics, ran
           // Announced before the first piece of a streamed reply.
           if (quiet === 0) await typingNow;
         }
-        generated = await engine.answer({
+        return engine.answer({
           question,
           product,
           passages,
@@ -215,10 +277,20 @@ export function createAnswers({ config, store, search, typing, log, metrics, ran
             : undefined,
           signal: aborter.signal,
         });
-        const { content, sourceIds, engine: by, model, fallback } = generated;
-        return { content, sourceIds, engine: by, model, fallback };
       });
-      return await finish(answer, generated);
+      const message = replyMessage(replyId, answer, generated, started);
+      // Text that was not relayed piece by piece arrives as one piece. After a provider that
+      // failed half-way, the stored (fallback) reply that MessageAdded carries replaces the draft.
+      if (options.stream) publish(relayed ? '' : answer.content, true);
+      await published;
+      if (generated?.provider) {
+        await recordProviderTrouble(store.prisma, product.id, generated.provider).catch((error: Error) =>
+          log.warn('answer: provider stats not recorded', { error: error.message }),
+        );
+      }
+      const row = await appendMessage(store, product.id, conversationId, message, pending);
+      recordAnswer(row, answer.fallback);
+      return row;
     } finally {
       clearTimeout(typingTimer);
       clearTimeout(flushTimer);
@@ -229,6 +301,8 @@ export function createAnswers({ config, store, search, typing, log, metrics, ran
 
   return {
     engine,
+    answersFirst: config.engine === 'local',
+    exchange,
     get circuit() {
       return breaker.state;
     },
