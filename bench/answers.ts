@@ -108,7 +108,7 @@ try {
     `| ${name} | ${s.n} (${s.cached} cached) | ${f(s.latencyMs.mean)} / ${f(s.latencyMs.p50)} / ${f(s.latencyMs.p95)} | ${f(s.total.mean)} / ${f(s.total.p50)} / ${f(s.total.p95)} |`;
   console.log(
     [
-      `Answer latency, local engine — ${app.deps.db.description}${config.redis.url ? ', Redis L2' : ''}, search window ${config.answers.searchBatchMs} ms, ${entries.length} knowledge entries, Node ${process.version}`,
+      `Answer latency, local engine — ${app.deps.db.description}${config.redis.url ? ', Redis' : ''}, search window ${config.answers.searchBatchMs} ms, ${entries.length} knowledge entries, Node ${process.version}`,
       '',
       '| | replies | reply `latencyMs` mean / p50 / p95 | whole `sendMessage` ms mean / p50 / p95 |',
       '|---|---:|---:|---:|',
