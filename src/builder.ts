@@ -3,14 +3,28 @@ import { DateTimeResolver, JSONResolver } from 'graphql-scalars';
 import PrismaPlugin from '@pothos/plugin-prisma';
 import RelayPlugin from '@pothos/plugin-relay';
 import ScopeAuthPlugin from '@pothos/plugin-scope-auth';
+import { AuthScopeFailureType, type AuthFailure } from '@pothos/plugin-scope-auth';
 import { BadUserInputError, ForbiddenError } from './errors.js';
 import ExposedColumnsPlugin from './schema/exposed-columns.js';
 import { tryDecodeGlobalId } from './schema/ids.js';
 import type { Context } from './context.js';
 import type PrismaTypes from './generated/pothos-prisma-types.js';
 import { getDatamodel } from './generated/pothos-prisma-types.js';
-import { authScopes, FULL_ACCESS, type AuthScopes } from './services/auth.js';
+import type { Product } from './generated/prisma/client.js';
+import { adminTokenRequired, authScopes, FULL_ACCESS, productKeyRequired, type AuthScopes } from './services/auth.js';
 import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from './services/validation.js';
+
+/** A request that acts for a product: what a field's resolver sees once a product-implying scope passed. */
+type ProductContext = Context & { product: Product };
+
+/** The scopes a failure refused, at any depth. */
+function refused(failure: AuthFailure, scope: keyof AuthScopes): boolean {
+  if (failure.kind === AuthScopeFailureType.AuthScope) return failure.scope === scope;
+  if (failure.kind === AuthScopeFailureType.AllAuthScopes || failure.kind === AuthScopeFailureType.AnyAuthScopes) {
+    return failure.failures.some((f) => refused(f, scope));
+  }
+  return false;
+}
 
 const NODE_TYPES = new Set(['Product', 'KnowledgeEntry', 'Conversation', 'Message', 'Feedback']);
 
@@ -18,6 +32,14 @@ export const builder = new SchemaBuilder<{
   Context: Context;
   PrismaTypes: PrismaTypes;
   AuthScopes: AuthScopes;
+  // Every scope but fullAccess and admin implies a product key: `t.withAuth(…)` narrows ctx.product.
+  AuthContexts: {
+    product: ProductContext;
+    publishableKey: ProductContext;
+    conversationToken: ProductContext;
+    conversation: ProductContext;
+    publishableSearch: ProductContext;
+  };
   DefaultAuthStrategy: 'any';
   DefaultFieldNullability: false;
   Scalars: {
@@ -36,8 +58,12 @@ export const builder = new SchemaBuilder<{
     authorizeOnSubscribe: true,
     // Object types check their scopes once per object (isTypeOf), not once per field.
     runScopesOnType: true,
-    unauthorizedError: () =>
-      new ForbiddenError('Not allowed with a publishable key: it may start a conversation and use the one its conversation token opens.'),
+    // No product key: UNAUTHENTICATED; no admin token: FORBIDDEN; a publishable key beyond its reach: FORBIDDEN.
+    unauthorizedError: (_parent, context, _info, result) => {
+      if (!context.product && refused(result.failure, 'product')) return productKeyRequired();
+      if (!context.isAdmin && refused(result.failure, 'admin')) return adminTokenRequired();
+      return new ForbiddenError('Not allowed with a publishable key: it may start a conversation and use the one its conversation token opens.');
+    },
   },
   relay: {
     clientMutationId: 'omit',

@@ -2,13 +2,13 @@ import { queryFromInfo } from '@pothos/plugin-prisma';
 import { builder } from '../builder.js';
 import { nodeId } from './exposed-columns.js';
 import type { Conversation as ConversationRow, Message as MessageRow, Prisma } from '../generated/prisma/client.js';
-import { conversationScopes, FULL_ACCESS, isPublishable, mayUseConversation, requireProduct } from '../services/auth.js';
+import { conversationScopes, isPublishable, mayUseConversation, requireProduct } from '../services/auth.js';
 import { currentSigner, issueConversationToken } from '../services/conversation-tokens.js';
 import { idempotencyKey } from '../services/idempotency.js';
 import { sha256 } from '../infra/hash.js';
 import { listConversations, startConversation } from '../services/conversations.js';
 import { messageOrder } from '../services/store.js';
-import { nodeUuid, parseGlobalId } from './ids.js';
+import { conversationArgScopes, nodeUuid, parseGlobalId } from './ids.js';
 import { IDEMPOTENCY_KEY, Message } from './message.js';
 import { cursorPlace, keysetConnection, pageSize, placeCursor, refuseMixedDirections, type PageArgs } from './pages.js';
 
@@ -63,7 +63,7 @@ export const Conversation = builder.prismaNode('Conversation', {
   },
   authScopes: (conversation, ctx) => conversationScopes(ctx, conversation.id),
   fields: (t) => ({
-    conversationToken: t.string({
+    conversationToken: t.withAuth({ product: true }).string({
       nullable: true,
       description:
         'Only in the response of startConversation (null elsewhere): the token that opens this conversation, and no other, to the ' +
@@ -71,8 +71,7 @@ export const Conversation = builder.prismaNode('Conversation', {
         'It expires after PARLEY_CONVERSATION_TOKEN_TTL_DAYS and when the publishable key is rotated.',
       resolve: async (conversation, _args, ctx) => {
         if (!ctx.startedConversations.has(conversation.id)) return null;
-        const product = requireProduct(ctx);
-        const signer = isPublishable(ctx) ? product : await currentSigner(ctx, product.id);
+        const signer = isPublishable(ctx) ? ctx.product : await currentSigner(ctx, ctx.product.id);
         return issueConversationToken(signer, conversation.id, ctx.deps.config.conversationTokenTtlMs);
       },
     }),
@@ -112,26 +111,24 @@ const StartConversationInput = builder.inputType('StartConversationInput', {
 });
 
 builder.queryFields((t) => ({
-  conversation: t.prismaField({
+  conversation: t.withAuth(conversationArgScopes('id')).prismaField({
     type: 'Conversation',
     nullable: true,
     args: { id: t.arg.id({ required: true }) },
     skipTypeScopes: true,
-    authScopes: (_root, args, ctx) => (isPublishable(ctx) ? { conversation: parseGlobalId(String(args.id), 'Conversation', 'id') } : FULL_ACCESS),
     resolve: (query, _root, args, ctx) => {
-      const product = requireProduct(ctx);
       const id = parseGlobalId(String(args.id), 'Conversation', 'id');
-      return ctx.prisma.conversation.findFirst({ ...query, relationLoadStrategy: 'join', where: { id, productId: product.id } });
+      return ctx.prisma.conversation.findFirst({ ...query, relationLoadStrategy: 'join', where: { id, productId: ctx.product.id } });
     },
   }),
   // A connection of its own rather than t.prismaConnection: plugin-prisma pages with Prisma's `cursor`, which
   // reads the messages, feedback and lastMessage of a cursor page in separate statements (see listConversations).
-  conversations: t.connection({
+  conversations: t.withAuth({ product: true }).connection({
     type: Conversation,
     description: "The calling product's conversations, most recent activity first.",
     args: { sessionId: t.arg.string() },
     resolve: async (_root, args, ctx, info) => {
-      const productId = requireProduct(ctx).id;
+      const productId = ctx.product.id;
       refuseMixedDirections(args);
       const place = cursorPlace(args);
       const from = place && 'at' in place ? (place.owner === productId ? { lastMessageAt: place.at, id: place.id } : 'elsewhere') : place;
@@ -154,15 +151,14 @@ builder.queryFields((t) => ({
 }));
 
 builder.mutationField('startConversation', (t) =>
-  t.prismaField({
+  // Open to either kind of key (the publishable one too).
+  t.withAuth({ product: true }).prismaField({
     type: 'Conversation',
     description: 'Open to the publishable key: its conversationToken then opens this conversation to it.',
     args: { input: t.arg({ type: StartConversationInput, required: true }) },
     skipTypeScopes: true,
-    authScopes: { fullAccess: true, publishableKey: true },
     resolve: async (query, _root, { input }, ctx) => {
-      const product = requireProduct(ctx);
-      const conversation = await startConversation(ctx, product.id, isPublishable(ctx) ? publishableIdempotencyKey(input) : input, query);
+      const conversation = await startConversation(ctx, ctx.product.id, isPublishable(ctx) ? publishableIdempotencyKey(input) : input, query);
       ctx.startedConversations.add(conversation.id);
       return conversation;
     },

@@ -1,7 +1,6 @@
 import { encodeGlobalID } from '@pothos/plugin-relay';
 import { builder } from '../builder.js';
 import { NotFoundError } from '../errors.js';
-import { conversationScopes, requireProduct } from '../services/auth.js';
 import {
   conversationEvents,
   onlyEvents,
@@ -13,7 +12,7 @@ import {
   type TypingChangedEvent,
 } from '../services/events.js';
 import { setUserTyping } from '../services/typing.js';
-import { parseGlobalId } from './ids.js';
+import { conversationArgScopes, parseGlobalId } from './ids.js';
 import { cursorPlace, placeCursor } from './pages.js';
 import { MessageRole } from './message.js';
 
@@ -82,7 +81,7 @@ const ConversationEventKind = builder.enumType('ConversationEventKind', {
 });
 
 builder.subscriptionFields((t) => ({
-  conversationEvents: t.field({
+  conversationEvents: t.withAuth(conversationArgScopes('conversationId')).field({
     type: ConversationEvent,
     description:
       'Live events of one conversation. With `after` (a cursor of `Conversation.messages`, or `MessageAdded.cursor`), ' +
@@ -98,9 +97,8 @@ builder.subscriptionFields((t) => ({
       }),
     },
     skipTypeScopes: true,
-    authScopes: (_root, args, ctx) => conversationScopes(ctx, parseGlobalId(String(args.conversationId), 'Conversation', 'conversationId')),
     subscribe: async (_root, args, ctx) => {
-      const product = requireProduct(ctx);
+      const product = ctx.product;
       const conversationId = parseGlobalId(String(args.conversationId), 'Conversation', 'conversationId');
       const sources = { prisma: ctx.prisma, pubsub: ctx.deps.pubsub, replays: ctx.deps.replays };
       // The replay looks the cursor's row up among this conversation's messages, whichever format the cursor has.
@@ -109,11 +107,11 @@ builder.subscriptionFields((t) => ({
     },
     resolve: (event) => event,
   }),
-  productFeedback: t.prismaField({
+  productFeedback: t.withAuth({ product: true }).prismaField({
     type: 'Feedback',
     description: "Every feedback on the calling product's replies, for dashboards; after a pub/sub outage, what was rated meanwhile comes first.",
     subscribe: (_root, _args, ctx) =>
-      productFeedbackEvents({ prisma: ctx.prisma, pubsub: ctx.deps.pubsub, replays: ctx.deps.replays }, requireProduct(ctx).id),
+      productFeedbackEvents({ prisma: ctx.prisma, pubsub: ctx.deps.pubsub, replays: ctx.deps.replays }, ctx.product.id),
     resolve: (query, event, _args, ctx) => found(ctx.loaders.feedback(query, (event as FeedbackAddedEvent).feedbackId), 'Feedback'),
   }),
 }));
@@ -123,19 +121,16 @@ const SetTypingInput = builder.inputType('SetTypingInput', {
 });
 
 builder.mutationField('setTyping', (t) =>
-  t.boolean({
+  t.withAuth(conversationArgScopes('input.conversationId')).boolean({
     description:
       "The widget's user is (not) typing: broadcast to the conversation's subscribers when it changes, never stored. " +
       'Send true again within PARLEY_TYPING_TTL_MS to keep it; without a refresh it ends by itself. ' +
       'False when live events are unavailable (Redis unreachable).',
     args: { input: t.arg({ type: SetTypingInput, required: true }) },
     skipTypeScopes: true,
-    authScopes: (_root, { input }, ctx) =>
-      conversationScopes(ctx, parseGlobalId(String(input.conversationId), 'Conversation', 'input.conversationId')),
     resolve: (_root, { input }, ctx) => {
-      const product = requireProduct(ctx);
       const conversationId = parseGlobalId(String(input.conversationId), 'Conversation', 'input.conversationId');
-      return setUserTyping(ctx.prisma, ctx.deps.typing, product.id, conversationId, input.isTyping);
+      return setUserTyping(ctx.prisma, ctx.deps.typing, ctx.product.id, conversationId, input.isTyping);
     },
   }),
 );

@@ -38,17 +38,15 @@ const SubmitFeedbackInput = builder.inputType('SubmitFeedbackInput', {
 });
 
 builder.mutationField('submitFeedback', (t) =>
-  t.prismaField({
+  // A publishable key rates replies of its token's conversation only: another's message is NOT_FOUND, as a missing one.
+  t.withAuth({ $all: { product: true, $any: { ...FULL_ACCESS, conversationToken: true } } }).prismaField({
     type: 'Feedback',
     description: 'Rates an assistant reply; rating the same reply again replaces the earlier rating.',
     args: { input: t.arg({ type: SubmitFeedbackInput, required: true }) },
-    // A publishable key rates replies of its token's conversation only: another's message is NOT_FOUND, as a missing one.
     skipTypeScopes: true,
-    authScopes: { ...FULL_ACCESS, conversationToken: true },
     resolve: (query, _root, { input }, ctx) => {
-      const product = requireProduct(ctx);
       const messageId = parseGlobalId(String(input.messageId), 'Message', 'input.messageId');
-      return submitFeedback(ctx, product.id, messageId, input, query, isPublishable(ctx) ? (ctx.conversationId ?? NO_ROW) : undefined);
+      return submitFeedback(ctx, ctx.product.id, messageId, input, query, isPublishable(ctx) ? (ctx.conversationId ?? NO_ROW) : undefined);
     },
   }),
 );

@@ -1,5 +1,6 @@
 import { decodeGlobalID } from '@pothos/plugin-relay';
 import { BadUserInputError } from '../errors.js';
+import { conversationFieldScopes, type Principal } from '../services/auth.js';
 import { isUuid } from '../services/ids.js';
 import { cursorPlace, type PageArgs } from './pages.js';
 
@@ -15,6 +16,21 @@ export function parseGlobalId(globalId: string, typename: string, field: string)
     throw new BadUserInputError(`${field} is not a valid ${typename} id`, field);
   }
   return decoded.id;
+}
+
+/**
+ * `t.withAuth` scopes of a root field about the conversation its argument at
+ * `path` names (see conversationFieldScopes). They run before the field's
+ * arguments have their types: the argument is read by its path.
+ */
+export function conversationArgScopes(path: 'id' | 'conversationId' | 'input.conversationId') {
+  return (_root: unknown, args: object, ctx: Principal) => {
+    const raw =
+      path === 'input.conversationId'
+        ? (args as { input: { conversationId: unknown } }).input.conversationId
+        : (args as Record<string, unknown>)[path];
+    return conversationFieldScopes(ctx, parseGlobalId(String(raw), 'Conversation', path));
+  };
 }
 
 /** A global id's type name and id, or undefined when it is not one (plugin-relay's decoder throws). */

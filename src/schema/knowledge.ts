@@ -66,44 +66,43 @@ const AddKnowledgeBatchInput = builder.inputType('AddKnowledgeBatchInput', {
 });
 
 builder.queryField('searchKnowledge', (t) =>
-  t.field({
+  // Open to the publishable key only where the admin set publishableSearch on the product.
+  t.withAuth({ $all: { product: true, $any: { fullAccess: true, publishableSearch: true } } }).field({
     type: [KnowledgeHit],
     description: "Full-text search over the calling product's knowledge, best match first.",
     args: { query: t.arg.string({ required: true }), first: t.arg.int({ defaultValue: 5 }) },
-    // Open to the publishable key only where the admin set publishableSearch on the product.
     skipTypeScopes: true,
-    authScopes: { fullAccess: true, publishableSearch: true },
-    resolve: (_root, args, ctx) => searchKnowledge(ctx, ctx.deps.knowledgeSearch, requireProduct(ctx).id, args),
+    resolve: (_root, args, ctx) => searchKnowledge(ctx, ctx.deps.knowledgeSearch, ctx.product.id, args),
   }),
 );
 
 builder.mutationFields((t) => ({
-  addKnowledge: t.prismaField({
+  addKnowledge: t.withAuth({ product: true }).prismaField({
     type: 'KnowledgeEntry',
     args: { input: t.arg({ type: KnowledgeInput, required: true }) },
-    resolve: (query, _root, { input }, ctx) => addKnowledge(ctx, requireProduct(ctx).id, input, query),
+    resolve: (query, _root, { input }, ctx) => addKnowledge(ctx, ctx.product.id, input, query),
   }),
-  addKnowledgeBatch: t.field({
+  addKnowledgeBatch: t.withAuth({ product: true }).field({
     type: [KnowledgeEntry],
     description: 'Adds up to 100 entries in one transaction: all or none.',
     args: { input: t.arg({ type: AddKnowledgeBatchInput, required: true }) },
-    resolve: (_root, { input }, ctx) => addKnowledgeBatch(ctx, requireProduct(ctx).id, input),
+    resolve: (_root, { input }, ctx) => addKnowledgeBatch(ctx, ctx.product.id, input),
   }),
-  updateKnowledge: t.field({
+  updateKnowledge: t.withAuth({ product: true }).field({
     type: KnowledgeEntry,
     nullable: false,
     args: { input: t.arg({ type: UpdateKnowledgeInput, required: true }) },
     resolve: (_root, { input }, ctx) => {
       const id = parseGlobalId(String(input.id), 'KnowledgeEntry', 'input.id');
-      return updateKnowledge(ctx, requireProduct(ctx).id, id, { ...input, id: undefined });
+      return updateKnowledge(ctx, ctx.product.id, id, { ...input, id: undefined });
     },
   }),
-  deleteKnowledge: t.id({
+  deleteKnowledge: t.withAuth({ product: true }).id({
     description: 'Deletes an entry and returns its id.',
     args: { id: t.arg.id({ required: true }) },
     resolve: async (_root, args, ctx) => {
       const id = parseGlobalId(String(args.id), 'KnowledgeEntry', 'id');
-      await deleteKnowledge(ctx, requireProduct(ctx).id, id);
+      await deleteKnowledge(ctx, ctx.product.id, id);
       return String(args.id);
     },
   }),

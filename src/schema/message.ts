@@ -8,7 +8,7 @@ import { isDatabaseUnavailable } from '../infra/db.js';
 import { conversationScopes, isPublishable, openConversations, requireProduct } from '../services/auth.js';
 import { parseSend, sendUserMessage } from '../services/messages.js';
 import { uuidv7 } from '../services/ids.js';
-import { nodeUuid, parseGlobalId } from './ids.js';
+import { conversationArgScopes, nodeUuid, parseGlobalId } from './ids.js';
 import './knowledge.js';
 
 export const IDEMPOTENCY_KEY =
@@ -110,7 +110,7 @@ const SendMessagePayload = builder.objectRef<Payload>('SendMessagePayload').impl
 });
 
 builder.mutationField('sendMessage', (t) =>
-  t.field({
+  t.withAuth(conversationArgScopes('input.conversationId')).field({
     type: SendMessagePayload,
     description:
       'Stores a USER message (counters and lastMessage move in the same statement) and produces the ASSISTANT reply: ' +
@@ -118,10 +118,8 @@ builder.mutationField('sendMessage', (t) =>
       'the answer comes first and both messages are stored in one statement: an answer that fails stores nothing.',
     args: { input: t.arg({ type: SendMessageInput, required: true }) },
     skipTypeScopes: true,
-    authScopes: (_root, { input }, ctx) =>
-      conversationScopes(ctx, parseGlobalId(String(input.conversationId), 'Conversation', 'input.conversationId')),
     resolve: async (_root, { input }, ctx): Promise<Payload> => {
-      const product = requireProduct(ctx);
+      const product = ctx.product;
       const conversationId = parseGlobalId(String(input.conversationId), 'Conversation', 'input.conversationId');
       const answers = ctx.deps.answers;
       // The local engine answers at once: the answer, then the question and the reply in one

@@ -1,6 +1,6 @@
 import { builder } from '../builder.js';
 import { nodeId } from './exposed-columns.js';
-import { FULL_ACCESS, isPublishable, requireAdmin, requireProduct } from '../services/auth.js';
+import { FULL_ACCESS, isPublishable, requireProduct } from '../services/auth.js';
 import { conversationOrder, sessionFilter } from '../services/conversations.js';
 import { ORIGIN_LIMITS } from '../services/origins.js';
 import {
@@ -117,19 +117,16 @@ const ProductKeyPayload = builder.objectRef<{ key: string; kind: Kind; publishab
 });
 
 builder.queryFields((t) => ({
-  viewer: t.prismaField({
+  viewer: t.withAuth({ product: true }).prismaField({
     type: 'Product',
     description: 'The product whose key authenticates the request.',
-    resolve: (query, _root, _args, ctx) => readViewer(ctx, requireProduct(ctx).id, query),
+    resolve: (query, _root, _args, ctx) => readViewer(ctx, ctx.product.id, query),
   }),
-  products: t.prismaConnection({
+  products: t.withAuth({ admin: true }).prismaConnection({
     type: 'Product',
     cursor: 'id',
     description: 'Admin: every product, oldest first.',
-    resolve: (query, _root, _args, ctx) => {
-      requireAdmin(ctx);
-      return ctx.prisma.product.findMany({ ...query, relationLoadStrategy: 'join', orderBy: { id: 'asc' } });
-    },
+    resolve: (query, _root, _args, ctx) => ctx.prisma.product.findMany({ ...query, relationLoadStrategy: 'join', orderBy: { id: 'asc' } }),
   }),
 }));
 
@@ -150,34 +147,31 @@ const UpdateProductInput = builder.inputType('UpdateProductInput', {
 });
 
 builder.mutationFields((t) => ({
-  createProduct: t.field({
+  createProduct: t.withAuth({ admin: true }).field({
     type: ProductKeyPayload,
     description: 'Admin: creates a product and returns its secret and publishable keys (shown once).',
     args: { input: t.arg({ type: CreateProductInput, required: true }) },
     resolve: async (_root, { input }, ctx) => {
-      requireAdmin(ctx);
       const { product, key, publishableKey } = await createProduct(ctx.prisma, input);
       return { key, kind: 'SECRET' as const, publishableKey, productId: product.id };
     },
   }),
-  rotateProductKey: t.field({
+  rotateProductKey: t.withAuth({ admin: true }).field({
     type: ProductKeyPayload,
     description:
       'Admin: issues a new key of one kind (default SECRET); the old one stops working at once, and what it opened ' +
       '(sockets, subscriptions) ends. A new publishable key also ends every conversation token issued before.',
     args: { id: t.arg.id({ required: true }), kind: t.arg({ type: KeyKind, defaultValue: 'SECRET', required: true }) },
     resolve: async (_root, args, ctx) => {
-      requireAdmin(ctx);
       const { product, key } = await rotateProductKey(ctx, parseGlobalId(String(args.id), 'Product', 'id'), args.kind);
       return { key, kind: args.kind, productId: product.id };
     },
   }),
-  updateProduct: t.prismaField({
+  updateProduct: t.withAuth({ admin: true }).prismaField({
     type: 'Product',
     description: "Admin: a product's name and settings; a setting left out keeps its value.",
     args: { input: t.arg({ type: UpdateProductInput, required: true }) },
     resolve: async (query, _root, { input }, ctx) => {
-      requireAdmin(ctx);
       const id = parseGlobalId(String(input.id), 'Product', 'input.id');
       await updateProduct(ctx, id, {
         name: input.name ?? undefined,

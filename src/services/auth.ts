@@ -99,15 +99,18 @@ export async function authenticate(store: Store, adminToken: string, credentials
   return { product, isAdmin, key, conversationId, ...(tokenExpiresAt !== undefined ? { tokenExpiresAt } : {}) };
 }
 
-export function requireProduct(principal: Principal): Product {
-  if (!principal.product) {
-    throw new UnauthenticatedError('a product key is required (Authorization: Bearer sk_live_…)');
-  }
-  return principal.product;
-}
+/** The errors of a refused `product` or `admin` scope (see unauthorizedError in builder.ts). */
+export const productKeyRequired = () => new UnauthenticatedError('a product key is required (Authorization: Bearer sk_live_…)');
+export const adminTokenRequired = () => new ForbiddenError('this field requires the admin token');
 
-export function requireAdmin(principal: Principal): void {
-  if (!principal.isAdmin) throw new ForbiddenError('this field requires the admin token');
+/**
+ * The product of a row lookup by node id. Fields say `product: true` in their
+ * scopes instead; a node lookup is shared by every principal (the admin token
+ * finds products by id) and filters rows itself.
+ */
+export function requireProduct(principal: Principal): Product {
+  if (!principal.product) throw productKeyRequired();
+  return principal.product;
 }
 
 /**
@@ -116,6 +119,10 @@ export function requireAdmin(principal: Principal): void {
  * later is closed to publishable keys until it is opened on purpose.
  */
 export interface AuthScopes {
+  /** A product key of either kind: the request acts for a product (without one: UNAUTHENTICATED). */
+  product: boolean;
+  /** The admin token (else FORBIDDEN). */
+  admin: boolean;
   /** Not limited to a publishable key: a secret key, the admin token, or no credentials (fields then refuse those themselves, as always). */
   fullAccess: boolean;
   /** A publishable key, with or without a conversation token. */
@@ -141,6 +148,8 @@ export function isPublishable(principal: Principal): boolean {
 export function authScopes(ctx: ScopeContext) {
   const publishable = isPublishable(ctx);
   return {
+    product: ctx.product !== null,
+    admin: ctx.isAdmin,
     fullAccess: !publishable,
     publishableKey: publishable,
     conversationToken: publishable && ctx.conversationId !== null,
@@ -159,6 +168,16 @@ export function conversationScopes(ctx: Principal, conversationId: string): true
 }
 
 export const FULL_ACCESS = { fullAccess: true } as const;
+
+/**
+ * The scopes of a root field about one conversation: a product key, and for a
+ * publishable key that conversation open. (Unlike conversationScopes, which
+ * object types run per row, this always names the product scope: it narrows
+ * the resolver's context to one with a product.)
+ */
+export function conversationFieldScopes(ctx: Principal, conversationId: string): { product: true } | { conversation: string } {
+  return isPublishable(ctx) ? { conversation: conversationId } : { product: true };
+}
 
 /** The conversations a publishable key may use in this request: its token's, and those it started. */
 export function openConversations(ctx: ScopeContext): string[] {
