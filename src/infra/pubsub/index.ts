@@ -9,8 +9,8 @@ export * from './types.js';
  * Typed publish/subscribe for live events. A channel is a topic plus an id
  * (`conversation` + its id): subscribers listen to exactly the channel they
  * need, never to a broad topic filtered in code. In-process by default; with a
- * Redis URL, graphql-redis-subscriptions' RedisPubSub over a publisher and a
- * subscriber connection, so an event published on one node reaches every node.
+ * Redis URL, Redis pub/sub over a publisher and a subscriber connection
+ * (channels.ts: one SUBSCRIBE per channel, awaited), so an event published on one node reaches every node.
  *
  * Delivery is at most once: an event published while Redis is unreachable is
  * lost. A stream says where that may have happened (GAP), and the subscriber

@@ -1,8 +1,8 @@
-import { RedisPubSub } from 'graphql-redis-subscriptions';
 import type { Redis } from 'ioredis';
 import type { Logger } from '../log.js';
 import { openRedis, reportOutages } from '../redis.js';
 import { GAP, type EventMap, type EventStream, type PubSub, type PubSubStats, type WireEvent } from './types.js';
+import { ChannelRegistry } from './channels.js';
 import { BasePubSub } from './stream.js';
 
 /**
@@ -16,14 +16,12 @@ const isGapNotice = (event: object) => 'gap' in event && !('type' in event);
 const MAX_MISSED = 10_000;
 const NOTICE_RETRY_MS = 1_000;
 
-/** Several nodes: graphql-redis-subscriptions' RedisPubSub on a publisher and a subscriber connection. */
+/** Several nodes: Redis pub/sub on a publisher and a subscriber connection (channels.ts keeps who listens where). */
 export class RedisEventPubSub<E extends EventMap> extends BasePubSub<E> implements PubSub<E> {
   readonly kind = 'redis';
   readonly redis: Redis;
   private readonly subscriber: Redis;
-  private readonly engine: RedisPubSub;
-  /** Streams per channel, counted here because RedisPubSub keeps its own count private. */
-  private readonly channels = new Map<string, number>();
+  private readonly registry: ChannelRegistry;
   private resubscribed = 0;
   /** Channels where this node failed to publish an event, until their GAP notice is out. */
   private readonly missed = new Set<string>();
@@ -41,16 +39,6 @@ export class RedisEventPubSub<E extends EventMap> extends BasePubSub<E> implemen
     this.redis = openRedis(url, { role: 'commands', commandTimeoutMs: 2_000 });
     // SUBSCRIBE/UNSUBSCRIBE wait for Redis instead of failing; ioredis re-subscribes every channel on reconnect.
     this.subscriber = openRedis(url, { role: 'subscriber' });
-    // RedisPubSub fires UNSUBSCRIBE/PUNSUBSCRIBE and drops the promise; one rejected during an
-    // outage or at shutdown would be an unhandled rejection, which ends a Node process.
-    for (const name of ['unsubscribe', 'punsubscribe'] as const) {
-      const command = this.subscriber[name].bind(this.subscriber) as (...args: unknown[]) => Promise<unknown>;
-      (this.subscriber as unknown as Record<string, unknown>)[name] = (...args: unknown[]) => {
-        const reply = command(...args);
-        reply.catch(() => undefined);
-        return reply;
-      };
-    }
     reportOutages([this.redis, this.subscriber], log, {
       down: 'live events: redis unreachable, events are not crossing nodes',
       back: 'live events: redis reachable again',
@@ -58,12 +46,7 @@ export class RedisEventPubSub<E extends EventMap> extends BasePubSub<E> implemen
     this.watchOutages(log);
     // Once it can publish again, this node tells the channels it failed to publish on.
     this.redis.on('ready', () => void this.sendGapNotices());
-    this.engine = new RedisPubSub({
-      publisher: this.redis,
-      subscriber: this.subscriber,
-      // Parsed once per message and node, and shared (frozen) by every local subscriber.
-      deserializer: (raw) => Object.freeze(JSON.parse(String(raw))),
-    });
+    this.registry = new ChannelRegistry(this.subscriber);
   }
 
   /**
@@ -101,14 +84,12 @@ export class RedisEventPubSub<E extends EventMap> extends BasePubSub<E> implemen
   /** Starts even when Redis is down: ioredis keeps trying, and events flow once it is back. */
   async connect(): Promise<void> {
     // Every stream listens to the node-wide notice (sent when too many channels missed events to name them).
-    const every = this.engine.subscribe(this.everyChannel(), (event: unknown) => {
-      if (event !== null && typeof event === 'object' && isGapNotice(event)) {
+    this.registry.add(this.everyChannel(), (event) => {
+      if (isGapNotice(event)) {
         this.holdStreams();
         this.resumeStreams();
       }
     });
-    every.catch(() => undefined);
-    this.unhandledSubscribe(this.everyChannel());
     await Promise.allSettled([this.redis.connect(), this.subscriber.connect()]);
   }
 
@@ -124,20 +105,11 @@ export class RedisEventPubSub<E extends EventMap> extends BasePubSub<E> implemen
     if (this.disposed) return;
     const channel = this.channel(topic, id);
     try {
-      await this.engine.publish(channel, event);
+      await this.redis.publish(channel, JSON.stringify(event));
     } catch (error) {
       this.missedOn(channel);
       throw error;
     }
-  }
-
-  /**
-   * RedisPubSub keeps a promise per pending SUBSCRIBE that nothing awaits: a SUBSCRIBE that
-   * fails (the connection closed while Redis was down) would reject it unhandled.
-   */
-  private unhandledSubscribe(channel: string): void {
-    const pending = (this.engine as unknown as { subsPendingRefsMap: Map<string, { pending: Promise<unknown> }> }).subsPendingRefsMap;
-    pending.get(channel)?.pending.catch(() => undefined);
   }
 
   private everyChannel(): string {
@@ -187,46 +159,24 @@ export class RedisEventPubSub<E extends EventMap> extends BasePubSub<E> implemen
 
   wire<K extends keyof E & string>(topic: K, id: string, event: E[K]): WireEvent | undefined {
     if (this.disposed) return undefined;
-    // What RedisPubSub's publish sends (its default serializer).
+    // What publish sends.
     return { channel: this.channel(topic, id), payload: JSON.stringify(event), sent: () => {} };
   }
 
   subscribe<K extends keyof E & string>(topic: K, id: string): EventStream<E[K]> {
     if (this.disposed || this.streamsEnded) return this.open<E[K]>(Promise.resolve(), () => undefined);
-    const channel = this.channel(topic, id);
-    this.channels.set(channel, (this.channels.get(channel) ?? 0) + 1);
-    const subscription = this.engine.subscribe(channel, (event: unknown) => {
-      // Anything but one of our JSON objects on our channel is not an event.
-      if (event !== null && typeof event === 'object') stream.push(isGapNotice(event) ? GAP : (event as E[K]));
-    });
-    this.unhandledSubscribe(channel);
-    const stream = this.open<E[K]>(
-      subscription.then(() => undefined),
-      () => {
-        const left = (this.channels.get(channel) ?? 1) - 1;
-        if (left > 0) this.channels.set(channel, left);
-        else this.channels.delete(channel);
-        // Only an acknowledged subscription may be given back: RedisPubSub would keep a pending
-        // one's listener (and the Redis channel) for ever.
-        subscription.then(
-          (subId) => this.engine.unsubscribe(subId),
-          () => undefined,
-        );
-      },
-    );
+    const listening = this.registry.add(this.channel(topic, id), (event) => stream.push(isGapNotice(event) ? GAP : (event as E[K])));
+    const stream = this.open<E[K]>(listening.subscribed, listening.remove);
     stream.ready.catch((error: Error) => stream.fail(error));
     return stream;
   }
 
   stats(): PubSubStats {
     return {
-      channels: this.channels.size,
+      channels: this.registry.channelCount(this.everyChannel()),
       ...this.counts(),
-      // RedisPubSub's own registry (private): a listener it kept after an unsubscribe shows here.
-      // The node-wide notice's listener is not a stream's.
-      listeners: Object.values((this.engine as unknown as { subscriptionMap: Record<string, [string, unknown]> }).subscriptionMap).filter(
-        ([channel]) => channel !== this.everyChannel(),
-      ).length,
+      // A listener kept after its stream closed would show here. The node-wide notice's is not a stream's.
+      listeners: this.registry.listeners(this.everyChannel()),
       connected: this.redis.status === 'ready' && this.subscriber.status === 'ready',
       resubscribed: this.resubscribed,
     };
