@@ -6,6 +6,11 @@ import { readFileSync } from 'node:fs';
  * test/integration/schema-match.test.ts compares with pg_catalog. It knows the
  * subset of Prisma this project uses and throws on anything else, so a schema
  * change it cannot judge fails loudly instead of passing unchecked.
+ *
+ * Not Prisma's own DMMF (`getDMMF` of @prisma/internals 7.10, tried offline on
+ * 2026-12-07): it leaves `Unsupported(...)` fields out of the models while
+ * keeping their indexes, so KnowledgeEntry.searchVector (tsvector, the column
+ * the knowledge search reads) would go unchecked.
  */
 
 export const SCHEMA_PATH = new URL('../../prisma/schema.prisma', import.meta.url).pathname;
