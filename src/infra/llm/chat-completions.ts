@@ -6,6 +6,14 @@ import { parseRetryAfter, ProviderError } from './resilience.js';
  * llama.cpp, Ollama's /v1...), streamed: `stream: true`, server-sent events of
  * `data: {json}` lines ending with `data: [DONE]`. Every failure becomes a
  * ProviderError telling whether it is worth trying again.
+ *
+ * Written here rather than through the `openai` package (6.49, tried on
+ * 2026-12-07 with its retries off, under the same tests): its stream ends
+ * quietly when its signal aborts, so a provider going silent mid-answer (the
+ * idle timeout below) looked like a finished answer and was not retried; and
+ * a server that ignores `stream` and answers with one JSON body (some
+ * OpenAI-compatible servers do) could not be read through its streaming call.
+ * Retries, Retry-After, the breaker and the silence bound are Parley's either way.
  */
 
 export interface ChatMessage {
