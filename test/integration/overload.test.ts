@@ -144,12 +144,17 @@ describe.skipIf(!postgresUrl)('overload [postgres]', () => {
     expect(conversation.messageCount).toBe(2);
   }
 
-  it('the local engine: an exchange the database refuses stores nothing: 503 DATABASE_UNAVAILABLE; the retry stores both once', async () => {
+  /** A product and a conversation on a database that refuses replies; `input` sends a question with an idempotency key. */
+  async function flaky(name: string, idempotencyKey: string) {
     const t = await app({});
-    const { key, id: productId } = await t.product('Flaky');
+    const { key, id: productId } = await t.product(name);
     const conversationId = (await t.gql(`mutation { startConversation(input: { sessionId: "flaky" }) { id } }`, { key })).data.startConversation.id;
     const allow = await refuseReplies(t);
-    const input = { conversationId, content: 'Where is my parcel?', idempotencyKey: 'parcel-1' };
+    return { t, key, productId, allow, input: { conversationId, content: 'Where is my parcel?', idempotencyKey } };
+  }
+
+  it('the local engine: an exchange the database refuses stores nothing: 503 DATABASE_UNAVAILABLE; the retry stores both once', async () => {
+    const { t, key, productId, allow, input } = await flaky('Flaky', 'parcel-1');
 
     // The question and its reply are one statement: refused together, nothing half-written.
     const first = await post(t, key, input);
@@ -165,11 +170,7 @@ describe.skipIf(!postgresUrl)('overload [postgres]', () => {
   });
 
   it('a provider engine (the question stored first): a refused reply is a retryable error on `reply`; the retry with the same key returns both, stored once', async () => {
-    const t = await app({});
-    const { key, id: productId } = await t.product('Flaky stream');
-    const conversationId = (await t.gql(`mutation { startConversation(input: { sessionId: "flaky" }) { id } }`, { key })).data.startConversation.id;
-    const allow = await refuseReplies(t);
-    const input = { conversationId, content: 'Where is my parcel?', idempotencyKey: 'parcel-2' };
+    const { t, key, productId, allow, input } = await flaky('Flaky stream', 'parcel-2');
     // The path of a provider engine: the question is stored first, the reply when the answer comes.
     const answers = t.app.deps.answers as { answersFirst: boolean };
     answers.answersFirst = false;
