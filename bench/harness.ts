@@ -4,7 +4,7 @@ import { migrate } from '../src/infra/migrate.js';
 import { cacheDelta, readCacheCounters, type CacheCounts } from './cache-stats.js';
 import { generateDataset, SIZES, undoBenchWrites, type Dataset, type SizeName } from './dataset.js';
 import { provisionInfra, type BenchInfra, type InfraOptions } from './infra.js';
-import { runLoad, type LoadResult } from './load.js';
+import { mergeLoads, runLoad, type LoadResult } from './load.js';
 import { autocannonVersion, gitState, machineInfo, type GitState, type MachineInfo } from './machine.js';
 import { findPostmaster, treeCpuMs } from './proc-cpu.js';
 import {
@@ -32,8 +32,11 @@ import type { SqlCounts } from './servers/sql-capture.js';
  * server at a time (the 2-core machine is never shared by two loads).
  *
  * On PostgreSQL the runs are interleaved: every server is started once, and
- * scenario by scenario all servers are measured in turn, so a machine that
- * gets busier during the run slows every column alike. Embedded PGlite can be
+ * scenario by scenario all servers are measured in turn, in ROUNDS rounds
+ * that share the measured time (each server's figures are over all its
+ * rounds), so a machine that gets busier or slower during the run slows every
+ * column alike: its speed was seen to drift by a third between one 10-s window
+ * and the next, enough to turn a ratio between two servers measured once each. Embedded PGlite can be
  * opened by one process only: there the servers run one after the other as a
  * whole (Parley's every scenario, then the "before", then the ceiling), and
  * PostGraphile, which needs PostgreSQL, is left out. Every run starts from
@@ -122,6 +125,8 @@ export interface BenchResult {
 
 const MEASURED_SEED = 1;
 const WARMUP_SEED = 2;
+/** Rounds a scenario's measured time is cut into on PostgreSQL (see above); each round draws other requests (seed). */
+export const ROUNDS = 3;
 const PROBE_SEED = 3;
 const PROBES = 6;
 
@@ -167,7 +172,8 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       return server;
     };
 
-    const runOne = async (server: RunningServer, name: ScenarioName) => {
+    /** Round 0 warms the server up and checks its answers; every round measures it with requests of its own. */
+    const runOne = async (server: RunningServer, name: ScenarioName, round = 0, rounds = 1): Promise<ServerRun> => {
       const scenario = scenarios[name];
       // On PostgreSQL the undo runs beside the idle servers; PGlite's waits for the server to stop (below).
       if (written && interleaved) {
@@ -176,7 +182,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       }
       // The ceiling answers as many bytes as Parley did; the others must answer correctly before any load.
       if (server.kind === 'ceiling') await server.setBody(parleyBytes.get(name) ?? 1024);
-      else {
+      else if (round === 0) {
         const answers = await probe(server, scenario);
         if (scenario.comparable && server.kind === 'parley') parleyAnswers.set(name, answers);
         if (scenario.comparable && server.kind !== 'parley' && parleyAnswers.has(name)) {
@@ -189,12 +195,20 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
           }
         }
       }
-      const run = await measure(server, scenario, options, server.kind === 'parley' ? infra.adminToken : undefined, postmaster);
-      if (server.kind === 'parley') parleyBytes.set(name, run.load.meanResponseBytes);
+      const run = await measure(server, scenario, options, server.kind === 'parley' ? infra.adminToken : undefined, postmaster, {
+        warmup: round === 0,
+        seconds: options.seconds / rounds,
+        seed: MEASURED_SEED + round * 10,
+      });
+      if (server.kind === 'parley' && round === 0) parleyBytes.set(name, run.load.meanResponseBytes);
       // The ceiling stores nothing, whatever the requests it answered were.
       written ||= server.kind !== 'ceiling' && (run.load.writes > 0 || !scenario.comparable);
-      runs.push(run);
-      log(`  ${server.kind.padEnd(12)} ${name.padEnd(12)} ${summary(run)}`);
+      return run;
+    };
+    const record = (run: ServerRun) => {
+      const { latencies: _, ...load } = run.load;
+      runs.push({ ...run, load });
+      log(`  ${run.server.padEnd(12)} ${run.scenario.padEnd(12)} ${summary(run)}`);
     };
 
     if (interleaved) {
@@ -202,7 +216,12 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       try {
         for (const kind of kinds) running.push(await start(kind));
         for (const name of names) {
-          for (const server of running) if (serves(server.kind, scenarios[name])) await runOne(server, name);
+          const serving = running.filter((server) => serves(server.kind, scenarios[name]));
+          const rounds = new Map<ServerKind, ServerRun[]>(serving.map((server) => [server.kind, []]));
+          for (let round = 0; round < ROUNDS; round++) {
+            for (const server of serving) rounds.get(server.kind)!.push(await runOne(server, name, round, ROUNDS));
+          }
+          for (const server of serving) record(mergeRuns(rounds.get(server.kind)!));
         }
       } finally {
         for (const server of running) await server.stop();
@@ -215,7 +234,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
         }
         const server = await start(kind);
         try {
-          for (const name of names) await runOne(server, name);
+          for (const name of names) record(await runOne(server, name));
         } finally {
           await server.stop();
         }
@@ -304,14 +323,15 @@ async function measure(
   options: BenchOptions,
   adminToken: string | undefined,
   postmaster: number | null,
+  run: { warmup: boolean; seconds: number; seed: number },
 ): Promise<ServerRun> {
   const load = { url: server.url, scenario, connections: options.connections, dialect: dialectOf(server.kind) };
-  if (options.warmupSeconds > 0) await runLoad({ ...load, seconds: options.warmupSeconds, seed: WARMUP_SEED });
+  if (run.warmup && options.warmupSeconds > 0) await runLoad({ ...load, seconds: options.warmupSeconds, seed: WARMUP_SEED });
   await settle(server);
   const cacheBefore = adminToken ? await readCacheCounters(server.url, adminToken) : null;
   await server.resetSql();
   const cpuBefore = { server: treeCpuMs(server.pid), postgres: postmaster ? treeCpuMs(postmaster) : null };
-  const result = await runLoad({ ...load, seconds: options.seconds, seed: MEASURED_SEED });
+  const result = await runLoad({ ...load, seconds: run.seconds, seed: run.seed });
   const sql = await settle(server);
   const cpuAfter = { server: treeCpuMs(server.pid), postgres: postmaster ? treeCpuMs(postmaster) : null };
   const cacheAfter = cacheBefore && adminToken ? await readCacheCounters(server.url, adminToken) : null;
@@ -333,6 +353,59 @@ async function measure(
       serverMs: perResponse(cpuBefore.server, cpuAfter.server),
       postgresMs: server.kind === 'ceiling' ? null : perResponse(cpuBefore.postgres, cpuAfter.postgres),
     },
+  };
+}
+
+/** One server's rounds of one scenario as one run: counts summed, percentiles over every response, CPU over every request. */
+export function mergeRuns(rounds: readonly ServerRun[]): ServerRun {
+  const first = rounds[0]!;
+  const requests = rounds.map((r) => r.load.requests);
+  const weighted = (value: (r: ServerRun) => number | null) => {
+    let sum = 0;
+    let weight = 0;
+    rounds.forEach((r, i) => {
+      const v = value(r);
+      if (v === null) return;
+      sum += v * requests[i]!;
+      weight += requests[i]!;
+    });
+    return weight > 0 ? sum / weight : rounds.every((r) => value(r) === null) ? null : 0;
+  };
+  const sqls = rounds.map((r) => r.sql).filter((s): s is SqlPerRequest => s !== null);
+  const statements = sqls.reduce((sum, s) => sum + s.statements, 0);
+  const sqlRequests = sqls.reduce((sum, s) => sum + s.requests, 0);
+  const caches = rounds.map((r) => r.cache).filter((c): c is CacheCounts => c !== null);
+  const sumOf = (values: (number | null)[]) => (values.some((v) => v === null) ? null : values.reduce<number>((a, b) => a + (b ?? 0), 0));
+  const lookups = caches.reduce((sum, c) => sum + c.lookups, 0);
+  const hits = caches.reduce((sum, c) => sum + c.hits, 0);
+  const responseLookups = sumOf(caches.map((c) => c.response?.lookups ?? null));
+  const responseHits = sumOf(caches.map((c) => c.response?.hits ?? null));
+  return {
+    server: first.server,
+    scenario: first.scenario,
+    load: mergeLoads(rounds.map((r) => r.load)),
+    sql: sqls.length
+      ? {
+          perRequest: sqlRequests ? statements / sqlRequests : 0,
+          maxPerRequest: Math.max(...sqls.map((s) => s.maxPerRequest)),
+          statements,
+          requests: sqlRequests,
+          cutOff: sqls.reduce((sum, s) => sum + s.cutOff, 0),
+        }
+      : null,
+    cache: caches.length
+      ? {
+          lookups,
+          hits,
+          hitRate: lookups > 0 ? hits / lookups : 0,
+          response:
+            responseLookups !== null && responseHits !== null
+              ? { lookups: responseLookups, hits: responseHits, hitRate: responseLookups > 0 ? responseHits / responseLookups : 0 }
+              : null,
+          dedupJoins: sumOf(caches.map((c) => c.dedupJoins)),
+        }
+      : null,
+    cpu: { serverMs: weighted((r) => r.cpu.serverMs), postgresMs: weighted((r) => r.cpu.postgresMs) },
   };
 }
 

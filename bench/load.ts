@@ -32,6 +32,28 @@ export interface LoadResult {
   writes: number;
   /** Writes whose sendMessage payload carried a non-null `reply`. */
   writesWithReply: number;
+  /** Every response's latency, for mergeLoads (not written to the results). */
+  latencies?: number[];
+}
+
+/** One result of several runs of the same load (rounds): sums, and percentiles over every response. */
+export function mergeLoads(results: readonly LoadResult[]): LoadResult {
+  const latencies = results.flatMap((r) => r.latencies ?? []);
+  const requests = results.reduce((sum, r) => sum + r.requests, 0);
+  const seconds = results.reduce((sum, r) => sum + r.seconds, 0);
+  const errorSample = results.find((r) => r.errorSample)?.errorSample;
+  return {
+    requests,
+    errors: results.reduce((sum, r) => sum + r.errors, 0),
+    ...(errorSample ? { errorSample } : {}),
+    seconds,
+    requestsPerSecond: seconds > 0 ? requests / seconds : 0,
+    latencyMs: summarise(latencies),
+    meanResponseBytes: requests ? results.reduce((sum, r) => sum + r.meanResponseBytes * r.requests, 0) / requests : 0,
+    writes: results.reduce((sum, r) => sum + r.writes, 0),
+    writesWithReply: results.reduce((sum, r) => sum + r.writesWithReply, 0),
+    latencies,
+  };
 }
 
 /** autocannon's per-connection context: what the request in flight was. */
@@ -120,6 +142,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     meanResponseBytes: responses ? bodyBytes / responses : 0,
     writes,
     writesWithReply,
+    latencies,
   };
 }
 

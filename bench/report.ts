@@ -1,5 +1,5 @@
 import { readFileSync, writeFileSync } from 'node:fs';
-import type { BenchResult, ServerRun } from './harness.js';
+import { ROUNDS, type BenchResult, type ServerRun } from './harness.js';
 import { SCENARIO_NAMES, type ScenarioName } from './scenarios.js';
 
 /**
@@ -177,7 +177,7 @@ export function renderMarkdown(result: BenchResult): string {
       `**Ceiling** = bare node:http answering a fixed body of the size of Parley's answers. ` +
       `Same database, same requests (seeded), each server in its own process, one measured at a time` +
       (s.order === 'interleaved'
-        ? ', interleaved: all servers for one scenario, then the next scenario.'
+        ? `, interleaved: for one scenario all servers in turn, ${ROUNDS} rounds sharing the measured time, then the next scenario.`
         : ', one server after the other (embedded PGlite opens in one process at a time).'),
     '',
     '## Scenarios',
