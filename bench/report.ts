@@ -248,7 +248,8 @@ export function updateReadme(path: string, result: BenchResult): boolean {
     README_START,
     `Measured by \`npm run bench\` on ${result.startedAt.slice(0, 10)} (${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB, Node ${m.node}; ` +
       `${result.database.version}, ${result.database.source}; ${int(d.conversations)} conversations, ${int(d.messages)} messages; ` +
-      `${result.settings.connections} connections, ${result.settings.seconds} s per run). Details: [bench/results/latest.md](bench/results/latest.md).`,
+      `${result.settings.connections} connections, ${result.settings.seconds} s per scenario and server${result.settings.order === 'interleaved' ? ` in ${ROUNDS} rounds` : ''}). ` +
+      'Details: [bench/results/latest.md](bench/results/latest.md).',
     '',
     renderTable(result),
     README_END,
