@@ -73,6 +73,17 @@ afterAll(() => {
   for (const dir of tempDirs.splice(0)) rmSync(dir, { recursive: true, force: true });
 });
 
+/** Development mode with the demo product (its key goes into GraphiQL), in a data dir of its own. */
+function developmentConfig() {
+  return loadConfig({
+    NODE_ENV: 'development',
+    PARLEY_DATA_DIR: tempDir(),
+    PARLEY_DEMO: 'true',
+    PARLEY_LOG_LEVEL: 'silent',
+    PARLEY_METRICS: 'false',
+  });
+}
+
 describe('GraphiQL in headless Chromium', () => {
   let app: App;
   let base: string;
@@ -91,13 +102,7 @@ describe('GraphiQL in headless Chromium', () => {
       return;
     }
     mkdirSync(ARTIFACTS, { recursive: true });
-    const config = loadConfig({
-      NODE_ENV: 'development',
-      PARLEY_DATA_DIR: tempDir(),
-      PARLEY_DEMO: 'true',
-      PARLEY_LOG_LEVEL: 'silent',
-      PARLEY_METRICS: 'false',
-    });
+    const config = developmentConfig();
     app = await buildApp(config);
     expect(app.demo?.key).toMatch(/^sk_live_/);
     key = app.demo!.key!;
@@ -298,13 +303,7 @@ describe('GraphiQL in headless Chromium', () => {
 describe('GraphiQL page and assets (no browser)', () => {
   it('in development: the demo key in the page, assets from Parley with gzip and a long cache', async () => {
     const db = await openDatabase({ dataDir: 'memory://' });
-    const config = loadConfig({
-      NODE_ENV: 'development',
-      PARLEY_DATA_DIR: tempDir(),
-      PARLEY_DEMO: 'true',
-      PARLEY_LOG_LEVEL: 'silent',
-      PARLEY_METRICS: 'false',
-    });
+    const config = developmentConfig();
     const app = await buildApp(config, { db });
     try {
       const { port } = await app.start(0, '127.0.0.1');

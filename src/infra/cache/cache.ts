@@ -225,8 +225,9 @@ export class Cache {
       stat.l1.hits += 1;
       return cached.value as V;
     }
-    if (!cached && this.guard && policy.shared !== false) {
-      const fromL2 = await this.readL2(key);
+    const l2 = this.l2Of(policy);
+    if (!cached && l2) {
+      const fromL2 = await this.readL2(l2, key);
       if (fromL2 && fromL2.entry.freshUntil >= Date.now()) {
         stat.l2.hits += 1;
         stat.l1.misses += 1;
@@ -367,7 +368,7 @@ export class Cache {
 
   private async loadThrough<A, V>(policy: CachePolicy<A>, key: string, load: () => Promise<V>, refresh: boolean): Promise<V> {
     const stat = this.counter(policy.name);
-    const guard = policy.shared === false ? undefined : this.guard;
+    const guard = this.l2Of(policy);
     if (guard && !refresh) {
       // One round trip: the L2 entry, or on a miss the load lock (taken unless another node holds it).
       const lockKey = `${key}:lock`;
@@ -425,8 +426,9 @@ export class Cache {
     const lifetime = ttl + (policy.staleWhileRevalidateMs ?? 0);
     const bytes = serialize(entry);
     this.setL1(policy, key, entry, bytes.length, lifetime);
-    if (this.guard && policy.shared !== false) {
-      const ok = await this.guard.tryRun(async (r) => {
+    const l2 = this.l2Of(policy);
+    if (l2) {
+      const ok = await l2.tryRun(async (r) => {
         if (!lock) return r.set(key, bytes, 'PX', lifetime);
         // The value and the lock's release in one round trip.
         const results = await r.multi().set(key, bytes, 'PX', lifetime).eval(RELEASE_LOCK, 1, lock.lockKey, lock.token).exec();
@@ -444,8 +446,13 @@ export class Cache {
     if (this.l1.has(key)) this.counter(policy.name).l1.sets += 1;
   }
 
-  private async readL2(key: string): Promise<{ entry: Entry; size: number } | null> {
-    const raw = await this.guard!.tryRun((r) => r.getBuffer(key), null);
+  /** L2 for this policy's entries: Redis, unless there is none or the policy is not shared. */
+  private l2Of<A>(policy: CachePolicy<A>): RedisGuard | undefined {
+    return policy.shared === false ? undefined : this.guard;
+  }
+
+  private async readL2(l2: RedisGuard, key: string): Promise<{ entry: Entry; size: number } | null> {
+    const raw = await l2.tryRun((r) => r.getBuffer(key), null);
     return raw ? this.entryOf(raw) : null;
   }
 

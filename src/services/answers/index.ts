@@ -142,9 +142,8 @@ export function createAnswers({ config, store, search, typing, log, metrics, ran
     // An answer written while the provider failed is not worth keeping for a day.
     cacheIf: (answer: CachedAnswer) => !answer.fallback,
     // The local engine's answer is one indexed statement, cheaper than the two Redis round trips
-    // (lookup-or-lock, store) that sharing it across nodes costs: measured on sendMessage, the bench's
-    // server CPU per new question fell by about a tenth. A model's answer takes seconds and money:
-    // shared in L2, and produced once across nodes.
+    // (lookup-or-lock, store) that sharing it across nodes costs (see docs/answers.md). A model's
+    // answer takes seconds and money: shared in L2, and produced once across nodes.
     shared: config.engine === 'openai',
     // Another node producing the same answer is worth waiting for: a model takes seconds.
     lockWaitMs: config.engine === 'openai' ? config.llm.timeoutMs * (config.llm.maxRetries + 1) : 2_000,
@@ -177,13 +176,8 @@ export function createAnswers({ config, store, search, typing, log, metrics, ran
     sourceIds: answer.sourceIds,
   });
 
-  const recordAnswer = (reply: { model: string | null; latencyMs: number | null; cached: boolean | null }, fallback: boolean) =>
-    metrics?.answer({
-      model: reply.model ?? '',
-      latencyMs: reply.latencyMs ?? 0,
-      cached: reply.cached === true,
-      outcome: fallback ? 'fallback' : 'ok',
-    });
+  const recordAnswer = (reply: ReturnType<typeof replyMessage>, fallback: boolean) =>
+    metrics?.answer({ model: reply.model, latencyMs: reply.latencyMs, cached: reply.cached, outcome: fallback ? 'fallback' : 'ok' });
 
   async function exchange(product: { id: string; name: string }, conversationId: string, question: string, claim?: MessageClaim) {
     const started = performance.now();
@@ -191,15 +185,9 @@ export function createAnswers({ config, store, search, typing, log, metrics, ran
     const produce = async () =>
       engine.answer({ question, product, passages: await search.rank(product.id, question, PASSAGES), signal: aborter.signal });
     const write = async (answer: CachedAnswer, generated: EngineAnswer | undefined) => {
-      const stored = await appendExchange(
-        store,
-        product.id,
-        conversationId,
-        { role: 'USER', content: question },
-        replyMessage(replyId, answer, generated, started),
-        claim,
-      );
-      if (stored) recordAnswer(stored.reply, answer.fallback);
+      const reply = replyMessage(replyId, answer, generated, started);
+      const stored = await appendExchange(store, product.id, conversationId, { role: 'USER', content: question }, reply, claim);
+      if (stored) recordAnswer(reply, answer.fallback);
       return stored;
     };
     let led = false;
@@ -216,10 +204,8 @@ export function createAnswers({ config, store, search, typing, log, metrics, ran
       });
       return stored ?? (await write(answer, generated));
     } catch (error) {
-      if (error !== NOTHING_WRITTEN || led) {
-        if (error === NOTHING_WRITTEN) return undefined;
-        throw error;
-      }
+      if (error !== NOTHING_WRITTEN) throw error;
+      if (led) return undefined;
       // This request joined another's production, whose statement wrote nothing: its own answer, uncached.
       const produced = await produce();
       return write(produced, produced);
@@ -289,7 +275,7 @@ export function createAnswers({ config, store, search, typing, log, metrics, ran
         );
       }
       const row = await appendMessage(store, product.id, conversationId, message, pending);
-      recordAnswer(row, answer.fallback);
+      recordAnswer(message, answer.fallback);
       return row;
     } finally {
       clearTimeout(typingTimer);
