@@ -29,7 +29,8 @@ import { slowOperationLog } from './plugins/slow-operations.js';
 import { usePageSizeLimit } from './plugins/page-size.js';
 import { createPersistedOperations, usePersistedOperations } from './plugins/persisted.js';
 import { useHttpCache } from './plugins/http-cache.js';
-import { useResponseCache } from './plugins/response-cache.js';
+import { ResponseLookups, useResponseCache, type HeaderReader } from './plugins/response-cache.js';
+import { cachedResponses } from './http/cached-responses.js';
 import { usePlannedReads } from './plugins/planned-reads.js';
 import { ResponseCache } from './infra/cache/response-cache.js';
 import { RESPONSE_TAGS } from './schema/response-tags.js';
@@ -110,26 +111,41 @@ async function build(config: Config, options: BuildOptions, opened: (close: () =
         admitWindowMs: config.cache.responses.ttlMs,
       })
     : undefined;
-  // One authentication (and one rate-limit count) per HTTP request, whoever asks first:
-  // the response cache before parsing, or the context factory. A request is always the same Request object from
-  // the first hook to the context (the body limit replaces it before anyone asks).
-  const principals = new WeakMap<Request, Promise<Principal>>();
+  // One authentication (and one rate-limit count) per HTTP request, whoever asks first: the response
+  // cache before Yoga (keyed by node's request) or in Yoga, or the context factory. Within Yoga a request is
+  // always the same Request object from the first hook to the context (the body limit replaces it before anyone asks).
+  const principals = new WeakMap<object, Promise<Principal>>();
   // Requests refused by their product's browser rules: their responses carry no CORS headers (plugins/cors.ts).
-  const refusedOrigins = new WeakSet<Request>();
-  const principalOf = (request: Request, initial: { req?: IncomingMessage }): Promise<Principal> => {
-    let principal = principals.get(request);
+  const refusedOrigins = new WeakSet<object>();
+  const requestKey = (request: Request, initial: { req?: IncomingMessage }): object => initial.req ?? request;
+  const principalOf = (headers: HeaderReader, req: IncomingMessage | undefined, key: object, url: () => string): Promise<Principal> => {
+    let principal = principals.get(key);
     if (!principal) {
       const browser = requestOrigin(
-        { origin: request.headers.get('origin'), host: urlHost(request.url), forwardedHost: request.headers.get('x-forwarded-host') },
+        { origin: headers.get('origin'), host: urlHost(url()), forwardedHost: headers.get('x-forwarded-host') },
         config.http.trustProxy,
       );
-      principal = admit(credentialsFromHeaders(request.headers), clientIp(initial.req, config.http.trustProxy), browser, () =>
-        refusedOrigins.add(request),
-      );
-      principals.set(request, principal);
+      principal = admit(credentialsFromHeaders(headers), clientIp(req, config.http.trustProxy), browser, () => refusedOrigins.add(key));
+      principals.set(key, principal);
     }
     return principal;
   };
+  const principalOfRequest = (request: Request, initial: { req?: IncomingMessage }) =>
+    principalOf(request.headers, initial.req, requestKey(request, initial), () => request.url);
+  const lookups = responses
+    ? new ResponseLookups({
+        responses,
+        schema,
+        typeTags: RESPONSE_TAGS,
+        productTag: tags.product,
+        graphqlEndpoint: '/graphql',
+        ttlMs: config.cache.responses.ttlMs,
+        onHit: (operation, durationMs, by) => {
+          metrics?.operation({ operation, type: 'query', durationMs, sqlStatements: 0, sqlMs: 0, errorCode: undefined });
+          metrics?.responseServed(by);
+        },
+      })
+    : undefined;
   const yoga = createYoga<Record<string, unknown>, Context>({
     schema,
     graphqlEndpoint: '/graphql',
@@ -153,26 +169,12 @@ async function build(config: Config, options: BuildOptions, opened: (close: () =
       // Outermost but the id: the operation's span holds everything done for it.
       ...(config.observability.tracing ? [useTracing()] : []),
       // Before anything reads a body or a key: a preflight is answered at once.
-      useCors({ refused: (request) => refusedOrigins.has(request) }),
+      useCors({ refused: (request, serverContext) => refusedOrigins.has(requestKey(request, serverContext)) }),
       // Before the response cache's early lookup, which reads only bodies within the limit.
       useBodyLimit({ maxBytes: config.limits.maxBodyBytes, onReject: () => metrics?.rejected('body_size') }),
       // Before the HTTP plugins: their onResponse sees the stored bytes and ETag of a cached response.
       usePersistedOperations(persisted),
-      ...(responses
-        ? [
-            useResponseCache({
-              responses,
-              schema,
-              typeTags: RESPONSE_TAGS,
-              productTag: tags.product,
-              principalOf,
-              graphqlEndpoint: '/graphql',
-              ttlMs: config.cache.responses.ttlMs,
-              onHit: (operation, durationMs) =>
-                metrics?.operation({ operation, type: 'query', durationMs, sqlStatements: 0, sqlMs: 0, errorCode: undefined }),
-            }),
-          ]
-        : []),
+      ...(lookups ? [useResponseCache(lookups, principalOfRequest)] : []),
       // Before compression: the ETag is computed on the JSON.
       useHttpCache({ maxAgeS: config.http.getMaxAgeS }),
       useCompression({ minBytes: config.http.compressionMinBytes }),
@@ -198,7 +200,7 @@ async function build(config: Config, options: BuildOptions, opened: (close: () =
       const fromSocket = initial as { credentials?: Credentials; clientIp?: string; browser?: BrowserOrigin | null; req?: IncomingMessage };
       const principal = await (fromSocket.credentials
         ? admit(fromSocket.credentials, fromSocket.clientIp, fromSocket.browser ?? null)
-        : principalOf(initial.request, fromSocket));
+        : principalOfRequest(initial.request, fromSocket));
       pinIfWrittenRecently(principal);
       return createContext(deps, principal);
     },
@@ -206,7 +208,18 @@ async function build(config: Config, options: BuildOptions, opened: (close: () =
 
   // Each response that ends while draining may leave a kept-alive connection idle: close it.
   const drain = new Drain(() => setImmediate(() => server.closeIdleConnections()));
-  const server = createServer(httpRoutes({ yoga, db, drain, metrics, metricsToken: config.observability.metricsToken, graphiql, widget }));
+  // Response-cache hits answered before Yoga (off with tracing: a hit would have no span).
+  const cached =
+    lookups && !config.observability.tracing
+      ? cachedResponses({
+          lookups,
+          principalOf: (headers, req) => principalOf(headers, req, req, () => `http://${req.headers.host ?? 'localhost'}${req.url ?? '/'}`),
+          maxBodyBytes: config.limits.maxBodyBytes,
+          getMaxAgeS: config.http.getMaxAgeS,
+          compressionMinBytes: config.http.compressionMinBytes,
+        })
+      : undefined;
+  const server = createServer(httpRoutes({ yoga, cached, db, drain, metrics, metricsToken: config.observability.metricsToken, graphiql, widget }));
 
   const ws = serveGraphqlWs({
     server,

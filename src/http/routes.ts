@@ -7,12 +7,15 @@ import { migrationsApplied } from '../infra/migrate.js';
 import { runWithReadRouting } from '../infra/read-routing.js';
 import { newSqlScope, runInSqlScope } from '../infra/sql-stats.js';
 import { secretsEqual } from '../services/products.js';
+import type { cachedResponses } from './cached-responses.js';
 import type { Drain } from './drain.js';
 import type { createGraphiQL } from './graphiql.js';
 import type { createWidgetRoutes } from './widget.js';
 
 export interface RoutesOptions {
   yoga: YogaServerInstance<Record<string, unknown>, Context>;
+  /** Response-cache hits answered before Yoga (cached-responses.ts), which hands Yoga everything else. */
+  cached: ReturnType<typeof cachedResponses> | undefined;
   db: Database;
   drain: Drain;
   metrics: Metrics | undefined;
@@ -27,7 +30,7 @@ export interface RoutesOptions {
  * GraphiQL's assets, the widget's files, then GraphQL (Yoga), each request in its own SQL and
  * read-routing scope. graphql-ws is served on the same server (ws.ts).
  */
-export function httpRoutes({ yoga, db, drain, metrics, metricsToken, graphiql, widget }: RoutesOptions) {
+export function httpRoutes({ yoga, cached, db, drain, metrics, metricsToken, graphiql, widget }: RoutesOptions) {
   return (req: IncomingMessage, res: ServerResponse) => {
     const path = (req.url ?? '/').split('?', 1)[0];
     if (path === '/healthz') return json(res, 200, { status: 'ok' });
@@ -63,7 +66,7 @@ export function httpRoutes({ yoga, db, drain, metrics, metricsToken, graphiql, w
     if (widget.serve(req, res)) return;
     // Each request gets its own SQL scope so statements are counted per request, and its own
     // routing scope: reads may go to replicas until it writes (see infra/read-routing.ts).
-    runInSqlScope(newSqlScope(), () => runWithReadRouting(() => yoga(req, res)));
+    runInSqlScope(newSqlScope(), () => runWithReadRouting(() => (cached ? cached(req, res, path!, () => yoga(req, res)) : yoga(req, res))));
   };
 }
 

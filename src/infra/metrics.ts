@@ -48,6 +48,8 @@ export interface Metrics {
   answer(sample: AnswerSample): void;
   /** A request refused by a limit (rate, size, complexity), by reason. */
   rejected(reason: string): void;
+  /** A request answered from the response cache, by the HTTP server before Yoga (`server`) or by Yoga's plugin (`yoga`). */
+  responseServed(by: 'server' | 'yoga'): void;
   /** Counts every publish that reached the pub/sub (events published, per topic and type). */
   countPublishes<E extends EventMap>(pubsub: PubSub<E>): PubSub<E>;
   /** Gauges read at scrape time. */
@@ -141,6 +143,12 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     labelNames: ['reason'],
     registers: [registry],
   });
+  const responsesServed = new Counter({
+    name: 'parley_response_cache_served_total',
+    help: 'Requests answered from the response cache: by the HTTP server before Yoga, or by Yoga (compressed, from a browser page, …).',
+    labelNames: ['by'],
+    registers: [registry],
+  });
   let webSockets: (() => number) | undefined;
   new Gauge({
     name: 'parley_graphql_ws_connections',
@@ -232,6 +240,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       answerLatency.observe({ model: sample.model, cached }, sample.latencyMs / 1000);
     },
     rejected: (reason) => rejected.inc({ reason }),
+    responseServed: (by) => responsesServed.inc({ by }),
     countPublishes(pubsub) {
       return new Proxy(pubsub, {
         get(target, prop, receiver) {

@@ -20,7 +20,7 @@ export const CORS_EXPOSED_HEADERS = ['retry-after', 'x-request-id'];
 
 export interface CorsOptions {
   /** Whether the actual request was refused for its origin (browser rules): its response carries no CORS headers. */
-  refused: (request: Request) => boolean;
+  refused: (request: Request, serverContext: Record<string, unknown>) => boolean;
   /** How long a browser may reuse a preflight's answer. @default 600 (seconds) */
   maxAgeS?: number;
 }
@@ -54,11 +54,11 @@ export function useCors({ refused, maxAgeS = 600 }: CorsOptions): Plugin {
       // Safari waits for a body on a 204 without Content-Length.
       endResponse(new fetchAPI.Response(null, { status: 204, headers }));
     },
-    onResponse({ request, response }) {
+    onResponse({ request, response, serverContext }) {
       const origin = request.headers.get('origin');
       if (origin === null || request.method === 'OPTIONS') return;
       response.headers.append('vary', 'Origin');
-      if (refused(request)) return;
+      if (refused(request, serverContext)) return;
       response.headers.set('access-control-allow-origin', origin);
       response.headers.set('access-control-expose-headers', CORS_EXPOSED_HEADERS.join(', '));
     },

@@ -17,8 +17,8 @@ export interface HttpCacheOptions {
  * Must run before compression: the ETag names the JSON, whatever encoding
  * carries it (hence weak).
  */
-export function useHttpCache({ maxAgeS = 0 }: HttpCacheOptions = {}): Plugin {
-  const cacheControl = maxAgeS > 0 ? `private, max-age=${maxAgeS}` : 'private, max-age=0, must-revalidate';
+export function useHttpCache(options: HttpCacheOptions = {}): Plugin {
+  const { applyCaching } = httpCaching(options);
   return {
     async onResponse({ request, response, setResponse, fetchAPI }) {
       const type = response.headers.get('content-type') ?? '';
@@ -31,7 +31,7 @@ export function useHttpCache({ maxAgeS = 0 }: HttpCacheOptions = {}): Plugin {
       const stored = response.headers.get('etag');
       if (stored) {
         applyCaching(response.headers, stored);
-        if (matches(request.headers.get('if-none-match'), stored)) setResponse(notModified(fetchAPI, new fetchAPI.Headers(response.headers)));
+        if (ifNoneMatches(request.headers.get('if-none-match'), stored)) setResponse(notModified(fetchAPI, new fetchAPI.Headers(response.headers)));
         return;
       }
       const headers = new fetchAPI.Headers(response.headers);
@@ -46,19 +46,28 @@ export function useHttpCache({ maxAgeS = 0 }: HttpCacheOptions = {}): Plugin {
       }
       const etag = weakEtag(body);
       applyCaching(headers, etag);
-      if (matches(request.headers.get('if-none-match'), etag)) {
+      if (ifNoneMatches(request.headers.get('if-none-match'), etag)) {
         setResponse(notModified(fetchAPI, headers));
         return;
       }
       setResponse(new fetchAPI.Response(body, { status: response.status, headers }));
     },
   };
+}
 
-  function applyCaching(headers: Headers, etag: string): void {
-    headers.set('etag', etag);
-    headers.set('cache-control', cacheControl);
-    headers.append('vary', 'authorization, x-product-key, x-admin-token, x-conversation-token');
-  }
+/** The headers of a successful GET result with this ETag (also written by http/cached-responses.ts). */
+export function httpCaching({ maxAgeS = 0 }: HttpCacheOptions) {
+  const cacheControl = maxAgeS > 0 ? `private, max-age=${maxAgeS}` : 'private, max-age=0, must-revalidate';
+  const vary = 'authorization, x-product-key, x-admin-token, x-conversation-token';
+  return {
+    cacheControl,
+    vary,
+    applyCaching(headers: Headers, etag: string): void {
+      headers.set('etag', etag);
+      headers.set('cache-control', cacheControl);
+      headers.append('vary', vary);
+    },
+  };
 }
 
 function notModified(fetchAPI: { Response: typeof Response }, headers: Headers): Response {
@@ -78,7 +87,7 @@ function hasErrors(body: string): boolean {
 }
 
 /** If-None-Match: `*` or a list of (weak or strong) tags, compared weakly (RFC 9110 §13.1.2). */
-function matches(header: string | null, etag: string): boolean {
+export function ifNoneMatches(header: string | null | undefined, etag: string): boolean {
   if (!header) return false;
   const bare = (tag: string) => tag.trim().replace(/^W\//, '');
   const ours = bare(etag);

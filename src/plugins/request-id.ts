@@ -15,7 +15,7 @@ export function useRequestId({ header = 'x-request-id' }: { header?: string } = 
     instrumentation: {
       request({ request }, wrapped) {
         const sent = request.headers.get(header);
-        const id = sent && /^[A-Za-z0-9._:-]{1,128}$/.test(sent) ? sent : randomUUID();
+        const id = sent && isSaneRequestId(sent) ? sent : randomUUID();
         ids.set(request, id);
         return withRequestId(id, wrapped);
       },
@@ -25,4 +25,9 @@ export function useRequestId({ header = 'x-request-id' }: { header?: string } = 
       if (id) response.headers.set(header, id);
     },
   };
+}
+
+/** A request id sent by a proxy or client that is kept (a sane token); anything else is replaced. */
+export function isSaneRequestId(id: string): boolean {
+  return /^[A-Za-z0-9._:-]{1,128}$/.test(id);
 }

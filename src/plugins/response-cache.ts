@@ -25,14 +25,12 @@ export interface ResponseCacheOptions {
   schema: GraphQLSchema;
   /** Tags of each type a selection can reach (schema/response-tags.ts); `false` or absent = never cached. */
   typeTags: Readonly<Record<string, readonly TagOfProduct[] | false>>;
-  /** The request's principal, authenticated (and rate limited) once per request: the context factory reuses it. */
-  principalOf: (request: Request, serverContext: Record<string, unknown>) => Promise<Principal>;
   /** Longest life of an entry; shorter when the execution read a cache policy with a shorter TTL. @default 60_000 */
   ttlMs?: number;
   /** Distinct (document, operation) pairs whose analysis is kept. @default 1_000 */
   maxDocuments?: number;
   /** Called for each request answered from the cache (operation metrics count it as a query that ran no SQL). */
-  onHit?: (operationName: string, durationMs: number) => void;
+  onHit?: (operationName: string, durationMs: number, by: 'server' | 'yoga') => void;
   /** Path of the GraphQL endpoint: requests to it are looked up before Yoga parses them. @default '/graphql' */
   graphqlEndpoint?: string;
 }
@@ -51,10 +49,102 @@ interface Pending {
 }
 
 /** A request's GraphQL parameters as the early lookup reads them (only the plain, well-formed case). */
-interface PlainParams {
+export interface PlainParams {
   query: string;
   operationName?: string | null | undefined;
   variables?: Record<string, unknown> | null | undefined;
+}
+
+/** What a lookup found for a cacheable request: the stored response, or what its execution stores under. */
+export interface Found {
+  info: DocumentInfo;
+  hit: StoredResponse | undefined;
+  pending: Pending;
+}
+
+/** A lookup made before Yoga (http/cached-responses.ts) and handed to it: Yoga answers or executes with it. */
+export interface EarlyLookup {
+  params: PlainParams;
+  /** The media type of the answer (regularMediaType). */
+  mediaType: string;
+  /** Undefined: not cacheable (a mutation, a publishable key, …). */
+  found: Found | undefined;
+  started: number;
+}
+
+/** Only what a lookup reads of a request's headers: a fetch Request's or node's IncomingMessage's. */
+export type HeaderReader = Pick<Headers, 'get'>;
+
+/**
+ * The lookup of a query's finished response, shared by the two places that make it: the HTTP server,
+ * before Yoga is involved (http/cached-responses.ts), and Yoga's plugin (useResponseCache) for requests
+ * that reach Yoga otherwise (fetch calls, persisted operations, chunked bodies, pages with an Origin).
+ */
+export class ResponseLookups {
+  private readonly documents: LRUCache<string, DocumentInfo>;
+  // The product each key last authenticated as (a guess: never served unchecked).
+  private readonly productOfKey = new LRUCache<string, string>({ max: 10_000 });
+  // Requests (IncomingMessage) looked up before Yoga and handed to it.
+  private readonly handed = new WeakMap<object, EarlyLookup>();
+  readonly endpoint: string;
+
+  constructor(readonly options: ResponseCacheOptions) {
+    this.documents = new LRUCache<string, DocumentInfo>({ max: options.maxDocuments ?? 1_000 });
+    this.endpoint = options.graphqlEndpoint ?? '/graphql';
+  }
+
+  /** The entry a request's parameters name, with the generations its tags have now; undefined if not cacheable. */
+  async find(params: PlainParams, headers: HeaderReader, principalOf: () => Promise<Principal>): Promise<Found | undefined> {
+    const { responses } = this.options;
+    const info = this.infoOf(params.query, params.operationName ?? undefined);
+    if (info.operation !== 'query' || !info.tags) return undefined;
+    const identity = `${params.operationName ?? ''}\n${JSON.stringify(params.variables ?? {})}\n${params.query}`;
+    const entryOf = (productId: string) => {
+      const tags = info.tags!.map((tag) => tag(productId));
+      const key = responses.key(productId, identity);
+      return { key, tags, read: responses.read(key, tags) };
+    };
+    // The product these credentials named last time: its entry is read while they are checked, so the
+    // generations of both go out in one MGET (one Redis round trip of waiting, not two). Served only
+    // if the check names the same product.
+    const productKey = credentialsFromHeaders(headers).productKey;
+    const guess = productKey !== undefined ? this.productOfKey.get(productKey) : undefined;
+    const guessed = guess !== undefined ? entryOf(guess) : undefined;
+    guessed?.read.catch(() => undefined);
+    const principal = await principalOf();
+    // A publishable key's response depends on its conversation token and on checks (auth-scopes) that a
+    // stored response would skip: never looked up or stored, so no secret-key response can reach it.
+    if (!principal.product || principal.isAdmin || principal.key?.kind !== 'SECRET') return undefined;
+    const productId = principal.product.id;
+    if (productKey !== undefined) this.productOfKey.set(productKey, productId);
+    const entry = guess === productId ? guessed! : entryOf(productId);
+    const found = await entry.read;
+    responses.count(found);
+    return { info, hit: found.hit, pending: { key: entry.key, tags: entry.tags, gens: found.gens } };
+  }
+
+  /** Counts a request answered from the cache. */
+  answered(found: Found, started: number, by: 'server' | 'yoga'): void {
+    this.options.onHit?.(found.info.name ?? 'anonymous', performance.now() - started, by);
+  }
+
+  /** A lookup made before Yoga, for Yoga to answer or execute (keyed by the IncomingMessage, its server context's `req`). */
+  handOver(req: object, lookup: EarlyLookup): void {
+    this.handed.set(req, lookup);
+  }
+
+  taken(req: object | undefined): EarlyLookup | undefined {
+    const lookup = req && this.handed.get(req);
+    if (lookup) this.handed.delete(req);
+    return lookup;
+  }
+
+  private infoOf(query: string, operationName: string | undefined): DocumentInfo {
+    const id = `${operationName ?? ''}\n${query}`;
+    let info = this.documents.get(id);
+    if (!info) this.documents.set(id, (info = analyse(this.options, query, operationName)));
+    return info;
+  }
 }
 
 /**
@@ -68,92 +158,63 @@ interface PlainParams {
  * (read before execution, with their generations); an execution that reads a
  * cache policy whose tags the document's types do not cover is not stored, so
  * the type map cannot silently fall behind the services.
+ *
+ * Most hits never reach this plugin: the HTTP server answers them before Yoga
+ * (http/cached-responses.ts) and hands it what it looked up otherwise.
  */
-export function useResponseCache(options: ResponseCacheOptions): Plugin<Context> {
-  const { responses, principalOf, ttlMs = 60_000 } = options;
-  const documents = new LRUCache<string, DocumentInfo>({ max: options.maxDocuments ?? 1_000 });
+export function useResponseCache(
+  lookups: ResponseLookups,
+  principalOf: (request: Request, serverContext: Record<string, unknown>) => Promise<Principal>,
+): Plugin<Context> {
+  const { responses, ttlMs = 60_000 } = lookups.options;
   const pending = new WeakMap<object, Pending>();
   // What each request is answered with, to swap Yoga's string body for the stored bytes.
   const answered = new WeakMap<Request, StoredResponse>();
   // Identical requests that shared one execution (request dedup) share its serialization too.
   const serialized = new WeakMap<object, StoredResponse>();
-
-  const endpoint = options.graphqlEndpoint ?? '/graphql';
-  // Requests whose lookup ran in onRequest (and missed): what their execution stores under.
-  const lookedUp = new WeakMap<Request, Pending>();
+  // Requests whose lookup ran in onRequest and missed: what their execution stores under (null: not cacheable).
+  const lookedUp = new WeakMap<Request, Pending | null>();
   // POST bodies the early lookup read: Yoga's own parser reads them again from here on a miss.
   const bodies = new WeakMap<Request, string>();
   // ... unless they were plain, well-formed parameters: those are what Yoga's parser would return (a second
   // parse went through a new Request built from the text, ~2 % of the CPU of a planned read).
   const parsedBodies = new WeakMap<Request, PlainParams>();
-  // The product each key last authenticated as (a guess: never served unchecked).
-  const productOfKey = new LRUCache<string, string>({ max: 10_000 });
 
-  const infoOf = (query: string, operationName: string | undefined): DocumentInfo => {
-    const id = `${operationName ?? ''}\n${query}`;
-    let info = documents.get(id);
-    if (!info) documents.set(id, (info = analyse(options, query, operationName)));
-    return info;
-  };
-
-  /** The entry a request's parameters name, with the generations its tags have now; undefined if not cacheable. */
-  const find = async (params: PlainParams, request: Request, serverContext: Record<string, unknown>) => {
-    const info = infoOf(params.query, params.operationName ?? undefined);
-    if (info.operation !== 'query' || !info.tags) return undefined;
-    const identity = `${params.operationName ?? ''}\n${JSON.stringify(params.variables ?? {})}\n${params.query}`;
-    const entryOf = (productId: string) => {
-      const tags = info.tags!.map((tag) => tag(productId));
-      const key = responses.key(productId, identity);
-      return { key, tags, read: responses.read(key, tags) };
-    };
-    // The product these credentials named last time: its entry is read while they are checked, so the
-    // generations of both go out in one MGET (one Redis round trip of waiting, not two). Served only
-    // if the check names the same product.
-    const productKey = credentialsFromHeaders(request.headers).productKey;
-    const guess = productKey !== undefined ? productOfKey.get(productKey) : undefined;
-    const guessed = guess !== undefined ? entryOf(guess) : undefined;
-    guessed?.read.catch(() => undefined);
-    const principal = await principalOf(request, serverContext);
-    // A publishable key's response depends on its conversation token and on checks (auth-scopes) that a
-    // stored response would skip: never looked up or stored, so no secret-key response can reach it.
-    if (!principal.product || principal.isAdmin || principal.key?.kind !== 'SECRET') return undefined;
-    const productId = principal.product.id;
-    if (productKey !== undefined) productOfKey.set(productKey, productId);
-    const entry = guess === productId ? guessed! : entryOf(productId);
-    const found = await entry.read;
-    responses.count(found);
-    return { info, hit: found.hit, pending: { key: entry.key, tags: entry.tags, gens: found.gens } };
+  /** The early lookup of a request that reached Yoga without one: a plain GET, or a JSON POST with a Content-Length. */
+  const lookUp = async (request: Request, url: URL, serverContext: Record<string, unknown>): Promise<EarlyLookup | undefined> => {
+    const mediaType = regularMediaType(request.headers.get('accept'));
+    if (!mediaType) return undefined;
+    const started = performance.now();
+    let params: PlainParams | undefined;
+    if (request.method === 'GET') params = plainParams(url.searchParams);
+    else if (request.method === 'POST' && isJson(request.headers.get('content-type')) && request.headers.has('content-length')) {
+      // The body limit has already refused a Content-Length above the limit.
+      const body = await request.text();
+      params = plainParams(body);
+      if (!params) bodies.set(request, body);
+    }
+    if (!params) return undefined;
+    // A refused principal (wrong key, rate limited) is answered by the context factory, which asks again.
+    const found = await lookups.find(params, request.headers, () => principalOf(request, serverContext)).catch(() => undefined);
+    return { params, mediaType, found, started };
   };
 
   return {
     /**
-     * The early lookup: a plain query (GET, or a JSON POST with a Content-Length) is looked up before
-     * Yoga builds anything for it, and a hit is the stored bytes as they are — no parameter parsing,
-     * context, envelop orchestration or result processing (measured: Yoga's own pipeline cost ~0.4 ms
-     * of CPU per request, several times the lookup). Everything else (persisted operations, batches,
-     * streams, client mistakes) goes through Yoga as usual and is still looked up in onParams. The
-     * response hooks (request id, CORS, HTTP caching, compression) run on a hit as on any response.
+     * The early lookup: a plain query is looked up before Yoga builds anything for it, and a hit is the
+     * stored bytes as they are — no parameter parsing, context, envelop orchestration or result
+     * processing. Everything else (persisted operations, batches, streams, client mistakes) goes through
+     * Yoga as usual and is still looked up in onParams. The response hooks (request id, CORS, HTTP
+     * caching, compression) run on a hit as on any response.
      */
     async onRequest({ request, serverContext, url, endResponse, fetchAPI }) {
-      if (url.pathname !== endpoint) return;
-      const mediaType = regularMediaType(request.headers.get('accept'));
-      if (!mediaType) return;
-      const started = performance.now();
-      let params: PlainParams | undefined;
-      if (request.method === 'GET') params = plainParams(url.searchParams);
-      else if (request.method === 'POST' && isJson(request.headers.get('content-type')) && request.headers.has('content-length')) {
-        // The body limit has already refused a Content-Length above the limit.
-        const body = await request.text();
-        params = plainParams(body);
-        if (params) parsedBodies.set(request, params);
-        else bodies.set(request, body);
-      }
-      if (!params) return;
-      // A refused principal (wrong key, rate limited) is answered by the context factory, which asks again.
-      const found = await find(params, request, serverContext).catch(() => undefined);
-      if (!found) return;
-      if (!found.hit) {
-        lookedUp.set(request, found.pending);
+      if (url.pathname !== lookups.endpoint) return;
+      const early = lookups.taken((serverContext as { req?: object }).req) ?? (await lookUp(request, url, serverContext));
+      if (!early) return;
+      const { found, params, mediaType } = early;
+      if (request.method === 'POST') parsedBodies.set(request, params);
+      if (!found?.hit) {
+        lookedUp.set(request, found ? found.pending : null);
         return;
       }
       const { hit } = found;
@@ -163,7 +224,7 @@ export function useResponseCache(options: ResponseCacheOptions): Plugin<Context>
           headers: { 'content-type': `${mediaType}; charset=utf-8`, 'content-length': String(hit.bytes.byteLength), etag: hit.etag },
         }),
       );
-      options.onHit?.(found.info.name ?? 'anonymous', performance.now() - started);
+      lookups.answered(found, early.started, 'yoga');
     },
     onRequestParse({ request, requestParser, setRequestParser, fetchAPI }) {
       const params = parsedBodies.get(request);
@@ -176,23 +237,23 @@ export function useResponseCache(options: ResponseCacheOptions): Plugin<Context>
     async onParams({ params, request, context, setResult }) {
       if (typeof params.query !== 'string') return;
       const early = lookedUp.get(request);
-      if (early) {
-        // Looked up (and missed) in onRequest: the execution stores under what that lookup read.
+      if (early !== undefined) {
+        // Looked up in onRequest: a miss's execution stores under what that lookup read.
         lookedUp.delete(request);
+        if (!early) return;
         pending.set(params, early);
         pinToPrimary();
         return;
       }
       const started = performance.now();
-      const found = await find(params as PlainParams, request, context);
+      const found = await lookups.find(params as PlainParams, request.headers, () => principalOf(request, context));
       if (!found) return;
-      const { info, hit, pending: entry } = found;
-      if (hit) {
-        setResult(answer(hit));
-        answered.set(request, hit);
-        options.onHit?.(info.name ?? 'anonymous', performance.now() - started);
+      if (found.hit) {
+        setResult(answer(found.hit));
+        answered.set(request, found.hit);
+        lookups.answered(found, started, 'yoga');
       } else {
-        pending.set(params, entry);
+        pending.set(params, found.pending);
         // A fill reads from the primary, as resolver-cache fills do: a lagging replica's rows would be
         // stored under generations that already include the write they lack, and stay stale.
         pinToPrimary();
@@ -261,7 +322,7 @@ function mediaTypeMatches(asked: string, offered: string): boolean {
   return (askedType === '*' || askedType === type) && (askedSub === '*' || askedSub === sub);
 }
 
-function isJson(contentType: string | null): boolean {
+export function isJson(contentType: string | null): boolean {
   return contentType !== null && /^application\/(json|graphql-response\+json)\s*(;|$)/i.test(contentType);
 }
 
@@ -272,7 +333,7 @@ const PARAM_NAMES = new Set(['query', 'operationName', 'variables', 'extensions'
  * is all the request carries (empty or no `extensions`); anything else — persisted operations,
  * batches, malformed input — is left to Yoga and its error messages.
  */
-function plainParams(source: string | URLSearchParams): PlainParams | undefined {
+export function plainParams(source: string | URLSearchParams): PlainParams | undefined {
   let raw: Record<string, unknown>;
   if (typeof source === 'string') {
     try {

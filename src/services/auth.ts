@@ -41,7 +41,7 @@ export function principalKey(principal: Principal): string {
  * `Authorization: Bearer pk_…` or `x-product-key` carry a product key;
  * `Authorization: Bearer adm_…` or `x-admin-token` the admin token.
  */
-export function credentialsFromHeaders(headers: Headers): Credentials {
+export function credentialsFromHeaders(headers: Pick<Headers, 'get'>): Credentials {
   const out: Credentials = {};
   const authorization = headers.get('authorization') ?? '';
   const bearer = /^Bearer\s+(\S+)\s*$/i.exec(authorization)?.[1];

@@ -172,6 +172,69 @@ describeEachDatabase('response cache', (variant) => {
       expect(hit.headers.get('cache-control')).toBe('no-store');
     });
 
+    const served = async () => {
+      const text = await (await fetch(url.replace('/graphql', '/metrics'))).text();
+      const count = (by: string) => Number(new RegExp(`parley_response_cache_served_total\\{by="${by}"\\} (\\d+)`).exec(text)?.[1] ?? 0);
+      return { server: count('server'), yoga: count('yoga') };
+    };
+
+    it("answers a hit before Yoga with the headers Yoga's plugins write on one (POST, GET, GET revalidated)", async () => {
+      const viaYoga = (init: RequestInit, path = '/graphql') => t.app.yoga.fetch(`http://parley.test${path}`, init);
+      const shown = (response: Response) =>
+        Object.fromEntries([...response.headers].filter(([name]) => !['date', 'connection', 'keep-alive', 'x-request-id'].includes(name)));
+      const body = JSON.stringify({ query: VIEWER });
+      const postInit = {
+        method: 'POST',
+        headers: { authorization: `Bearer ${a.key}`, 'content-type': 'application/json', 'content-length': String(body.length) },
+        body,
+      };
+      await post({ query: VIEWER });
+      const before = { stats: await responseStats(t), served: await served() };
+      const [front, yoga] = [await fetch(url, postInit), await viaYoga(postInit)];
+      expect(shown(front)).toEqual(shown(yoga));
+      expect(await front.text()).toBe(await yoga.text());
+      expect((await responseStats(t)).l1!.hits - before.stats.l1!.hits).toBe(2);
+      const after = await served();
+      expect([after.server - before.served.server, after.yoga - before.served.yoga]).toEqual([1, 1]);
+
+      const search = `?query=${encodeURIComponent(VIEWER)}`;
+      const getInit = { headers: { 'x-product-key': a.key } };
+      const [frontGet, yogaGet] = [await fetch(url + search, getInit), await viaYoga(getInit, `/graphql${search}`)];
+      expect(shown(frontGet)).toEqual(shown(yogaGet));
+      expect(frontGet.headers.get('etag')).toMatch(/^W\//);
+      const revalidate = { headers: { 'x-product-key': a.key, 'if-none-match': frontGet.headers.get('etag')! } };
+      const [front304, yoga304] = [await fetch(url + search, revalidate), await viaYoga(revalidate, `/graphql${search}`)];
+      expect([front304.status, yoga304.status]).toEqual([304, 304]);
+      expect(shown(front304)).toEqual(shown(yoga304));
+    });
+
+    it('hands Yoga what it did not answer, with the body it read: misses, compressed hits, mutations, wrong keys', async () => {
+      const count = async () => (await responseStats(t)).l1!;
+      const before = await count();
+      // A miss (new variables) executes from the body the server already read, and stores under its lookup.
+      const miss = await post({ query: NESTED, variables: { n: 1 }, operationName: 'Nested' });
+      expect(((await miss.json()) as any).data.conversations.edges).toHaveLength(1);
+      const hit = await post({ query: NESTED, variables: { n: 1 }, operationName: 'Nested' });
+      expect(((await hit.json()) as any).data.conversations.edges).toHaveLength(1);
+      const after = await count();
+      expect([after.misses - before.misses, after.hits - before.hits]).toEqual([1, 1]);
+      // A hit the client takes compressed is answered by Yoga (its compression plugin keeps the compressed copies).
+      const servedBefore = await served();
+      const big = await post({ query: NESTED, variables: { n: 1 }, operationName: 'Nested' }, { 'accept-encoding': 'gzip' });
+      expect(big.status).toBe(200);
+      expect(big.headers.get('content-encoding')).toBe('gzip');
+      expect((await served()).yoga - servedBefore.yoga).toBe(1);
+      expect(((await big.json()) as any).data.conversations.edges).toHaveLength(1);
+      // A mutation is not looked up, and runs once.
+      const started = await post({ query: 'mutation { startConversation(input: { sessionId: "front" }) { id } }' });
+      expect(((await started.json()) as any).data.startConversation.id).toBeTruthy();
+      const wrong = await post({ query: VIEWER }, { authorization: 'Bearer sk_wrong' });
+      expect(wrong.status).toBe(401);
+      expect(wrong.headers.get('x-request-id')).toBeTruthy();
+      const named = await post({ query: VIEWER }, { 'x-request-id': 'kept-1' });
+      expect(named.headers.get('x-request-id')).toBe('kept-1');
+    });
+
     it('answers in the media type the client asked for, and leaves streams to Yoga', async () => {
       const body = { query: VIEWER };
       await post(body);

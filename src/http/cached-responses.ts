@@ -1,0 +1,143 @@
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import { withRequestId } from '../infra/log.js';
+import { preferredEncoding } from '../plugins/compression.js';
+import { httpCaching, ifNoneMatches } from '../plugins/http-cache.js';
+import { isSaneRequestId } from '../plugins/request-id.js';
+import {
+  isJson,
+  plainParams,
+  regularMediaType,
+  type EarlyLookup,
+  type HeaderReader,
+  type PlainParams,
+  type ResponseLookups,
+} from '../plugins/response-cache.js';
+import type { Principal } from '../services/auth.js';
+
+export interface CachedResponsesOptions {
+  lookups: ResponseLookups;
+  /** The request's principal (authenticated and rate limited once per request: Yoga's context reuses it). */
+  principalOf: (headers: HeaderReader, req: IncomingMessage) => Promise<Principal>;
+  /** PARLEY_MAX_BODY_BYTES: a larger body is Yoga's to refuse (413). */
+  maxBodyBytes: number;
+  /** PARLEY_HTTP_GET_MAX_AGE_S, as the HTTP cache plugin applies it. */
+  getMaxAgeS: number;
+  /** PARLEY_COMPRESSION_MIN_BYTES: a compressible hit is handed to Yoga, whose compression plugin keeps the compressed copies. */
+  compressionMinBytes: number;
+}
+
+/**
+ * Response-cache hits answered by the HTTP server, before Yoga: the stored bytes
+ * written to node's response as they are. Measured on `viewer { name }` hits
+ * (`npm run bench:cost -- --postgres --only "viewer { name }"`): Yoga's server
+ * adapter (a fetch Request and Headers built from node's request, its plugin
+ * hooks, a fetch Response copied back to node's) cost more CPU per hit than the
+ * lookup itself, one Redis MGET included.
+ *
+ * Only the plain case is taken: a GET or a JSON POST with a Content-Length
+ * within the body limit, plain GraphQL parameters, no Origin (a browser's
+ * request: CORS answers by product there), a media type Yoga would answer with.
+ * The same headers are written as Yoga's plugins write on a hit (request id,
+ * ETag, Cache-Control and Vary, a 304 for a matching If-None-Match; see the
+ * test that compares both). Whatever it does not answer itself — a miss, a
+ * request that is not cacheable, a hit to compress — is handed to Yoga with
+ * what was read and looked up, so nothing is read, authenticated or counted
+ * twice: the body as node's `req.body` (which Yoga's server adapter reads
+ * instead of the stream), the lookup through `lookups.handOver`, the request id
+ * as the `x-request-id` header Yoga's request-id plugin keeps.
+ */
+export function cachedResponses(options: CachedResponsesOptions) {
+  const { lookups, principalOf, maxBodyBytes, compressionMinBytes } = options;
+  const caching = httpCaching({ maxAgeS: options.getMaxAgeS });
+
+  /** The early lookup of a request this server may answer; undefined when it is Yoga's. */
+  async function lookUp(req: IncomingMessage, headers: HeaderReader): Promise<EarlyLookup | undefined> {
+    const mediaType = regularMediaType(headers.get('accept'));
+    if (!mediaType) return undefined;
+    const started = performance.now();
+    let params: PlainParams | undefined;
+    if (req.method === 'GET') {
+      const query = req.url!.indexOf('?');
+      params = query < 0 ? undefined : plainParams(new URLSearchParams(req.url!.slice(query + 1)));
+    } else {
+      const body = await readBody(req);
+      // Yoga's server adapter takes a request's `body`, when set, instead of reading the (consumed) stream.
+      (req as IncomingMessage & { body?: string }).body = body;
+      params = plainParams(body);
+    }
+    if (!params) return undefined;
+    // A refused principal (wrong key, rate limited) is answered by Yoga's context factory, which asks again.
+    const found = await lookups.find(params, headers, () => principalOf(headers, req)).catch(() => undefined);
+    return { params, mediaType, found, started };
+  }
+
+  /**
+   * Answers a cached response, or hands the request to `yoga` (with what was read and looked up).
+   * A request for another path, or not plain, goes to `yoga` at once.
+   */
+  return (req: IncomingMessage, res: ServerResponse, path: string, yoga: () => unknown): void => {
+    if (path !== lookups.endpoint || !takes(req, maxBodyBytes)) return void yoga();
+    const headers = nodeHeaders(req);
+    const sent = headers.get('x-request-id');
+    const requestId = sent && isSaneRequestId(sent) ? sent : randomUUID();
+    const handOver = (early: EarlyLookup | undefined) => {
+      if (early) lookups.handOver(req, early);
+      if (requestId !== sent) req.headers['x-request-id'] = requestId;
+      yoga();
+    };
+    withRequestId(requestId, () => lookUp(req, headers)).then(
+      (early) => {
+        const hit = early?.found?.hit;
+        if (!early || !hit) return handOver(early);
+        // Compressed copies are kept by the compression plugin: Yoga answers a hit it compresses.
+        if (hit.bytes.byteLength >= compressionMinBytes && compressionMinBytes > 0 && preferredEncoding(headers.get('accept-encoding')))
+          return handOver(early);
+        const out: OutgoingHttpHeaders = { 'x-request-id': requestId, etag: hit.etag };
+        if (req.method === 'GET') {
+          out['cache-control'] = caching.cacheControl;
+          out.vary = caching.vary;
+          if (ifNoneMatches(headers.get('if-none-match'), hit.etag)) {
+            res.writeHead(304, out).end();
+            lookups.answered(early.found!, early.started, 'server');
+            return;
+          }
+        } else out['cache-control'] = 'no-store';
+        out['content-type'] = `${early.mediaType}; charset=utf-8`;
+        out['content-length'] = hit.bytes.byteLength;
+        res.writeHead(200, out).end(hit.bytes);
+        lookups.answered(early.found!, early.started, 'server');
+      },
+      // Reading the body failed (the client went away): Yoga's adapter sees the same request.
+      () => handOver(undefined),
+    );
+  };
+}
+
+/** A request this server may answer: GET, or a JSON POST whose Content-Length is within the limit; none from a browser page. */
+function takes(req: IncomingMessage, maxBodyBytes: number): boolean {
+  if (req.headers.origin !== undefined) return false;
+  if (req.method === 'GET') return true;
+  if (req.method !== 'POST' || !isJson(req.headers['content-type'] ?? null)) return false;
+  const length = req.headers['content-length'];
+  return length !== undefined && Number(length) <= maxBodyBytes;
+}
+
+/** node's request headers read as a fetch Headers' `get` reads them (repeated headers joined by a comma). */
+function nodeHeaders(req: IncomingMessage): HeaderReader {
+  return {
+    get: (name) => {
+      const value = req.headers[name];
+      return value === undefined ? null : Array.isArray(value) ? value.join(', ') : value;
+    },
+  };
+}
+
+function readBody(req: IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => chunks.push(chunk));
+    req.on('end', () => resolve(chunks.length === 1 ? chunks[0]!.toString('utf8') : Buffer.concat(chunks).toString('utf8')));
+    req.on('error', reject);
+  });
+}
