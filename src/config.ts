@@ -85,6 +85,7 @@ const envObject = z.object({
   PARLEY_ANSWER_ENGINE: z.enum(['local', 'openai']).default('local'),
   PARLEY_ANSWER_TTL_S: wholeNumber(1, 30 * 86_400).default(86_400),
   PARLEY_ASSISTANT_TYPING_DELAY_MS: wholeNumber(0, 60_000).default(250),
+  PARLEY_ANSWER_CONTEXT_TOKENS: wholeNumber(0, 100_000).default(600),
   PARLEY_SEARCH_BATCH_MS: wholeNumber(0, 1_000).default(0),
   PARLEY_LLM_BASE_URL: z
     .string()
@@ -208,6 +209,8 @@ export type Config = Readonly<{
     typingDelayMs: number;
     /** Concurrent knowledge searches of one product within this window run as one SQL statement (0 = one tick). */
     searchBatchMs: number;
+    /** Earlier turns of the conversation an answer may carry (≈ 4 characters a token; 0 = none: every question answered alone). */
+    contextTokens: number;
     llm: Readonly<{
       /** OpenAI-compatible API root, e.g. https://api.openai.com/v1 or http://127.0.0.1:8080/v1 (no trailing slash). */
       baseUrl: string;
@@ -346,6 +349,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       ttlMs: e.PARLEY_ANSWER_TTL_S * 1000,
       typingDelayMs: e.PARLEY_ASSISTANT_TYPING_DELAY_MS,
       searchBatchMs: e.PARLEY_SEARCH_BATCH_MS,
+      contextTokens: e.PARLEY_ANSWER_CONTEXT_TOKENS,
       llm: {
         baseUrl: e.PARLEY_LLM_BASE_URL,
         apiKey: e.PARLEY_LLM_API_KEY,

@@ -143,15 +143,15 @@ builder.mutationField('sendMessage', (t) =>
         if (replayed) return { messageId: message.id, replyId: replyId ?? null, stored: false, rows: { message } };
         return {
           messageId: message.id,
-          replyId: answers.replyInBackground(product, conversationId, message.content, replyId),
+          replyId: answers.replyInBackground(product, conversationId, message, replyId),
           stored: false,
           rows: { message },
         };
       }
       // The USER message is stored whatever happens to the reply: a failed reply is an error on `reply` only.
       const reply = replyId
-        ? answers.replyOnce(product, conversationId, message.content, replyId, replayed, announcement)
-        : answers.reply(product, conversationId, message.content, { stream: false, pending: announcement });
+        ? answers.replyOnce(product, conversationId, message, replyId, replayed, announcement)
+        : answers.reply(product, conversationId, message, { stream: false, pending: announcement });
       return reply
         .finally(() => announcement.flush())
         .then(

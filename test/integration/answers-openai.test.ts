@@ -127,6 +127,35 @@ for (const mode of modes) {
       expect(requestsNow()).toBe(before);
     });
 
+    it('carries the conversation’s earlier turns in the prompt, and caches a follow-up only under the turns it follows', async () => {
+      const askIn = async (conversationId: string, content: string) =>
+        ok(await gql(SEND, { input: { conversationId, content } })).sendMessage.reply as { content: string; cached: boolean };
+      const first = ok(await gql(START)).startConversation.id;
+      const shipped = await askIn(first, 'Do you ship to Canada?');
+      await askIn(first, 'and how long does it take?');
+      const prompt = fake.requests.at(-1)!.messages;
+      expect(prompt.slice(1)).toEqual([
+        { role: 'user', content: 'Do you ship to Canada?' },
+        { role: 'assistant', content: shipped.content },
+        { role: 'user', content: 'and how long does it take?' },
+      ]);
+
+      // The same follow-up after other turns is asked of the provider again, with those turns.
+      const second = ok(await gql(START)).startConversation.id;
+      await askIn(second, 'Can I get a refund?');
+      const before = requestsNow();
+      const followUp = await askIn(second, 'and how long does it take?');
+      expect(followUp.cached).toBe(false);
+      expect(requestsNow() - before).toBe(1);
+      expect(fake.requests.at(-1)!.messages.at(-3)).toEqual({ role: 'user', content: 'Can I get a refund?' });
+
+      // A standalone question is still answered from the cache, whatever came before it.
+      const third = ok(await gql(START)).startConversation.id;
+      await askIn(third, 'Can I get a refund?');
+      const standalone = await askIn(third, 'Do you ship to Canada?');
+      expect(standalone).toMatchObject({ cached: true, content: shipped.content });
+    });
+
     it('stream: true returns at once and relays the provider’s pieces as ReplyDelta, then MessageAdded', async () => {
       const ws = liveClient(`ws://127.0.0.1:${port}/graphql`, { connectionParams: { productKey: shop.key } }).client;
       const conversationId = ok(await gql(START)).startConversation.id;

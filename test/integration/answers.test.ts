@@ -257,3 +257,58 @@ describeEachDatabase('answers: the local engine', (variant) => {
     expect(ok(result).sendMessage.reply).toMatchObject({ content: NO_ANSWER, cached: false, sources: [] });
   });
 });
+
+describeEachDatabase('answers: follow-ups (the local engine)', (variant) => {
+  let t: TestApp;
+  let shop: { id: string; key: string };
+  const gql = (query: string, variables?: Record<string, unknown>) => t.gql(query, { key: shop.key, variables });
+  const start = async () => ok(await gql(START)).startConversation.id as string;
+  const ask = async (conversationId: string, content: string) => {
+    const result = await gql(SEND, { input: { conversationId, content } });
+    const { reply } = ok(result).sendMessage;
+    return { ...reply, sources: reply.sources.map((s: { title: string }) => s.title) as string[], sql: result.sql };
+  };
+
+  beforeAll(async () => {
+    t = await createTestApp(variant);
+    shop = await t.product('Follow-up shop');
+    await addKnowledgeBatch(t.store, shop.id, {
+      entries: [
+        { title: 'International shipping', content: 'We ship to Canada and Mexico. Customs fees are paid by the recipient.' },
+        { title: 'Delivery times', content: 'How long delivery takes: orders to Canada take 7-10 business days, orders at home 3-5 business days.' },
+        { title: 'Returns', content: 'You can return shoes within 30 days. A return takes 5 business days to process once we receive it.' },
+      ],
+    });
+  });
+  afterAll(() => t?.dispose());
+
+  it('answers a follow-up with what the conversation was about, and never with another conversation’s answer to the same words', async () => {
+    const shipping = await start();
+    expect((await ask(shipping, 'Do you ship to Canada?')).sources[0]).toBe('International shipping');
+    const howLongShipping = await ask(shipping, 'and how long does it take?');
+    expect(howLongShipping.sources[0]).toBe('Delivery times');
+    expect(howLongShipping.cached).toBe(false);
+
+    const returns = await start();
+    expect((await ask(returns, 'Can I return shoes?')).sources[0]).toBe('Returns');
+    const howLongReturns = await ask(returns, 'and how long does it take?');
+    expect(howLongReturns).toMatchObject({ cached: false, sources: ['Returns'] });
+    expect(howLongReturns.content).not.toBe(howLongShipping.content);
+
+    // The same turns in a third conversation: the follow-up's answer is cached under its context.
+    const again = await start();
+    await ask(again, 'Do you ship to Canada?');
+    expect(await ask(again, 'And how long does it take?')).toMatchObject({ cached: true, content: howLongShipping.content });
+  });
+
+  it('reads a conversation’s turns only for a follow-up, and never another product’s', async () => {
+    const readsTurns = (sql: string[]) => sql.filter((s) => s.includes('"Message"') && s.includes('DESC') && s.includes('LIMIT'));
+    const c = await start();
+    expect(readsTurns((await ask(c, 'Do you ship to Mexico?')).sql)).toEqual([]);
+    expect(readsTurns((await ask(c, 'How about Canada?')).sql)).toHaveLength(1);
+    // Another product's conversation: the follow-up is refused (NOT_FOUND) and its turns are never read into an answer.
+    const other = await t.product('Other shop');
+    const result = await t.gql(SEND, { key: other.key, variables: { input: { conversationId: c, content: 'and how long does it take?' } } });
+    expect(result.errors?.[0]?.extensions?.code).toBe('NOT_FOUND');
+  });
+});

@@ -47,6 +47,7 @@ describe('loadConfig', () => {
         ttlMs: 86_400_000,
         typingDelayMs: 250,
         searchBatchMs: 0,
+        contextTokens: 600,
         llm: {
           baseUrl: 'https://api.openai.com/v1',
           apiKey: undefined,
@@ -126,6 +127,7 @@ describe('loadConfig', () => {
         PARLEY_ANSWER_TTL_S: '3600',
         PARLEY_ASSISTANT_TYPING_DELAY_MS: '0',
         PARLEY_SEARCH_BATCH_MS: '0',
+        PARLEY_ANSWER_CONTEXT_TOKENS: '200',
         PARLEY_LLM_BASE_URL: 'http://127.0.0.1:8080/v1/',
         PARLEY_LLM_API_KEY: 'sk-secret',
         PARLEY_LLM_FAST_MODEL: 'llama-3.1-8b-instant',
@@ -195,6 +197,7 @@ describe('loadConfig', () => {
         ttlMs: 3_600_000,
         typingDelayMs: 0,
         searchBatchMs: 0,
+        contextTokens: 200,
         llm: {
           baseUrl: 'http://127.0.0.1:8080/v1',
           apiKey: 'sk-secret',

@@ -1,9 +1,14 @@
 import type { RankedHit } from '../knowledge.js';
+import type { Turn } from './context.js';
 import { composeLocalAnswer, LOCAL_MODEL } from './local-engine.js';
 
 /** What every answer engine is given: the question, whose it is, and the product's best passages for it. */
 export interface AnswerInput {
   question: string;
+  /** What the passages were searched with: the question, and for a follow-up the previous question too. @default question */
+  retrieval?: string;
+  /** The conversation's turns before the question, oldest first (read for engines that use them, and for follow-ups). */
+  turns?: readonly Turn[];
   product: { id: string; name: string };
   passages: readonly RankedHit[];
   /** Pieces of the answer as they are produced (provider streaming); engines that answer at once never call it. */
@@ -39,6 +44,8 @@ export interface AnswerEngine {
    * other configuration's answers.
    */
   readonly cacheId: string;
+  /** Its answers depend on the conversation's earlier turns (a model's prompt carries them). */
+  readonly usesTurns: boolean;
   answer(input: AnswerInput): Promise<EngineAnswer>;
 }
 
@@ -46,8 +53,10 @@ export function localEngine(): AnswerEngine {
   return {
     name: 'local',
     cacheId: 'local:1',
-    answer: async ({ question, passages }) => ({
-      ...composeLocalAnswer(question, passages),
+    usesTurns: false,
+    // A follow-up's passages were found with the previous question too; its excerpts are picked with both.
+    answer: async ({ question, retrieval, passages }) => ({
+      ...composeLocalAnswer(retrieval ?? question, passages),
       engine: 'local',
       model: LOCAL_MODEL,
       fallback: false,

@@ -13,7 +13,9 @@ import { tags, type Store } from '../store.js';
 import type { Typing } from '../typing.js';
 import { localEngine, type AnswerEngine, type EngineAnswer } from './engine.js';
 import { openAiEngine } from './openai-engine.js';
+import { byCoverage, isFollowUp, recentTurns, retrievalText, type Turn } from './context.js';
 import { normalizeQuestion } from './question.js';
+import { sha256 } from '../../infra/hash.js';
 import { recordProviderTrouble } from './stats.js';
 
 export { normalizeQuestion, routeModel } from './question.js';
@@ -50,6 +52,12 @@ export interface AnswersOptions {
   random?: () => number;
 }
 
+/** A question already stored (its id leaves it out of its own context), or about to be. */
+export interface Question {
+  content: string;
+  id?: string;
+}
+
 export interface ReplyOptions {
   /** Publish the reply as ReplyDelta events while it is produced (then MessageAdded). */
   stream: boolean;
@@ -80,7 +88,7 @@ export interface Answers {
     claim?: MessageClaim,
   ): Promise<{ message: Message; reply: Message } | undefined>;
   /** Produces, stores and announces the ASSISTANT reply to `question`. */
-  reply(product: { id: string; name: string }, conversationId: string, question: string, options?: ReplyOptions): Promise<Message>;
+  reply(product: { id: string; name: string }, conversationId: string, question: Question, options?: ReplyOptions): Promise<Message>;
   /**
    * The reply of an idempotent sendMessage, stored under `replyId` once: the
    * stored one when an earlier request (or a copy running at the same moment,
@@ -93,7 +101,7 @@ export interface Answers {
   replyOnce(
     product: { id: string; name: string },
     conversationId: string,
-    question: string,
+    question: Question,
     replyId: string,
     retry: boolean,
     pending?: PendingAnnouncement,
@@ -102,7 +110,7 @@ export interface Answers {
    * The same in the background: resolves the reply's id at once; its pieces
    * arrive as ReplyDelta events, then MessageAdded. Failures are logged.
    */
-  replyInBackground(product: { id: string; name: string }, conversationId: string, question: string, replyId?: string): string;
+  replyInBackground(product: { id: string; name: string }, conversationId: string, question: Question, replyId?: string): string;
   /** Waits for background replies (`graceMs` at most), then aborts what still runs. */
   dispose(graceMs?: number): Promise<void>;
 }
@@ -112,8 +120,10 @@ export interface Answers {
  * indicator while an answer is produced, streaming, storage and statistics.
  *
  * The cache key is the product, the generation of its knowledge (any knowledge
- * write makes every earlier answer unreachable), the engine configuration and
- * the normalised question. A hit is stored as a new reply with `cached: true`
+ * write makes every earlier answer unreachable), the engine configuration, the
+ * normalised question and, for a follow-up, the context it depends on (see
+ * context.ts): "and how long does it take?" is never served another
+ * conversation's answer by its words alone. A hit is stored as a new reply with `cached: true`
  * without ranking anything; identical questions in flight at once share one
  * generation (single-flight in process, the cache's lock across nodes).
  */
@@ -133,11 +143,11 @@ export function createAnswers({ config, store, search, typing, log, metrics, ran
   const aborter = new AbortController();
   const background = new Set<Promise<unknown>>();
 
-  const policy = cachePolicy<{ productId: string; question: string }>({
+  const policy = cachePolicy<{ productId: string; question: string; context: string }>({
     name: 'answers',
     ttlMs: config.ttlMs,
     scope: (a) => a.productId,
-    key: (a) => [engine.cacheId, a.question],
+    key: (a) => [engine.cacheId, a.question, a.context],
     tags: (a) => [tags.knowledge(a.productId)],
     // An answer written while the provider failed is not worth keeping for a day.
     cacheIf: (answer: CachedAnswer) => !answer.fallback,
@@ -149,12 +159,43 @@ export function createAnswers({ config, store, search, typing, log, metrics, ran
     lockWaitMs: config.engine === 'openai' ? config.llm.timeoutMs * (config.llm.maxRetries + 1) : 2_000,
   });
 
+  /**
+   * What the answer to `question` depends on in its conversation: the turns before it (read when the
+   * engine's prompt carries them, or the question is a follow-up), what retrieval searches for, and the
+   * context part of the cache key ('' for a standalone question: answered as if asked alone).
+   */
+  async function contextOf(productId: string, conversationId: string, question: Question) {
+    const followUp = isFollowUp(question.content);
+    const turns: Turn[] = followUp || engine.usesTurns ? await recentTurns(store, productId, conversationId, config.contextTokens, question.id) : [];
+    const dependent = followUp && turns.length > 0;
+    const previous = turns.findLast((turn) => turn.role === 'USER');
+    // The local engine's answer follows from what it searched; a model's from every turn in its prompt.
+    const key = !dependent
+      ? ''
+      : engine.usesTurns
+        ? sha256(JSON.stringify(turns.map((turn) => [turn.role, turn.content])), 'base64url')
+        : normalizeQuestion(previous?.content ?? '');
+    const retrieval = retrievalText(question.content, turns, dependent);
+    return {
+      turns,
+      retrieval,
+      key,
+      /** The product's best passages for the question in its context. */
+      rank: async () => {
+        const passages = await search.rank(productId, retrieval, PASSAGES);
+        return dependent ? byCoverage(passages) : passages;
+      },
+    };
+  }
+
+  type Context = Awaited<ReturnType<typeof contextOf>>;
+
   /** The answer to `question` from the cache, or produced (ranked, then answered) and cached. */
-  async function answerOf(product: { id: string; name: string }, question: string, produce: () => Promise<EngineAnswer>) {
+  async function answerOf(product: { id: string; name: string }, question: string, context: Context, produce: () => Promise<EngineAnswer>) {
     let generated: EngineAnswer | undefined;
-    const answer = await store.cache.get<{ productId: string; question: string }, CachedAnswer>(
+    const answer = await store.cache.get<{ productId: string; question: string; context: string }, CachedAnswer>(
       policy,
-      { productId: product.id, question: normalizeQuestion(question) },
+      { productId: product.id, question: normalizeQuestion(question), context: context.key },
       async () => {
         generated = await produce();
         const { content, sourceIds, engine: by, model, fallback } = generated;
@@ -182,8 +223,16 @@ export function createAnswers({ config, store, search, typing, log, metrics, ran
   async function exchange(product: { id: string; name: string }, conversationId: string, question: string, claim?: MessageClaim) {
     const started = performance.now();
     const replyId = claim?.replyId ?? uuidv7();
+    const context = await contextOf(product.id, conversationId, { content: question });
     const produce = async () =>
-      engine.answer({ question, product, passages: await search.rank(product.id, question, PASSAGES), signal: aborter.signal });
+      engine.answer({
+        question,
+        retrieval: context.retrieval,
+        turns: context.turns,
+        product,
+        passages: await context.rank(),
+        signal: aborter.signal,
+      });
     const write = async (answer: CachedAnswer, generated: EngineAnswer | undefined) => {
       const reply = replyMessage(replyId, answer, generated, started);
       const stored = await appendExchange(store, product.id, conversationId, { role: 'USER', content: question }, reply, claim);
@@ -193,7 +242,7 @@ export function createAnswers({ config, store, search, typing, log, metrics, ran
     let led = false;
     let stored: Awaited<ReturnType<typeof write>>;
     try {
-      const { answer, generated } = await answerOf(product, question, async () => {
+      const { answer, generated } = await answerOf(product, question, context, async () => {
         led = true;
         const produced = await produce();
         // Cached only once stored: a question sent into a conversation that is not there (another
@@ -212,7 +261,7 @@ export function createAnswers({ config, store, search, typing, log, metrics, ran
     }
   }
 
-  async function reply(product: { id: string; name: string }, conversationId: string, question: string, options: ReplyOptions = { stream: false }) {
+  async function reply(product: { id: string; name: string }, conversationId: string, question: Question, options: ReplyOptions = { stream: false }) {
     const started = performance.now();
     const replyId = options.replyId ?? uuidv7();
     // Deltas are published in order, and all of them before MessageAdded.
@@ -240,19 +289,22 @@ export function createAnswers({ config, store, search, typing, log, metrics, ran
     const pending = options.pending;
     const flushTimer = pending && setTimeout(() => void pending.flush().catch(() => undefined), quiet);
     try {
-      const { answer, generated } = await answerOf(product, question, async () => {
+      const context = await contextOf(product.id, conversationId, question);
+      const { answer, generated } = await answerOf(product, question.content, context, async () => {
         // Typing is announced while the knowledge is ranked, not before: the answer does not wait on Redis.
         if (quiet === 0) startTyping();
         else typingTimer = setTimeout(startTyping, quiet);
         let passages: Awaited<ReturnType<typeof search.rank>>;
         try {
-          passages = await search.rank(product.id, question, PASSAGES);
+          passages = await context.rank();
         } finally {
           // Announced before the first piece of a streamed reply.
           if (quiet === 0) await typingNow;
         }
         return engine.answer({
-          question,
+          question: question.content,
+          retrieval: context.retrieval,
+          turns: context.turns,
           product,
           passages,
           onDelta: options.stream

@@ -4,6 +4,7 @@ import type { Logger } from '../../infra/log.js';
 import type { ProviderMetrics } from '../../infra/llm/metrics.js';
 import { type CircuitBreaker, CircuitOpenError, ProviderError, withRetries } from '../../infra/llm/resilience.js';
 import type { RankedHit } from '../knowledge.js';
+import type { Turn } from './context.js';
 import type { AnswerEngine, AnswerInput, EngineAnswer, ProviderTrouble } from './engine.js';
 import { composeLocalAnswer, LOCAL_MODEL } from './local-engine.js';
 import { routeModel } from './question.js';
@@ -13,8 +14,8 @@ type LlmConfig = Config['answers']['llm'];
 /** Characters of one passage given to the model: enough for an FAQ entry, bounded for a manual. */
 const PASSAGE_CHARS = 2_000;
 
-/** The prompt: the product's top passages, numbered, and the question. */
-export function buildPrompt(productName: string, question: string, passages: readonly RankedHit[]): ChatMessage[] {
+/** The prompt: the product's top passages, numbered, the conversation's recent turns, and the question. */
+export function buildPrompt(productName: string, question: string, passages: readonly RankedHit[], turns: readonly Turn[] = []): ChatMessage[] {
   const numbered = passages.length
     ? passages.map((p, i) => `[${i + 1}] ${p.entry.title}\n${p.entry.content.slice(0, PASSAGE_CHARS)}`).join('\n\n')
     : '(none matched this question)';
@@ -25,6 +26,7 @@ export function buildPrompt(productName: string, question: string, passages: rea
     `Passages:\n${numbered}`;
   return [
     { role: 'system', content: system },
+    ...turns.map((turn): ChatMessage => ({ role: turn.role === 'USER' ? 'user' : 'assistant', content: turn.content })),
     { role: 'user', content: question },
   ];
 }
@@ -50,9 +52,10 @@ export function openAiEngine({ llm, breaker, metrics, log, random }: OpenAiEngin
   return {
     name: 'openai',
     cacheId: `openai:${llm.fastModel}:${llm.largeModel}`,
-    async answer({ question, product, passages, onDelta, signal }: AnswerInput): Promise<EngineAnswer> {
+    usesTurns: true,
+    async answer({ question, retrieval, turns, product, passages, onDelta, signal }: AnswerInput): Promise<EngineAnswer> {
       const model = routeModel(question, llm);
-      const messages = buildPrompt(product.name, question, passages);
+      const messages = buildPrompt(product.name, question, passages, turns);
       const trouble: ProviderTrouble = { engine: 'openai', model, errors: 0, retries: 0, fallback: null };
       try {
         const { content } = await withRetries(
@@ -93,7 +96,7 @@ export function openAiEngine({ llm, breaker, metrics, log, random }: OpenAiEngin
         const reason = error instanceof CircuitOpenError ? 'circuit_open' : error.kind;
         trouble.fallback = reason;
         metrics.fallback(model, reason);
-        return { ...composeLocalAnswer(question, passages), engine: 'local', model: LOCAL_MODEL, fallback: true, provider: trouble };
+        return { ...composeLocalAnswer(retrieval ?? question, passages), engine: 'local', model: LOCAL_MODEL, fallback: true, provider: trouble };
       }
     },
   };
