@@ -75,6 +75,11 @@ export interface RankedHit extends KnowledgeHit {
   asked: number;
 }
 
+/** A question's hits, best first, and its search terms: the lexemes `to_tsvector('english', …)` makes of it. */
+export interface Ranking extends Array<RankedHit> {
+  lexemes: string[];
+}
+
 const searchInput = z.object({
   query: plainText(limits.searchQuery),
   first: z.number().int().min(1, 'must be at least 1').max(MAX_PAGE_SIZE, `must be at most ${MAX_PAGE_SIZE}`),
@@ -105,7 +110,7 @@ export async function searchKnowledge({ cache }: Store, search: KnowledgeSearch,
  * at once, and under load the batches grow with it, as group commit does.
  */
 export interface KnowledgeSearch {
-  rank(productId: string, query: string, first: number): Promise<RankedHit[]>;
+  rank(productId: string, query: string, first: number): Promise<Ranking>;
   /** Ranking statements run so far. */
   readonly statements: number;
 }
@@ -130,7 +135,7 @@ export function createKnowledgeSearch(prisma: PrismaClient, windowMs: number): K
   // One loader for the process, so a batch holds the searches of every request that starts within
   // the window (batchScheduleFn), not only one request's. Nothing is cached here (cache: false):
   // searchKnowledge and answers cache what they make of a ranking under their own policies.
-  const loader = new DataLoader<RankRequest & { productId: string }, RankedHit[], RankRequest & { productId: string }>(
+  const loader = new DataLoader<RankRequest & { productId: string }, Ranking, RankRequest & { productId: string }>(
     async (requests) => {
       running += 1;
       try {
@@ -141,19 +146,19 @@ export function createKnowledgeSearch(prisma: PrismaClient, windowMs: number): K
     },
     { cache: false, maxBatchSize: 50, batchScheduleFn: scheduleBatch },
   );
-  async function rankBatch(requests: readonly (RankRequest & { productId: string })[]): Promise<(RankedHit[] | Error)[]> {
+  async function rankBatch(requests: readonly (RankRequest & { productId: string })[]): Promise<(Ranking | Error)[]> {
     // One statement per product (a batch never mixes products), one ranking per distinct question.
     const byProduct = new Map<string, Map<string, RankRequest>>();
     for (const { productId, query, first } of requests) {
       const questions = byProduct.get(productId) ?? byProduct.set(productId, new Map()).get(productId)!;
       questions.set(JSON.stringify([query, first]), { query, first });
     }
-    const ranked = new Map<string, Map<string, RankedHit[] | Error>>();
+    const ranked = new Map<string, Map<string, Ranking | Error>>();
     await Promise.all(
       [...byProduct].map(async ([productId, questions]) => {
         const keys = [...questions.keys()];
         statements += 1;
-        const answers: (RankedHit[] | Error)[] = await rankKnowledgeBatch(prisma, productId, [...questions.values()]).catch((error: Error) =>
+        const answers: (Ranking | Error)[] = await rankKnowledgeBatch(prisma, productId, [...questions.values()]).catch((error: Error) =>
           keys.map(() => error),
         );
         ranked.set(productId, new Map(keys.map((key, i) => [key, answers[i]!])));
@@ -175,7 +180,7 @@ export interface RankRequest {
 }
 
 /** One question's full-text ranking (see rankKnowledgeBatch). */
-export async function rankKnowledge(prisma: PrismaClient, productId: string, query: string, first: number): Promise<RankedHit[]> {
+export async function rankKnowledge(prisma: PrismaClient, productId: string, query: string, first: number): Promise<Ranking> {
   return (await rankKnowledgeBatch(prisma, productId, [{ query, first }]))[0]!;
 }
 
@@ -186,9 +191,13 @@ export async function rankKnowledge(prisma: PrismaClient, productId: string, que
  * (OR of the question's lexemes), ranked by ts_rank, so a chat question such as
  * "how do I get a refund?" finds the refund entry without needing every word;
  * `matched`/`asked` tell how many of the question's lexemes an entry holds.
+ * Each question's lexemes come back too, hits or not (the answer cache keys
+ * questions by them: see answers/question.ts).
  */
-export async function rankKnowledgeBatch(prisma: PrismaClient, productId: string, requests: RankRequest[]): Promise<RankedHit[][]> {
-  const rows = await prisma.$queryRawUnsafe<(KnowledgeEntry & { ord: number; score: number; matched: number; asked: number })[]>(
+export async function rankKnowledgeBatch(prisma: PrismaClient, productId: string, requests: RankRequest[]): Promise<Ranking[]> {
+  const rows = await prisma.$queryRawUnsafe<
+    (Omit<KnowledgeEntry, 'id'> & { id: string | null; ord: number; score: number; matched: number; asked: number; lexemes: string[] | null })[]
+  >(
     `WITH q AS (
        SELECT i.ord, i.lim, l.query, l.lexemes
          FROM unnest($2::text[], $3::int[]) WITH ORDINALITY AS i(text, lim, ord)
@@ -196,26 +205,29 @@ export async function rankKnowledgeBatch(prisma: PrismaClient, productId: string
            SELECT to_tsquery('simple', string_agg(quote_literal(lexeme), ' | ')) AS query, array_agg(lexeme) AS lexemes
              FROM unnest(tsvector_to_array(to_tsvector('english', i.text))) AS lexeme) l
      )
-     SELECT q.ord::int AS ord, h.id::text AS id, h."productId"::text AS "productId", h.title, h.content, h.tags,
+     SELECT q.ord::int AS ord, q.lexemes, h.id::text AS id, h."productId"::text AS "productId", h.title, h.content, h.tags,
             h."createdAt", h."updatedAt", h.score,
             (SELECT count(*) FROM unnest(q.lexemes) AS w(lexeme)
               WHERE h."searchVector" @@ to_tsquery('simple', quote_literal(w.lexeme)))::int AS matched,
             cardinality(q.lexemes)::int AS asked
        FROM q
-       CROSS JOIN LATERAL (
+       LEFT JOIN LATERAL (
          SELECT k.*, ts_rank(k."searchVector", q.query)::float8 AS score
            FROM "KnowledgeEntry" k
           WHERE k."productId" = $1::uuid AND q.query IS NOT NULL AND k."searchVector" @@ q.query
           ORDER BY score DESC, k."updatedAt" DESC
-          LIMIT q.lim) h
-      ORDER BY q.ord, h.score DESC, h."updatedAt" DESC`,
+          LIMIT q.lim) h ON true
+      ORDER BY q.ord, h.score DESC NULLS LAST, h."updatedAt" DESC`,
     productId,
     requests.map((r) => r.query),
     requests.map((r) => r.first),
   );
-  const out = requests.map((): RankedHit[] => []);
-  for (const { ord, score, matched, asked, ...entry } of rows) {
-    out[Number(ord) - 1]!.push({ entry, score, matched: Number(matched), asked: Number(asked) });
+  const out = requests.map((): Ranking => Object.assign([], { lexemes: [] }));
+  for (const { ord, score, matched, asked, lexemes, id, ...entry } of rows) {
+    const ranking = out[Number(ord) - 1]!;
+    ranking.lexemes = lexemes ?? [];
+    // A question without hits: one row of its lexemes.
+    if (id !== null) ranking.push({ entry: { id, ...entry }, score, matched: Number(matched), asked: Number(asked) });
   }
   return out;
 }

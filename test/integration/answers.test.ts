@@ -128,6 +128,19 @@ describeEachDatabase('answers: the local engine', (variant) => {
     expect((await ask('What are your opening hours for phone calls?')).reply.cached).toBe(false);
   });
 
+  it('takes the same words in another order, or with others english analysis drops, for the same question', async () => {
+    const first = await ask('How long does shipping take?');
+    for (const same of ['Shipping: how long does it take?', 'how long does the shipping take', 'How long will shipping take?'])
+      expect((await ask(same)).reply, same).toMatchObject({ cached: true, content: first.reply.content });
+    // Near misses: another question word, a negation, another direction.
+    const when = await ask('When does support answer chat messages?');
+    expect((await ask('Where does support answer chat messages?')).reply.cached).toBe(false);
+    expect((await ask("Doesn't support answer chat messages?")).reply.cached).toBe(false);
+    expect(when.reply.cached).toBe(false);
+    await ask('Can I return shoes to the shop?');
+    expect((await ask('Can I return shoes from the shop?')).reply.cached).toBe(false);
+  });
+
   it('a knowledge change invalidates the product’s answers', async () => {
     const question = 'How fast is express delivery?';
     const before = await ask(question);

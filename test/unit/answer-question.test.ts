@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { isComplexQuestion, normalizeQuestion, routeModel } from '../../src/services/answers/question.js';
+import { isComplexQuestion, lexicalKey, normalizeQuestion, routeModel } from '../../src/services/answers/question.js';
 
 describe('normalizeQuestion (the answer cache key)', () => {
   it('ignores case, spacing and punctuation', () => {
@@ -63,5 +63,25 @@ describe('routeModel', () => {
 
   it('a threshold of 0 sends everything to the large model', () => {
     expect(routeModel('Hi', { ...routing, fastMaxChars: 0 })).toBe('large');
+  });
+});
+
+describe('lexicalKey (a standalone question in the answer cache)', () => {
+  const key = (question: string, lexemes: string[]) => lexicalKey(normalizeQuestion(question), lexemes);
+  it('ignores word order and the words english analysis drops', () => {
+    expect(key('How long does shipping take?', ['long', 'ship', 'take'])).toBe(
+      key('Shipping: how long does it take?', ['take', 'ship', 'long', 'ship']),
+    );
+  });
+  it('keeps the words that change the question: question words, negation, relations', () => {
+    const lexemes = ['support', 'open'];
+    expect(key('When is support open?', lexemes)).not.toBe(key('Where is support open?', lexemes));
+    expect(key('Can I return shoes?', ['return', 'shoe'])).not.toBe(key("Can't I return shoes?", ['return', 'shoe']));
+    expect(key('Is shipping free?', ['ship', 'free'])).not.toBe(key('Is shipping not free?', ['ship', 'free']));
+    expect(key('Do you ship to Canada?', ['ship', 'canada'])).not.toBe(key('Do you ship from Canada?', ['ship', 'canada']));
+    expect(key('Pay before delivery?', ['pay', 'deliveri'])).not.toBe(key('Pay after delivery?', ['pay', 'deliveri']));
+  });
+  it('keys a question with no lexeme by its words', () => {
+    expect(key('How are you?', [])).not.toBe(key('How is it?', []));
   });
 });

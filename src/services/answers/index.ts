@@ -7,14 +7,15 @@ import { CircuitBreaker, type CircuitState } from '../../infra/llm/resilience.js
 import { newSqlScope, runInSqlScope } from '../../infra/sql-stats.js';
 import type { Message } from '../../generated/prisma/client.js';
 import { uuidv7 } from '../ids.js';
-import type { KnowledgeSearch } from '../knowledge.js';
+import type { KnowledgeSearch, RankedHit, Ranking } from '../knowledge.js';
+import { LRUCache } from 'lru-cache';
 import { appendExchange, appendMessage, findMessage, type MessageClaim, type PendingAnnouncement } from '../messages.js';
 import { tags, type Store } from '../store.js';
 import type { Typing } from '../typing.js';
 import { localEngine, type AnswerEngine, type EngineAnswer } from './engine.js';
 import { openAiEngine } from './openai-engine.js';
 import { byCoverage, isFollowUp, recentTurns, retrievalText, type Turn } from './context.js';
-import { normalizeQuestion } from './question.js';
+import { lexicalKey, normalizeQuestion } from './question.js';
 import { sha256 } from '../../infra/hash.js';
 import { recordProviderTrouble } from './stats.js';
 
@@ -159,31 +160,42 @@ export function createAnswers({ config, store, search, typing, log, metrics, ran
     lockWaitMs: config.engine === 'openai' ? config.llm.timeoutMs * (config.llm.maxRetries + 1) : 2_000,
   });
 
+  // Each standalone question's lexical key (see lexicalKey) by its normalised words: known, it is looked
+  // up without ranking anything; new, the ranking that must run for its key also serves its production.
+  const lexicalKeys = new LRUCache<string, string>({ max: 10_000 });
+
   /**
-   * What the answer to `question` depends on in its conversation: the turns before it (read when the
-   * engine's prompt carries them, or the question is a follow-up), what retrieval searches for, and the
-   * context part of the cache key ('' for a standalone question: answered as if asked alone).
+   * What the answer to `question` depends on: in its conversation, the turns before it (read when the
+   * engine's prompt carries them, or the question is a follow-up); what retrieval searches for; and its
+   * cache key. A standalone question is keyed by its lexical key, as if asked alone; a follow-up by its
+   * normalised words and the context it follows.
    */
   async function contextOf(productId: string, conversationId: string, question: Question) {
+    const normalized = normalizeQuestion(question.content);
     const followUp = isFollowUp(question.content);
     const turns: Turn[] = followUp || engine.usesTurns ? await recentTurns(store, productId, conversationId, config.contextTokens, question.id) : [];
     const dependent = followUp && turns.length > 0;
-    const previous = turns.findLast((turn) => turn.role === 'USER');
-    // The local engine's answer follows from what it searched; a model's from every turn in its prompt.
-    const key = !dependent
-      ? ''
-      : engine.usesTurns
-        ? sha256(JSON.stringify(turns.map((turn) => [turn.role, turn.content])), 'base64url')
-        : normalizeQuestion(previous?.content ?? '');
-    const retrieval = retrievalText(question.content, turns, dependent);
+    // Filler ("hi", "thanks") is not searched for: it would rank entries that mention it and split keys.
+    const retrieval = dependent ? retrievalText(question.content, turns, true) : normalized;
+    let ranking: Promise<Ranking> | undefined;
+    const ranked = () => (ranking ??= search.rank(productId, retrieval, PASSAGES));
     return {
       turns,
       retrieval,
-      key,
       /** The product's best passages for the question in its context. */
-      rank: async () => {
-        const passages = await search.rank(productId, retrieval, PASSAGES);
-        return dependent ? byCoverage(passages) : passages;
+      rank: async (): Promise<readonly RankedHit[]> => (dependent ? byCoverage(await ranked()) : ranked()),
+      async key(): Promise<{ question: string; context: string }> {
+        if (dependent) {
+          const previous = turns.findLast((turn) => turn.role === 'USER');
+          // The local engine's answer follows from what it searched; a model's from every turn in its prompt.
+          const context = engine.usesTurns
+            ? sha256(JSON.stringify(turns.map((turn) => [turn.role, turn.content])), 'base64url')
+            : normalizeQuestion(previous?.content ?? '');
+          return { question: `=${normalized}`, context };
+        }
+        let known = lexicalKeys.get(normalized);
+        if (known === undefined) lexicalKeys.set(normalized, (known = lexicalKey(normalized, (await ranked()).lexemes)));
+        return { question: known, context: '' };
       },
     };
   }
@@ -191,11 +203,11 @@ export function createAnswers({ config, store, search, typing, log, metrics, ran
   type Context = Awaited<ReturnType<typeof contextOf>>;
 
   /** The answer to `question` from the cache, or produced (ranked, then answered) and cached. */
-  async function answerOf(product: { id: string; name: string }, question: string, context: Context, produce: () => Promise<EngineAnswer>) {
+  async function answerOf(product: { id: string; name: string }, context: Context, produce: () => Promise<EngineAnswer>) {
     let generated: EngineAnswer | undefined;
     const answer = await store.cache.get<{ productId: string; question: string; context: string }, CachedAnswer>(
       policy,
-      { productId: product.id, question: normalizeQuestion(question), context: context.key },
+      { productId: product.id, ...(await context.key()) },
       async () => {
         generated = await produce();
         const { content, sourceIds, engine: by, model, fallback } = generated;
@@ -242,7 +254,7 @@ export function createAnswers({ config, store, search, typing, log, metrics, ran
     let led = false;
     let stored: Awaited<ReturnType<typeof write>>;
     try {
-      const { answer, generated } = await answerOf(product, question, context, async () => {
+      const { answer, generated } = await answerOf(product, context, async () => {
         led = true;
         const produced = await produce();
         // Cached only once stored: a question sent into a conversation that is not there (another
@@ -290,11 +302,11 @@ export function createAnswers({ config, store, search, typing, log, metrics, ran
     const flushTimer = pending && setTimeout(() => void pending.flush().catch(() => undefined), quiet);
     try {
       const context = await contextOf(product.id, conversationId, question);
-      const { answer, generated } = await answerOf(product, question.content, context, async () => {
+      const { answer, generated } = await answerOf(product, context, async () => {
         // Typing is announced while the knowledge is ranked, not before: the answer does not wait on Redis.
         if (quiet === 0) startTyping();
         else typingTimer = setTimeout(startTyping, quiet);
-        let passages: Awaited<ReturnType<typeof search.rank>>;
+        let passages: readonly RankedHit[];
         try {
           passages = await context.rank();
         } finally {

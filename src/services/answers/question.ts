@@ -64,6 +64,76 @@ export function normalizeQuestion(question: string): string {
   return (kept.length ? kept : words).join(' ');
 }
 
+/** Words that change what is asked but that PostgreSQL's english configuration drops as stop words. */
+const QUESTION_WORDS = new Set(['what', 'when', 'where', 'which', 'who', 'whom', 'whose', 'why', 'how']);
+const NEGATIONS = new Set([
+  'not',
+  'no',
+  'never',
+  'nor',
+  'none',
+  'nothing',
+  'without',
+  'cannot',
+  'cant',
+  'dont',
+  'doesnt',
+  'didnt',
+  'isnt',
+  'arent',
+  'wasnt',
+  'werent',
+  'wont',
+  'wouldnt',
+  'shouldnt',
+  'couldnt',
+  'hasnt',
+  'havent',
+  'hadnt',
+  'aint',
+]);
+/** Stop words that still tell two questions apart: a direction, an order in time, a comparison. */
+const RELATIONS = new Set([
+  'to',
+  'from',
+  'before',
+  'after',
+  'with',
+  'over',
+  'under',
+  'above',
+  'below',
+  'more',
+  'less',
+  'most',
+  'least',
+  'than',
+  'only',
+  'same',
+  'again',
+  'off',
+  'out',
+  'into',
+]);
+
+/**
+ * The answer cache's key for a standalone question: what it asks about — the lexemes PostgreSQL's
+ * `to_tsvector('english', …)` makes of it (stemmed, stop words dropped; what knowledge search ranks
+ * with, so two questions with one key rank the same passages), in no particular order — and the
+ * words that english analysis drops but that change the question: its question words ("when" /
+ * "where"), a negation ("can I" / "can't I"), and relations ("to" / "from", "before" / "after").
+ * "How long does shipping take?" and "Shipping — how long does it take?" are one key; "Do you ship
+ * to Canada?" and "Do you ship from Canada?" are two. A question with no lexeme ("how are you?") is
+ * keyed by its normalised words, as before.
+ */
+export function lexicalKey(normalized: string, lexemes: readonly string[]): string {
+  if (!lexemes.length) return `=${normalized}`;
+  const words = normalized.split(' ');
+  const kept = (set: Set<string>) => [...new Set(words.filter((word) => set.has(word)))].sort().join(',');
+  const negated = words.some((word) => NEGATIONS.has(word));
+  return `~${kept(QUESTION_WORDS)}|${negated ? '!' : ''}|${kept(RELATIONS)}|${[...new Set(lexemes)].sort().join(' ')}`;
+}
+
 const COMPLEX =
   /\b(compare|comparison|comparing|difference|differences|differ|versus|vs|explain|explanation|pros|cons|trade ?offs?|step by step|in detail|detailed|analy[sz]e)\b/i;
 
