@@ -86,6 +86,7 @@ const envObject = z.object({
   PARLEY_ANSWER_TTL_S: wholeNumber(1, 30 * 86_400).default(86_400),
   PARLEY_ASSISTANT_TYPING_DELAY_MS: wholeNumber(0, 60_000).default(250),
   PARLEY_ANSWER_CONTEXT_TOKENS: wholeNumber(0, 100_000).default(600),
+  PARLEY_ANSWER_MATCHING: z.enum(['lexical', 'exact']).default('lexical'),
   PARLEY_SEARCH_BATCH_MS: wholeNumber(0, 1_000).default(0),
   PARLEY_LLM_BASE_URL: z
     .string()
@@ -211,6 +212,8 @@ export type Config = Readonly<{
     searchBatchMs: number;
     /** Earlier turns of the conversation an answer may carry (≈ 4 characters a token; 0 = none: every question answered alone). */
     contextTokens: number;
+    /** When two questions are the same for the answer cache: same lexemes and meaning words (`lexical`), or same normalised words (`exact`). */
+    matching: 'lexical' | 'exact';
     llm: Readonly<{
       /** OpenAI-compatible API root, e.g. https://api.openai.com/v1 or http://127.0.0.1:8080/v1 (no trailing slash). */
       baseUrl: string;
@@ -350,6 +353,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       typingDelayMs: e.PARLEY_ASSISTANT_TYPING_DELAY_MS,
       searchBatchMs: e.PARLEY_SEARCH_BATCH_MS,
       contextTokens: e.PARLEY_ANSWER_CONTEXT_TOKENS,
+      matching: e.PARLEY_ANSWER_MATCHING,
       llm: {
         baseUrl: e.PARLEY_LLM_BASE_URL,
         apiKey: e.PARLEY_LLM_API_KEY,

@@ -48,6 +48,7 @@ describe('loadConfig', () => {
         typingDelayMs: 250,
         searchBatchMs: 0,
         contextTokens: 600,
+        matching: 'lexical',
         llm: {
           baseUrl: 'https://api.openai.com/v1',
           apiKey: undefined,
@@ -128,6 +129,7 @@ describe('loadConfig', () => {
         PARLEY_ASSISTANT_TYPING_DELAY_MS: '0',
         PARLEY_SEARCH_BATCH_MS: '0',
         PARLEY_ANSWER_CONTEXT_TOKENS: '200',
+        PARLEY_ANSWER_MATCHING: 'exact',
         PARLEY_LLM_BASE_URL: 'http://127.0.0.1:8080/v1/',
         PARLEY_LLM_API_KEY: 'sk-secret',
         PARLEY_LLM_FAST_MODEL: 'llama-3.1-8b-instant',
@@ -198,6 +200,7 @@ describe('loadConfig', () => {
         typingDelayMs: 0,
         searchBatchMs: 0,
         contextTokens: 200,
+        matching: 'exact',
         llm: {
           baseUrl: 'http://127.0.0.1:8080/v1',
           apiKey: 'sk-secret',

@@ -193,6 +193,7 @@ export function createAnswers({ config, store, search, typing, log, metrics, ran
             : normalizeQuestion(previous?.content ?? '');
           return { question: `=${normalized}`, context };
         }
+        if (config.matching === 'exact') return { question: `=${normalized}`, context: '' };
         let known = lexicalKeys.get(normalized);
         if (known === undefined) lexicalKeys.set(normalized, (known = lexicalKey(normalized, (await ranked()).lexemes)));
         return { question: known, context: '' };
