@@ -30,38 +30,72 @@ const batchInput = z.object({
 
 type Query = { select?: Prisma.KnowledgeEntrySelect; include?: Prisma.KnowledgeEntryInclude };
 
-export async function addKnowledge({ prisma, cache }: Store, productId: string, input: unknown, query: Query = {}) {
+/**
+ * What a knowledge write invalidates: the product's knowledge (search results, responses) and the
+ * search terms of the entries it added, changed or deleted, before and after: an answer depends on its
+ * question's terms (see answers/index.ts), so only answers whose question shares a term with what
+ * changed are asked again — those that cite a changed entry among them (a cited entry matched one).
+ */
+async function invalidateKnowledge({ cache }: Store, productId: string, terms: Iterable<string>): Promise<void> {
+  await cache.invalidate([cacheTags.knowledge(productId), ...[...new Set(terms)].map((term) => cacheTags.knowledgeTerm(productId, term))]);
+}
+
+/** The search terms (lexemes of the generated tsvector) of these entries. */
+async function termsOf(prisma: PrismaClient, productId: string, ids: readonly string[]): Promise<string[]> {
+  if (!ids.length) return [];
+  const rows = await prisma.$queryRawUnsafe<{ term: string }[]>(
+    `SELECT DISTINCT unnest(tsvector_to_array("searchVector")) AS term FROM "KnowledgeEntry" WHERE "productId" = $1::uuid AND id = ANY($2::uuid[])`,
+    productId,
+    ids,
+  );
+  return rows.map((row) => row.term);
+}
+
+export async function addKnowledge(store: Store, productId: string, input: unknown, query: Query = {}) {
   const data = parseInput(entryInput, input);
-  const entry = await prisma.knowledgeEntry.create({ ...query, data: { ...data, productId } });
-  await cache.invalidate([cacheTags.knowledge(productId)]);
+  // Its id, whatever the selection asked for: its terms are read by it.
+  const select = query.select ? { select: { ...query.select, id: true } } : {};
+  const entry = await store.prisma.knowledgeEntry.create({ ...query, ...select, data: { ...data, productId } });
+  await invalidateKnowledge(store, productId, await termsOf(store.prisma, productId, [entry.id]));
   return entry;
 }
 
 /** All or nothing: the whole batch is validated first, then written in one statement. */
-export async function addKnowledgeBatch({ prisma, cache }: Store, productId: string, input: unknown): Promise<KnowledgeEntry[]> {
+export async function addKnowledgeBatch(store: Store, productId: string, input: unknown): Promise<KnowledgeEntry[]> {
   const { entries } = parseInput(batchInput, input);
-  const created = await prisma.knowledgeEntry.createManyAndReturn({ data: entries.map((e) => ({ ...e, productId })) });
-  await cache.invalidate([cacheTags.knowledge(productId)]);
+  const created = await store.prisma.knowledgeEntry.createManyAndReturn({ data: entries.map((e) => ({ ...e, productId })) });
+  await invalidateKnowledge(
+    store,
+    productId,
+    await termsOf(
+      store.prisma,
+      productId,
+      created.map((entry) => entry.id),
+    ),
+  );
   return created;
 }
 
-export async function updateKnowledge({ prisma, cache }: Store, productId: string, id: string, input: unknown) {
+export async function updateKnowledge(store: Store, productId: string, id: string, input: unknown) {
   const patch = parseInput(updateInput, input);
   const data = Object.fromEntries(Object.entries(patch).filter(([, v]) => v != null));
   if (Object.keys(data).length === 0) throw new BadUserInputError('input must change at least one of title, content, tags', 'input');
-  const [entry] = await prisma.knowledgeEntry.updateManyAndReturn({
+  // The terms it had (answers that could cite it) and the terms it has now (answers it may now answer).
+  const before = await termsOf(store.prisma, productId, [id]);
+  const [entry] = await store.prisma.knowledgeEntry.updateManyAndReturn({
     where: { id, productId },
     data: { ...data, updatedAt: new Date() },
   });
   if (!entry) throw new NotFoundError('KnowledgeEntry');
-  await cache.invalidate([cacheTags.knowledge(productId)]);
+  await invalidateKnowledge(store, productId, [...before, ...(await termsOf(store.prisma, productId, [id]))]);
   return entry;
 }
 
-export async function deleteKnowledge({ prisma, cache }: Store, productId: string, id: string): Promise<void> {
-  const { count } = await prisma.knowledgeEntry.deleteMany({ where: { id, productId } });
+export async function deleteKnowledge(store: Store, productId: string, id: string): Promise<void> {
+  const terms = await termsOf(store.prisma, productId, [id]);
+  const { count } = await store.prisma.knowledgeEntry.deleteMany({ where: { id, productId } });
   if (count === 0) throw new NotFoundError('KnowledgeEntry');
-  await cache.invalidate([cacheTags.knowledge(productId)]);
+  await invalidateKnowledge(store, productId, terms);
 }
 
 export interface KnowledgeHit {

@@ -23,6 +23,11 @@ export const tags = {
   /** The product row found by this key hash (auth on every request). */
   productKey: (keyHash: string) => `productKey:${keyHash}`,
   knowledge: (productId: string) => `product:${productId}:knowledge`,
+  /**
+   * The product's knowledge entries holding this search term (a `to_tsvector('english', …)` lexeme):
+   * bumped when an entry that holds it is added, changed or deleted. An answer depends on its question's terms.
+   */
+  knowledgeTerm: (productId: string, lexeme: string) => `product:${productId}:knowledge:term:${lexeme}`,
   /** The product's conversation list, counters and messages. */
   conversations: (productId: string) => `product:${productId}:conversations`,
   feedback: (productId: string) => `product:${productId}:feedback`,

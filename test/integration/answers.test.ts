@@ -325,3 +325,60 @@ describeEachDatabase('answers: follow-ups (the local engine)', (variant) => {
     expect(result.errors?.[0]?.extensions?.code).toBe('NOT_FOUND');
   });
 });
+
+describeEachDatabase('answers: a knowledge write drops only the answers it can change', (variant) => {
+  let t: TestApp;
+  let shop: { id: string; key: string };
+  let ids: Record<string, string>;
+  const gql = (query: string, variables?: Record<string, unknown>) => t.gql(query, { key: shop.key, variables });
+  const ask = async (content: string) => {
+    const conversationId = ok(await gql(START)).startConversation.id;
+    const { reply } = ok(await gql(SEND, { input: { conversationId, content } })).sendMessage;
+    return { content: reply.content as string, cached: reply.cached as boolean, sources: reply.sources.map((s: { title: string }) => s.title) };
+  };
+  /** Asks each question until its answer is cached; returns the answers. */
+  const cachedAnswers = async (questions: string[]) => {
+    const answers: Record<string, string> = {};
+    for (const question of questions) {
+      answers[question] = (await ask(question)).content;
+      expect((await ask(question)).cached, question).toBe(true);
+    }
+    return answers;
+  };
+
+  beforeAll(async () => {
+    t = await createTestApp(variant);
+    shop = await t.product('Precise shop');
+    const entries = await addKnowledgeBatch(t.store, shop.id, { entries: FAQ });
+    ids = Object.fromEntries(entries.map((e) => [e.title, e.id]));
+  });
+  afterAll(() => t?.dispose());
+
+  it('changing an entry drops the answers that cite it, not the others', async () => {
+    const [shipping, refund, hours] = ['How long does standard delivery take?', 'Can I get a refund?', 'When does your support team answer chat?'];
+    const before = await cachedAnswers([shipping, refund, hours]);
+    await updateKnowledge(t.store, shop.id, ids['Shipping times']!, { content: 'Standard delivery takes 2 business days.' });
+    expect(await ask(shipping)).toMatchObject({ cached: false, content: 'Standard delivery takes 2 business days.' });
+    expect(await ask(refund)).toMatchObject({ cached: true, content: before[refund] });
+    expect(await ask(hours)).toMatchObject({ cached: true, content: before[hours] });
+  });
+
+  it('adding an entry drops only the answers whose question it matches', async () => {
+    const [giftCards, refund] = ['Do you sell gift cards?', 'Can I get a refund?'];
+    const before = await cachedAnswers([giftCards, refund]);
+    expect(before[giftCards]).toBe(NO_ANSWER);
+    await addKnowledgeBatch(t.store, shop.id, { entries: [{ title: 'Gift cards', content: 'We sell gift cards from 10 to 500 euros, by email.' }] });
+    expect(await ask(giftCards)).toMatchObject({ cached: false, sources: ['Gift cards'] });
+    expect(await ask(refund)).toMatchObject({ cached: true, content: before[refund] });
+  });
+
+  it('deleting an entry drops the answers that cite it', async () => {
+    const [refund, hours] = ['Can I get a refund?', 'When does your support team answer chat?'];
+    const before = await cachedAnswers([refund, hours]);
+    ok(await gql(`mutation($id: ID!) { deleteKnowledge(id: $id) }`, { id: gid('KnowledgeEntry', ids['Refund policy']!) }));
+    const after = await ask(refund);
+    expect(after.cached).toBe(false);
+    expect(after.sources).not.toContain('Refund policy');
+    expect(await ask(hours)).toMatchObject({ cached: true, content: before[hours] });
+  });
+});

@@ -112,9 +112,9 @@ const counters = (): Counters => ({
   tagKinds: new Set(),
 });
 
-/** `product:0190…:knowledge` → `product:*:knowledge`: what invalidations are counted by. */
+/** `product:0190…:knowledge` → `product:*:knowledge`, `…:term:ship` → `…:term:*`: what invalidations are counted by. */
 export function tagKind(tag: string): string {
-  return tag.replace(/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{64}/gi, '*');
+  return tag.replace(/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{64}/gi, '*').replace(/:term:.*$/s, ':term:*');
 }
 
 const hash = (value: string) => sha256(value, 'base64url').slice(0, 22);

@@ -36,6 +36,16 @@ interface CachedAnswer {
   fallback: boolean;
 }
 
+/** What an answer is cached under: see createAnswers. */
+interface AnswerKey {
+  productId: string;
+  question: string;
+  /** A follow-up's context ('' for a standalone question). */
+  context: string;
+  /** The question's search terms, when it is keyed by them: what the answer depends on. */
+  terms?: string[];
+}
+
 /** What `metrics.answer()` of the app's Prometheus metrics takes (see src/infra/metrics.ts). */
 export interface AnswerMetricsSink {
   answer(sample: { model: string; latencyMs: number; cached: boolean; outcome?: string }): void;
@@ -120,11 +130,12 @@ export interface Answers {
  * Assistant replies: the answer cache in front of the engine, the typing
  * indicator while an answer is produced, streaming, storage and statistics.
  *
- * The cache key is the product, the generation of its knowledge (any knowledge
- * write makes every earlier answer unreachable), the engine configuration, the
- * normalised question and, for a follow-up, the context it depends on (see
- * context.ts): "and how long does it take?" is never served another
- * conversation's answer by its words alone. A hit is stored as a new reply with `cached: true`
+ * The cache key is the product, the engine configuration, what the question
+ * asks (its lexical key: see question.ts) and, for a follow-up, the context it
+ * depends on (see context.ts): "and how long does it take?" is never served
+ * another conversation's answer by its words alone. An answer depends on its
+ * question's search terms: a knowledge write drops it only when it adds,
+ * changes or deletes an entry holding one of them. A hit is stored as a new reply with `cached: true`
  * without ranking anything; identical questions in flight at once share one
  * generation (single-flight in process, the cache's lock across nodes).
  */
@@ -144,12 +155,15 @@ export function createAnswers({ config, store, search, typing, log, metrics, ran
   const aborter = new AbortController();
   const background = new Set<Promise<unknown>>();
 
-  const policy = cachePolicy<{ productId: string; question: string; context: string }>({
+  const policy = cachePolicy<AnswerKey>({
     name: 'answers',
     ttlMs: config.ttlMs,
     scope: (a) => a.productId,
     key: (a) => [engine.cacheId, a.question, a.context],
-    tags: (a) => [tags.knowledge(a.productId)],
+    // A lexically keyed answer depends on its question's search terms: a knowledge write that adds, changes
+    // or deletes an entry holding one of them drops it, and only those (what ranking the question finds
+    // can change only then). Answers keyed otherwise depend on all of the product's knowledge.
+    tags: (a) => (a.terms?.length ? a.terms.map((term) => tags.knowledgeTerm(a.productId, term)) : [tags.knowledge(a.productId)]),
     // An answer written while the provider failed is not worth keeping for a day.
     cacheIf: (answer: CachedAnswer) => !answer.fallback,
     // The local engine's answer is one indexed statement, cheaper than the two Redis round trips
@@ -162,7 +176,7 @@ export function createAnswers({ config, store, search, typing, log, metrics, ran
 
   // Each standalone question's lexical key (see lexicalKey) by its normalised words: known, it is looked
   // up without ranking anything; new, the ranking that must run for its key also serves its production.
-  const lexicalKeys = new LRUCache<string, string>({ max: 10_000 });
+  const lexicalKeys = new LRUCache<string, { question: string; terms: string[] }>({ max: 10_000 });
 
   /**
    * What the answer to `question` depends on: in its conversation, the turns before it (read when the
@@ -184,7 +198,7 @@ export function createAnswers({ config, store, search, typing, log, metrics, ran
       retrieval,
       /** The product's best passages for the question in its context. */
       rank: async (): Promise<readonly RankedHit[]> => (dependent ? byCoverage(await ranked()) : ranked()),
-      async key(): Promise<{ question: string; context: string }> {
+      async key(): Promise<Omit<AnswerKey, 'productId'>> {
         if (dependent) {
           const previous = turns.findLast((turn) => turn.role === 'USER');
           // The local engine's answer follows from what it searched; a model's from every turn in its prompt.
@@ -195,8 +209,12 @@ export function createAnswers({ config, store, search, typing, log, metrics, ran
         }
         if (config.matching === 'exact') return { question: `=${normalized}`, context: '' };
         let known = lexicalKeys.get(normalized);
-        if (known === undefined) lexicalKeys.set(normalized, (known = lexicalKey(normalized, (await ranked()).lexemes)));
-        return { question: known, context: '' };
+        if (known === undefined) {
+          const { lexemes } = await ranked();
+          known = { question: lexicalKey(normalized, lexemes), terms: [...new Set(lexemes)] };
+          lexicalKeys.set(normalized, known);
+        }
+        return { ...known, context: '' };
       },
     };
   }
@@ -206,15 +224,11 @@ export function createAnswers({ config, store, search, typing, log, metrics, ran
   /** The answer to `question` from the cache, or produced (ranked, then answered) and cached. */
   async function answerOf(product: { id: string; name: string }, context: Context, produce: () => Promise<EngineAnswer>) {
     let generated: EngineAnswer | undefined;
-    const answer = await store.cache.get<{ productId: string; question: string; context: string }, CachedAnswer>(
-      policy,
-      { productId: product.id, ...(await context.key()) },
-      async () => {
-        generated = await produce();
-        const { content, sourceIds, engine: by, model, fallback } = generated;
-        return { content, sourceIds, engine: by, model, fallback };
-      },
-    );
+    const answer = await store.cache.get<AnswerKey, CachedAnswer>(policy, { productId: product.id, ...(await context.key()) }, async () => {
+      generated = await produce();
+      const { content, sourceIds, engine: by, model, fallback } = generated;
+      return { content, sourceIds, engine: by, model, fallback };
+    });
     return { answer, generated: generated as EngineAnswer | undefined };
   }
 
