@@ -104,6 +104,16 @@ const envObject = z.object({
   PARLEY_LLM_RETRY_MAX_MS: wholeNumber(1, 600_000).default(5_000),
   PARLEY_LLM_BREAKER_FAILURES: wholeNumber(1, 1_000).default(5),
   PARLEY_LLM_BREAKER_COOLDOWN_MS: wholeNumber(100, 3_600_000).default(30_000),
+  PARLEY_EMBEDDINGS_MODEL: z.string().min(1).max(200).optional(),
+  PARLEY_EMBEDDINGS_BASE_URL: z
+    .string()
+    .url()
+    .refine((v) => /^https?:\/\//.test(v), 'must be an http:// or https:// URL')
+    .transform((v) => v.replace(/\/+$/, ''))
+    .optional(),
+  PARLEY_EMBEDDINGS_API_KEY: z.string().optional(),
+  PARLEY_EMBEDDINGS_BATCH_MS: wholeNumber(0, 1_000).default(10),
+  PARLEY_SEMANTIC_THRESHOLD: z.coerce.number().min(0.5, 'must be between 0.5 and 1').max(1, 'must be between 0.5 and 1').default(0.92),
   PARLEY_LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),
   PARLEY_METRICS: bool.default(true),
   PARLEY_METRICS_TOKEN: z.string().trim().min(16, 'PARLEY_METRICS_TOKEN must be at least 16 characters').optional(),
@@ -234,6 +244,12 @@ export type Config = Readonly<{
       /** How long the circuit stays open before one call probes the provider again. */
       breakerCooldownMs: number;
     }>;
+    /**
+     * Semantic matching of questions (PARLEY_EMBEDDINGS_MODEL set): questions embedded through the
+     * OpenAI-compatible /embeddings endpoint, a question within `threshold` (cosine similarity) of an
+     * answered question of the same product reuses its answer. Undefined: lexical matching only.
+     */
+    embeddings: Readonly<{ model: string; baseUrl: string; apiKey: string | undefined; batchMs: number; threshold: number }> | undefined;
   }>;
   adminToken: string | undefined;
   /** How long a conversation token (returned by startConversation, used with a publishable key) opens its conversation. */
@@ -367,6 +383,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
         breakerFailures: e.PARLEY_LLM_BREAKER_FAILURES,
         breakerCooldownMs: e.PARLEY_LLM_BREAKER_COOLDOWN_MS,
       },
+      embeddings: e.PARLEY_EMBEDDINGS_MODEL
+        ? {
+            model: e.PARLEY_EMBEDDINGS_MODEL,
+            baseUrl: e.PARLEY_EMBEDDINGS_BASE_URL ?? e.PARLEY_LLM_BASE_URL,
+            apiKey: e.PARLEY_EMBEDDINGS_API_KEY ?? e.PARLEY_LLM_API_KEY,
+            batchMs: e.PARLEY_EMBEDDINGS_BATCH_MS,
+            threshold: e.PARLEY_SEMANTIC_THRESHOLD,
+          }
+        : undefined,
     },
     adminToken: e.PARLEY_ADMIN_TOKEN,
     conversationTokenTtlMs: e.PARLEY_CONVERSATION_TOKEN_TTL_DAYS * 86_400_000,
@@ -416,5 +441,7 @@ function deepFreeze<T>(value: T): T {
 
 /** The configured secrets a log line must never show (the shapes of keys and tokens are masked anyway). */
 export function configSecrets(config: Config): string[] {
-  return [config.adminToken, config.answers.llm.apiKey, config.observability.metricsToken].filter((s): s is string => Boolean(s));
+  return [config.adminToken, config.answers.llm.apiKey, config.answers.embeddings?.apiKey, config.observability.metricsToken].filter(
+    (s): s is string => Boolean(s),
+  );
 }

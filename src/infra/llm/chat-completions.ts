@@ -1,5 +1,5 @@
 import { withSpan } from '../tracing.js';
-import { parseRetryAfter, ProviderError } from './resilience.js';
+import { httpFailure, ProviderError } from './resilience.js';
 
 /**
  * One call to an OpenAI-compatible chat-completions API (OpenAI, Groq, vLLM,
@@ -93,16 +93,7 @@ async function callChatCompletion(
       signal: controller.signal,
     });
     arm();
-    if (!response.ok) {
-      const body = (await response.text().catch(() => '')).slice(0, 300).replace(/\s+/g, ' ');
-      const status = response.status;
-      const message = `provider answered HTTP ${status}${body ? `: ${body}` : ''}`;
-      if (status === 429)
-        throw new ProviderError(message, 'rate_limited', { status, retryAfterMs: parseRetryAfter(response.headers.get('retry-after')) });
-      if (status >= 500 || status === 408)
-        throw new ProviderError(message, 'server', { status, retryAfterMs: parseRetryAfter(response.headers.get('retry-after')) });
-      throw new ProviderError(message, 'refused', { status });
-    }
+    if (!response.ok) throw await httpFailure(response);
     // A server that ignores `stream` answers with one JSON body.
     if (!(response.headers.get('content-type') ?? '').includes('text/event-stream')) {
       const json = (await response.json().catch(() => null)) as { choices?: { message?: { content?: unknown } }[] } | null;

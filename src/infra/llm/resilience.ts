@@ -200,3 +200,15 @@ function sleep(ms: number, signal?: AbortSignal): Promise<void> {
     signal?.addEventListener('abort', onAbort, { once: true });
   });
 }
+
+/** A provider's non-2xx answer as the ProviderError it is: 429 and 5xx retryable (with their Retry-After), others refused. */
+export async function httpFailure(response: Response): Promise<ProviderError> {
+  const body = (await response.text().catch(() => '')).slice(0, 300).replace(/\s+/g, ' ');
+  const status = response.status;
+  const message = `provider answered HTTP ${status}${body ? `: ${body}` : ''}`;
+  if (status === 429)
+    return new ProviderError(message, 'rate_limited', { status, retryAfterMs: parseRetryAfter(response.headers.get('retry-after')) });
+  if (status >= 500 || status === 408)
+    return new ProviderError(message, 'server', { status, retryAfterMs: parseRetryAfter(response.headers.get('retry-after')) });
+  return new ProviderError(message, 'refused', { status });
+}

@@ -14,6 +14,8 @@ import { tags, type Store } from '../store.js';
 import type { Typing } from '../typing.js';
 import { localEngine, type AnswerEngine, type EngineAnswer } from './engine.js';
 import { openAiEngine } from './openai-engine.js';
+import { SemanticIndex } from './semantic.js';
+import { createEmbeddings } from '../../infra/llm/embeddings.js';
 import { byCoverage, isFollowUp, recentTurns, retrievalText, type Turn } from './context.js';
 import { lexicalKey, normalizeQuestion } from './question.js';
 import { sha256 } from '../../infra/hash.js';
@@ -151,6 +153,26 @@ export function createAnswers({ config, store, search, typing, log, metrics, ran
     },
   });
   const providerMetrics = createProviderMetrics(metrics?.registry, () => breaker.state);
+  // Semantic matching (PARLEY_EMBEDDINGS_MODEL): its own breaker, so a failing embeddings endpoint
+  // never opens the answer provider's circuit (and the other way round).
+  const semantic = config.embeddings && {
+    threshold: config.embeddings.threshold,
+    index: new SemanticIndex<AnswerKey>(),
+    embeddings: createEmbeddings({
+      ...config.embeddings,
+      timeoutMs: config.llm.timeoutMs,
+      maxRetries: config.llm.maxRetries,
+      backoff: { baseMs: config.llm.retryBaseMs, maxMs: config.llm.retryMaxMs },
+      breaker: new CircuitBreaker({
+        failures: config.llm.breakerFailures,
+        cooldownMs: config.llm.breakerCooldownMs,
+        onChange: (state) =>
+          log[state === 'open' ? 'warn' : 'info'](`embeddings circuit ${state}`, state === 'open' ? { matching: 'lexical only' } : undefined),
+      }),
+      cache: store.cache,
+      log,
+    }),
+  };
   const engine = config.engine === 'openai' ? openAiEngine({ llm: config.llm, breaker, metrics: providerMetrics, log, random }) : localEngine();
   const aborter = new AbortController();
   const background = new Set<Promise<unknown>>();
@@ -196,6 +218,8 @@ export function createAnswers({ config, store, search, typing, log, metrics, ran
     return {
       turns,
       retrieval,
+      /** What semantic matching embeds: the question without filler, for a standalone question only. */
+      embedded: dependent ? undefined : normalized,
       /** The product's best passages for the question in its context. */
       rank: async (): Promise<readonly RankedHit[]> => (dependent ? byCoverage(await ranked()) : ranked()),
       async key(): Promise<Omit<AnswerKey, 'productId'>> {
@@ -221,14 +245,27 @@ export function createAnswers({ config, store, search, typing, log, metrics, ran
 
   type Context = Awaited<ReturnType<typeof contextOf>>;
 
-  /** The answer to `question` from the cache, or produced (ranked, then answered) and cached. */
+  /**
+   * The answer to `question` from the cache — under its own key or, with semantic matching, under the
+   * key of an answered question it means the same as — or produced (ranked, then answered) and cached.
+   */
   async function answerOf(product: { id: string; name: string }, context: Context, produce: () => Promise<EngineAnswer>) {
+    const key: AnswerKey = { productId: product.id, ...(await context.key()) };
+    let vector: Float32Array | undefined;
+    // Its own answer first (no embedding needed); then the nearest answered question's, if still cached.
+    if (semantic && context.embedded !== undefined && key.terms && !(await store.cache.peek(policy, key))) {
+      vector = await semantic.embeddings.embed(product.id, context.embedded);
+      const near = vector && semantic.index.nearest(product.id, vector, semantic.threshold);
+      const reused = near && near.id !== key.question ? await store.cache.peek<AnswerKey, CachedAnswer>(policy, near.key) : undefined;
+      if (reused) return { answer: reused, generated: undefined };
+    }
     let generated: EngineAnswer | undefined;
-    const answer = await store.cache.get<AnswerKey, CachedAnswer>(policy, { productId: product.id, ...(await context.key()) }, async () => {
+    const answer = await store.cache.get<AnswerKey, CachedAnswer>(policy, key, async () => {
       generated = await produce();
       const { content, sourceIds, engine: by, model, fallback } = generated;
       return { content, sourceIds, engine: by, model, fallback };
     });
+    if (vector && semantic && !answer.fallback) semantic.index.add(product.id, key.question, vector, key);
     return { answer, generated: generated as EngineAnswer | undefined };
   }
 
