@@ -81,6 +81,20 @@ describe('lexicalKey (a standalone question in the answer cache)', () => {
     expect(key('Do you ship to Canada?', ['ship', 'canada'])).not.toBe(key('Do you ship from Canada?', ['ship', 'canada']));
     expect(key('Pay before delivery?', ['pay', 'deliveri'])).not.toBe(key('Pay after delivery?', ['pay', 'deliveri']));
   });
+  it('keeps each relation with the word it governs, and a repeated one in order', () => {
+    const lexemes = ['switch', 'standard', 'express', 'deliveri'];
+    expect(key('Can I switch from standard to express delivery?', lexemes)).not.toBe(key('Can I switch from express to standard delivery?', lexemes));
+    expect(key('Can I switch from standard to express delivery?', lexemes)).toBe(key('To express delivery: can I switch from standard?', lexemes));
+    const days = ['order', 'place', 'friday', 'ship', 'monday'];
+    expect(key('Does an order placed on Friday ship on Monday?', days)).not.toBe(key('Does an order placed on Monday ship on Friday?', days));
+    expect(key('Can I pay with a gift card and PayPal?', ['pay', 'gift', 'card', 'paypal'])).not.toBe(
+      key('Can I pay with a gift card or PayPal?', ['pay', 'gift', 'card', 'paypal']),
+    );
+  });
+  it('reads "what\'s" as "what is" and "which" as "what"', () => {
+    expect(key("What's your refund policy?", ['refund', 'polici'])).toBe(key('What is your refund policy?', ['refund', 'polici']));
+    expect(key('Which days is support open?', ['day', 'support', 'open'])).toBe(key('What days is support open?', ['day', 'support', 'open']));
+  });
   it('keys a question with no lexeme by its words', () => {
     expect(key('How are you?', [])).not.toBe(key('How is it?', []));
   });

@@ -37,6 +37,16 @@ const FILLER = [
   'just',
 ];
 
+/** Question words contracted with "is" ("what's" once its apostrophe is dropped), written out. */
+const CONTRACTED: Record<string, string[]> = {
+  whats: ['what', 'is'],
+  wheres: ['where', 'is'],
+  whens: ['when', 'is'],
+  whos: ['who', 'is'],
+  hows: ['how', 'is'],
+  whys: ['why', 'is'],
+};
+
 /** Filler phrases as word lists, longest first, so "hi there" is removed whole before "hi". */
 const FILLER_WORDS = FILLER.map((f) => f.split(' ')).sort((a, b) => b.length - a.length);
 
@@ -58,7 +68,10 @@ export function normalizeQuestion(question: string): string {
   for (let i = 0; i < words.length; ) {
     const filler = FILLER_WORDS.find((phrase) => phrase.every((word, j) => words[i + j] === word));
     if (filler) i += filler.length;
-    else kept.push(words[i++]!);
+    else {
+      kept.push(...(CONTRACTED[words[i]!] ?? [words[i]!]));
+      i += 1;
+    }
   }
   // A question made only of filler ("thanks!") is still itself.
   return (kept.length ? kept : words).join(' ');
@@ -92,46 +105,46 @@ const NEGATIONS = new Set([
   'hadnt',
   'aint',
 ]);
-/** Stop words that still tell two questions apart: a direction, an order in time, a comparison. */
-const RELATIONS = new Set([
-  'to',
-  'from',
-  'before',
-  'after',
-  'with',
-  'over',
-  'under',
-  'above',
-  'below',
-  'more',
-  'less',
-  'most',
-  'least',
-  'than',
-  'only',
-  'same',
-  'again',
-  'off',
-  'out',
-  'into',
-]);
+/**
+ * Stop words that still tell two questions apart — a direction, an order in time, a comparison, a
+ * choice — each kept with the word it governs: "from standard to express" is not "from express to
+ * standard", "faster than standard" is not "faster than express", "in store" is not "online".
+ */
+const RELATIONS = new Set(
+  'to from before after with for in on over under above below up down more less most least than only same again off out into or'.split(' '),
+);
+/** Words skipped on the way from a relation to the word it governs ("to the store", "for my order"). */
+const DETERMINERS = new Set('a an the my your our their his her its this that these those some any each every all'.split(' '));
 
 /**
  * The answer cache's key for a standalone question: what it asks about — the lexemes PostgreSQL's
  * `to_tsvector('english', …)` makes of it (stemmed, stop words dropped; what knowledge search ranks
  * with, so two questions with one key rank the same passages), in no particular order — and the
  * words that english analysis drops but that change the question: its question words ("when" /
- * "where"), a negation ("can I" / "can't I"), and relations ("to" / "from", "before" / "after").
- * "How long does shipping take?" and "Shipping — how long does it take?" are one key; "Do you ship
- * to Canada?" and "Do you ship from Canada?" are two. A question with no lexeme ("how are you?") is
- * keyed by its normalised words, as before.
+ * "where"; "which" counts as "what"), a negation ("can I" / "can't I"), and relations with the word
+ * each governs (its first four letters: "to Canada" / "from Canada", "on Friday … on Monday" /
+ * "on Monday … on Friday"). "How long does shipping take?" and "Shipping — how long does it take?"
+ * are one key; "Do you ship to Canada?" and "Do you ship from Canada?" are two. A question with no
+ * lexeme ("how are you?") is keyed by its normalised words. bench/answer-eval measures it: no
+ * near-miss of its set may share a key.
  */
 export function lexicalKey(normalized: string, lexemes: readonly string[]): string {
   if (!lexemes.length) return `=${normalized}`;
   const words = normalized.split(' ');
-  const kept = (set: Set<string>) => [...new Set(words.filter((word) => set.has(word)))].sort().join(',');
+  const asked = [...new Set(words.filter((word) => QUESTION_WORDS.has(word)).map((word) => (word === 'which' ? 'what' : word)))].sort();
   const negated = words.some((word) => NEGATIONS.has(word));
-  return `~${kept(QUESTION_WORDS)}|${negated ? '!' : ''}|${kept(RELATIONS)}|${[...new Set(lexemes)].sort().join(' ')}`;
+  // Each relation with what it governs; a relation used twice keeps the order of its words.
+  const governed = new Map<string, string[]>();
+  words.forEach((word, i) => {
+    if (!RELATIONS.has(word)) return;
+    let j = i + 1;
+    while (j < words.length && DETERMINERS.has(words[j]!)) j += 1;
+    const next = words[j];
+    const object = next === undefined || RELATIONS.has(next) || QUESTION_WORDS.has(next) ? '' : next.slice(0, 4);
+    governed.set(word, [...(governed.get(word) ?? []), object]);
+  });
+  const relations = [...governed].map(([word, objects]) => `${word}:${objects.join('>')}`).sort();
+  return `~${asked.join(',')}|${negated ? '!' : ''}|${relations.join(',')}|${[...new Set(lexemes)].sort().join(' ')}`;
 }
 
 const COMPLEX =
