@@ -13,7 +13,7 @@ import {
 } from '../services/events.js';
 import { setUserTyping } from '../services/typing.js';
 import { Conversation } from './conversation.js';
-import { conversationArgScopes } from './ids.js';
+import { conversationArgScopes, parseGlobalId } from './ids.js';
 import { cursorPlace, placeCursor } from './pages.js';
 import { MessageRole } from './message.js';
 
@@ -90,7 +90,8 @@ builder.subscriptionFields((t) => ({
       'outage the messages and ratings stored meanwhile come, in order and once, before further live events; ' +
       'typing and reply pieces of that time are lost.',
     args: {
-      conversationId: t.arg.globalID({ for: Conversation, required: true }),
+      // Not t.arg.globalID: plugin-relay would decode it again for every event delivered (a typing event's execution: 8 → 15 µs).
+      conversationId: t.arg.id({ required: true }),
       after: t.arg.string(),
       only: t.arg({
         type: [ConversationEventKind],
@@ -100,9 +101,10 @@ builder.subscriptionFields((t) => ({
     skipTypeScopes: true,
     subscribe: async (_root, args, ctx) => {
       const product = ctx.product;
+      const conversationId = parseGlobalId(String(args.conversationId), ['Conversation'], 'conversationId');
       const sources = { prisma: ctx.prisma, pubsub: ctx.deps.pubsub, replays: ctx.deps.replays };
       // The replay looks the cursor's row up among this conversation's messages, whichever format the cursor has.
-      const events = await conversationEvents(sources, product.id, args.conversationId.id, cursorPlace({ after: args.after })?.id);
+      const events = await conversationEvents(sources, product.id, conversationId, cursorPlace({ after: args.after })?.id);
       return args.only ? onlyEvents(events, new Set<Event['type']>(args.only)) : events;
     },
     resolve: (event) => event,

@@ -60,7 +60,8 @@ export function refusalOf(args: object): BadUserInputError | undefined {
  * They see the argument decoded: Pothos runs plugin-relay's arg mapper (and
  * the check of global-id-args.ts) before every plugin's resolver wrapper,
  * scope-auth's included. An id refused is BAD_USER_INPUT here, whoever asks:
- * the scopes cannot be known without it.
+ * the scopes cannot be known without it. conversationEvents keeps a plain ID
+ * argument (see events.ts): that one is parsed here.
  */
 export function conversationArgScopes(path: 'id' | 'conversationId' | 'input.conversationId') {
   return (_root: unknown, args: object, ctx: Principal) => {
@@ -69,8 +70,8 @@ export function conversationArgScopes(path: 'id' | 'conversationId' | 'input.con
     const arg =
       path === 'input.conversationId'
         ? (args as { input: { conversationId: GlobalId } }).input.conversationId
-        : (args as Record<'id' | 'conversationId', GlobalId>)[path];
-    return conversationFieldScopes(ctx, arg.id);
+        : (args as Record<'id' | 'conversationId', GlobalId | string>)[path];
+    return conversationFieldScopes(ctx, typeof arg === 'string' ? parseGlobalId(arg, ['Conversation'], path) : arg.id);
   };
 }
 
