@@ -6,7 +6,8 @@ import ScopeAuthPlugin from '@pothos/plugin-scope-auth';
 import { AuthScopeFailureType, type AuthFailure } from '@pothos/plugin-scope-auth';
 import { BadUserInputError, ForbiddenError } from './errors.js';
 import ExposedColumnsPlugin from './schema/exposed-columns.js';
-import { tryDecodeGlobalId } from './schema/ids.js';
+import GlobalIdArgsPlugin from './schema/global-id-args.js';
+import { decodeGlobalId } from './schema/ids.js';
 import type { Context } from './context.js';
 import type PrismaTypes from './generated/pothos-prisma-types.js';
 import { getDatamodel } from './generated/pothos-prisma-types.js';
@@ -50,7 +51,7 @@ export const builder = new SchemaBuilder<{
   defaultFieldNullability: false,
   // ExposedColumnsPlugin wraps plugin-prisma's resolvers, so it comes first (see its file).
   // Scope auth first: its checks run before any other plugin's wrapper (exposedColumns wraps plugin-prisma's resolvers).
-  plugins: [ScopeAuthPlugin, ExposedColumnsPlugin, PrismaPlugin, RelayPlugin],
+  plugins: [ScopeAuthPlugin, ExposedColumnsPlugin, PrismaPlugin, RelayPlugin, GlobalIdArgsPlugin],
   scopeAuth: {
     authScopes,
     defaultStrategy: 'any',
@@ -73,8 +74,9 @@ export const builder = new SchemaBuilder<{
     // Open to publishable keys: each node type's lookup (findUnique) only finds what the principal may see.
     nodeQueryOptions: { skipTypeScopes: true, authScopes: { fullAccess: true, publishableKey: true } },
     nodesQueryOptions: { skipTypeScopes: true, authScopes: { fullAccess: true, publishableKey: true } },
+    // Also decodes `t.arg.globalID` arguments, once global-id-args.ts has checked them.
     decodeGlobalID: (globalID) => {
-      const decoded = tryDecodeGlobalId(globalID);
+      const decoded = decodeGlobalId(globalID);
       if (!decoded || !NODE_TYPES.has(decoded.typename)) throw new BadUserInputError('id is not a valid node id', 'id');
       return decoded;
     },

@@ -259,8 +259,11 @@ function planRequest(plan: Plan, schema: GraphQLSchema, raw: Record<string, unkn
       plan.conversations.node,
       variables.coerced,
     ) as PlannedRequest['conversationArgs'];
+    // Read from the document before execution, where no arg mapper runs: the check t.arg.globalID gets from global-id-args.ts.
     const id =
-      plan.conversations.name === 'conversation' ? parseGlobalId(String(conversationArgs['id' as keyof PageArgs]), 'Conversation', 'id') : undefined;
+      plan.conversations.name === 'conversation'
+        ? parseGlobalId(String(conversationArgs['id' as keyof PageArgs]), ['Conversation'], 'id')
+        : undefined;
     refuseMixedDirections(conversationArgs);
     if (conversationArgs.sessionId != null && !noNul(conversationArgs.sessionId)) return undefined;
     const place = cursorPlace(conversationArgs);

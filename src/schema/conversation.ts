@@ -8,7 +8,7 @@ import { idempotencyKey } from '../services/idempotency.js';
 import { sha256 } from '../infra/hash.js';
 import { listConversations, startConversation } from '../services/conversations.js';
 import { messageOrder } from '../services/store.js';
-import { conversationArgScopes, nodeUuid, parseGlobalId } from './ids.js';
+import { conversationArgScopes, nodeUuid } from './ids.js';
 import { IDEMPOTENCY_KEY, Message } from './message.js';
 import { cursorPlace, keysetConnection, pageSize, placeCursor, refuseMixedDirections, type PageArgs } from './pages.js';
 
@@ -114,12 +114,10 @@ builder.queryFields((t) => ({
   conversation: t.withAuth(conversationArgScopes('id')).prismaField({
     type: 'Conversation',
     nullable: true,
-    args: { id: t.arg.id({ required: true }) },
+    args: { id: t.arg.globalID({ for: Conversation, required: true }) },
     skipTypeScopes: true,
-    resolve: (query, _root, args, ctx) => {
-      const id = parseGlobalId(String(args.id), 'Conversation', 'id');
-      return ctx.prisma.conversation.findFirst({ ...query, relationLoadStrategy: 'join', where: { id, productId: ctx.product.id } });
-    },
+    resolve: (query, _root, { id }, ctx) =>
+      ctx.prisma.conversation.findFirst({ ...query, relationLoadStrategy: 'join', where: { id: id.id, productId: ctx.product.id } }),
   }),
   // A connection of its own rather than t.prismaConnection: plugin-prisma pages with Prisma's `cursor`, which
   // reads the messages, feedback and lastMessage of a cursor page in separate statements (see listConversations).

@@ -3,8 +3,8 @@ import { builder } from '../builder.js';
 import { nodeId } from './exposed-columns.js';
 import { conversationScopes, FULL_ACCESS, isPublishable, openConversations, requireProduct } from '../services/auth.js';
 import { submitFeedback } from '../services/feedback.js';
-import { nodeUuid, parseGlobalId } from './ids.js';
-import { IDEMPOTENCY_KEY } from './message.js';
+import { nodeUuid } from './ids.js';
+import { IDEMPOTENCY_KEY, Message } from './message.js';
 
 const NO_ROW = '00000000-0000-0000-0000-000000000000';
 
@@ -30,7 +30,7 @@ export const Feedback = builder.prismaNode('Feedback', {
 
 const SubmitFeedbackInput = builder.inputType('SubmitFeedbackInput', {
   fields: (t) => ({
-    messageId: t.id({ required: true }),
+    messageId: t.globalID({ for: Message, required: true }),
     rating: t.field({ type: Rating, required: true }),
     comment: t.string(),
     idempotencyKey: t.string({ description: IDEMPOTENCY_KEY }),
@@ -44,9 +44,7 @@ builder.mutationField('submitFeedback', (t) =>
     description: 'Rates an assistant reply; rating the same reply again replaces the earlier rating.',
     args: { input: t.arg({ type: SubmitFeedbackInput, required: true }) },
     skipTypeScopes: true,
-    resolve: (query, _root, { input }, ctx) => {
-      const messageId = parseGlobalId(String(input.messageId), 'Message', 'input.messageId');
-      return submitFeedback(ctx, ctx.product.id, messageId, input, query, isPublishable(ctx) ? (ctx.conversationId ?? NO_ROW) : undefined);
-    },
+    resolve: (query, _root, { input }, ctx) =>
+      submitFeedback(ctx, ctx.product.id, input.messageId.id, input, query, isPublishable(ctx) ? (ctx.conversationId ?? NO_ROW) : undefined),
   }),
 );

@@ -1,3 +1,4 @@
+import { encodeGlobalID } from '@pothos/plugin-relay';
 import { builder } from '../builder.js';
 import { nodeId } from './exposed-columns.js';
 import { isPublishable, requireProduct } from '../services/auth.js';
@@ -9,7 +10,7 @@ import {
   updateKnowledge,
   type KnowledgeHit as Hit,
 } from '../services/knowledge.js';
-import { nodeUuid, parseGlobalId } from './ids.js';
+import { nodeUuid } from './ids.js';
 
 const NO_ROW = '00000000-0000-0000-0000-000000000000';
 
@@ -54,7 +55,7 @@ const KnowledgeInput = builder.inputType('KnowledgeInput', {
 
 const UpdateKnowledgeInput = builder.inputType('UpdateKnowledgeInput', {
   fields: (t) => ({
-    id: t.id({ required: true }),
+    id: t.globalID({ for: KnowledgeEntry, required: true }),
     title: t.string(),
     content: t.string(),
     tags: t.stringList(),
@@ -92,18 +93,14 @@ builder.mutationFields((t) => ({
     type: KnowledgeEntry,
     nullable: false,
     args: { input: t.arg({ type: UpdateKnowledgeInput, required: true }) },
-    resolve: (_root, { input }, ctx) => {
-      const id = parseGlobalId(String(input.id), 'KnowledgeEntry', 'input.id');
-      return updateKnowledge(ctx, ctx.product.id, id, { ...input, id: undefined });
-    },
+    resolve: (_root, { input }, ctx) => updateKnowledge(ctx, ctx.product.id, input.id.id, { ...input, id: undefined }),
   }),
   deleteKnowledge: t.withAuth({ product: true }).id({
     description: 'Deletes an entry and returns its id.',
-    args: { id: t.arg.id({ required: true }) },
-    resolve: async (_root, args, ctx) => {
-      const id = parseGlobalId(String(args.id), 'KnowledgeEntry', 'id');
-      await deleteKnowledge(ctx, ctx.product.id, id);
-      return String(args.id);
+    args: { id: t.arg.globalID({ for: KnowledgeEntry, required: true }) },
+    resolve: async (_root, { id }, ctx) => {
+      await deleteKnowledge(ctx, ctx.product.id, id.id);
+      return encodeGlobalID(id.typename, id.id);
     },
   }),
 }));

@@ -1,3 +1,5 @@
+import type { ObjectRef } from '@pothos/core';
+import { getRefFromModel } from '@pothos/plugin-prisma';
 import { encodeGlobalID } from '@pothos/plugin-relay';
 import type { Message as MessageRow } from '../generated/prisma/client.js';
 import { MessageRole as MessageRoleValues } from '../generated/prisma/enums.js';
@@ -8,7 +10,7 @@ import { isDatabaseUnavailable } from '../infra/db.js';
 import { conversationScopes, isPublishable, openConversations, requireProduct } from '../services/auth.js';
 import { parseSend, sendUserMessage } from '../services/messages.js';
 import { uuidv7 } from '../services/ids.js';
-import { conversationArgScopes, nodeUuid, parseGlobalId } from './ids.js';
+import { conversationArgScopes, nodeUuid } from './ids.js';
 import './knowledge.js';
 
 export const IDEMPOTENCY_KEY =
@@ -58,9 +60,12 @@ export const Message = builder.prismaNode('Message', {
   }),
 });
 
+// conversation.ts imports this file: the Conversation node by its Prisma model's ref (an object's), not by conversation.ts's export.
+const ConversationNode = getRefFromModel('Conversation', builder) as ObjectRef<typeof builder.$inferSchemaTypes, unknown>;
+
 const SendMessageInput = builder.inputType('SendMessageInput', {
   fields: (t) => ({
-    conversationId: t.id({ required: true }),
+    conversationId: t.globalID({ for: ConversationNode, required: true }),
     content: t.string({ required: true }),
     stream: t.boolean({
       defaultValue: false,
@@ -120,7 +125,7 @@ builder.mutationField('sendMessage', (t) =>
     skipTypeScopes: true,
     resolve: async (_root, { input }, ctx): Promise<Payload> => {
       const product = ctx.product;
-      const conversationId = parseGlobalId(String(input.conversationId), 'Conversation', 'input.conversationId');
+      const conversationId = input.conversationId.id;
       const answers = ctx.deps.answers;
       // The local engine answers at once: the answer, then the question and the reply in one
       // statement. When that wrote nothing (the key was taken, no such conversation), the path

@@ -12,7 +12,7 @@ import {
   type ProductStats as Stats,
 } from '../services/products.js';
 import { AnswerStats } from './answers.js';
-import { cursorUuid, nodeUuid, parseGlobalId } from './ids.js';
+import { cursorUuid, nodeUuid } from './ids.js';
 
 const NO_ROW = '00000000-0000-0000-0000-000000000000';
 
@@ -136,7 +136,7 @@ const CreateProductInput = builder.inputType('CreateProductInput', {
 
 const UpdateProductInput = builder.inputType('UpdateProductInput', {
   fields: (t) => ({
-    id: t.id({ required: true }),
+    id: t.globalID({ for: Product, required: true }),
     name: t.string(),
     publishableSearch: t.boolean({ description: 'Open searchKnowledge to the publishable key (default false).' }),
     allowedOrigins: t.stringList({
@@ -161,9 +161,9 @@ builder.mutationFields((t) => ({
     description:
       'Admin: issues a new key of one kind (default SECRET); the old one stops working at once, and what it opened ' +
       '(sockets, subscriptions) ends. A new publishable key also ends every conversation token issued before.',
-    args: { id: t.arg.id({ required: true }), kind: t.arg({ type: KeyKind, defaultValue: 'SECRET', required: true }) },
+    args: { id: t.arg.globalID({ for: Product, required: true }), kind: t.arg({ type: KeyKind, defaultValue: 'SECRET', required: true }) },
     resolve: async (_root, args, ctx) => {
-      const { product, key } = await rotateProductKey(ctx, parseGlobalId(String(args.id), 'Product', 'id'), args.kind);
+      const { product, key } = await rotateProductKey(ctx, args.id.id, args.kind);
       return { key, kind: args.kind, productId: product.id };
     },
   }),
@@ -172,7 +172,7 @@ builder.mutationFields((t) => ({
     description: "Admin: a product's name and settings; a setting left out keeps its value.",
     args: { input: t.arg({ type: UpdateProductInput, required: true }) },
     resolve: async (query, _root, { input }, ctx) => {
-      const id = parseGlobalId(String(input.id), 'Product', 'input.id');
+      const { id } = input.id;
       await updateProduct(ctx, id, {
         name: input.name ?? undefined,
         publishableSearch: input.publishableSearch ?? undefined,

@@ -94,6 +94,23 @@ describeEachDatabase('authentication', (variant) => {
       expect(await t.prisma.knowledgeEntry.count()).toBe(0);
     });
 
+    it('the credentials are checked before the ids: a malformed id without the key or token a field needs is 401/403', async () => {
+      for (const query of [
+        'mutation { deleteKnowledge(id: "garbage") }',
+        'mutation { updateKnowledge(input: { id: "garbage", title: "t" }) { id } }',
+        'mutation { submitFeedback(input: { messageId: "garbage", rating: UP }) { id } }',
+      ]) {
+        expectUnauthenticated(await t.gql(query));
+      }
+      for (const query of ['mutation { rotateProductKey(id: "garbage") { key } }', 'mutation { updateProduct(input: { id: "garbage" }) { id } }']) {
+        expectForbidden(await t.gql(query));
+        expectForbidden(await t.gql(query, { key: a.key }));
+      }
+      // A conversation's fields need its id to know whose it is: that id is checked first, whoever asks.
+      const refused = await t.gql('{ conversation(id: "garbage") { id } }');
+      expect(refused.errors?.[0]?.extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'id' });
+    });
+
     it('a garbage key fails the whole request with 401, whatever the operation', async () => {
       for (const garbage of ['garbage', 'x', '🔑', 'null', 'undefined', "' OR 1=1 --", 'adm', 'pk_live', 'pk_test_abc']) {
         expectUnauthenticated(await t.gql(VIEWER, { key: garbage }));

@@ -314,6 +314,45 @@ describeEachDatabase('validation', (variant) => {
       rejected(await gql(`query($ids: [ID!]!) { nodes(ids: $ids) { id } }`, { ids: [conversationId, 'garbage'] }));
     });
 
+    it('an id of another type, or without a uuid inside, names the argument and the type it must be', async () => {
+      const refused = (result: GqlResult, field: string, typename: string) => {
+        rejected(result, field);
+        expect(result.status).toBe(200);
+        expect(result.errors![0]!.message).toBe(`${field} is not a valid ${typename} id`);
+      };
+      const notUuid = Buffer.from('Conversation:123').toString('base64');
+      // Arguments.
+      refused(await gql(`query($id: ID!) { conversation(id: $id) { id } }`, { id: replyId }), 'id', 'Conversation');
+      refused(await gql(`query($id: ID!) { conversation(id: $id) { id } }`, { id: notUuid }), 'id', 'Conversation');
+      refused(await gql(`mutation($id: ID!) { deleteKnowledge(id: $id) }`, { id: conversationId }), 'id', 'KnowledgeEntry');
+      refused(await t.gql(`mutation($id: ID!) { rotateProductKey(id: $id) { key } }`, { admin: true, variables: { id: entryId } }), 'id', 'Product');
+      // Fields of input types.
+      refused(await gql(SEND, { input: { conversationId: replyId, content: 'hi' } }), 'input.conversationId', 'Conversation');
+      refused(await gql(SEND, { input: { conversationId: notUuid, content: 'hi' } }), 'input.conversationId', 'Conversation');
+      refused(await gql(UPDATE, { input: { id: conversationId, title: 'x' } }), 'input.id', 'KnowledgeEntry');
+      refused(await gql(FEEDBACK, { input: { messageId: entryId, rating: 'UP' } }), 'input.messageId', 'Message');
+      refused(
+        await gql(`mutation($id: ID!) { setTyping(input: { conversationId: $id, isTyping: true }) }`, { id: entryId }),
+        'input.conversationId',
+        'Conversation',
+      );
+      // A subscription's argument (over SSE): refused when it starts.
+      const response = await t.app.yoga.fetch('http://parley.test/graphql', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'text/event-stream', authorization: `Bearer ${shop.key}` },
+        body: JSON.stringify({
+          query: 'subscription($id: ID!) { conversationEvents(conversationId: $id) { __typename } }',
+          variables: { id: replyId },
+        }),
+      });
+      const events = (await response.text()).split('\n').filter((line) => line.startsWith('data:') && line.length > 'data:'.length);
+      expect(events).toHaveLength(1);
+      const { errors } = JSON.parse(events[0]!.slice('data:'.length));
+      expect(errors).toMatchObject([
+        { message: 'conversationId is not a valid Conversation id', extensions: { code: 'BAD_USER_INPUT', field: 'conversationId' } },
+      ]);
+    });
+
     it('a malformed cursor → BAD_USER_INPUT naming after/before; a cursor of another conversation or product → empty page', async () => {
       const b64 = (s: string) => Buffer.from(s).toString('base64');
       const CONVERSATIONS = `query($after: String, $before: String) {
