@@ -70,6 +70,13 @@ describe('answers: semantic matching with embeddings', () => {
     expect((await ask('What is the shipping price?', other.key)).cached).toBe(false);
   });
 
+  it('lends an answer only while the knowledge is as it was: a new entry may match the new wording alone', async () => {
+    const first = await ask('How much does a parcel cost to send?');
+    expect(await ask('What is the price to send a parcel?')).toMatchObject({ cached: true, content: first.content });
+    await addKnowledgeBatch(t.store, shop.id, { entries: [{ title: 'Price list', content: 'Our price list for sending: see the price page.' }] });
+    expect((await ask('What is the price to send a parcel?')).cached).toBe(false);
+  });
+
   it('embeds concurrent questions in one call, and each text once', async () => {
     const questions = ['Do you ship parcels to Norway?', 'Do gift cards expire?', 'Can I pay shipping by card?'];
     const before = fake.calls.length;

@@ -157,7 +157,7 @@ export function createAnswers({ config, store, search, typing, log, metrics, ran
   // never opens the answer provider's circuit (and the other way round).
   const semantic = config.embeddings && {
     threshold: config.embeddings.threshold,
-    index: new SemanticIndex<AnswerKey>(),
+    index: new SemanticIndex<{ key: AnswerKey; knowledge: string }>(),
     embeddings: createEmbeddings({
       ...config.embeddings,
       timeoutMs: config.llm.timeoutMs,
@@ -245,6 +245,9 @@ export function createAnswers({ config, store, search, typing, log, metrics, ran
 
   type Context = Awaited<ReturnType<typeof contextOf>>;
 
+  /** The generation of the product's knowledge (bumped by every knowledge write), on every node alike. */
+  const knowledgeGeneration = async (productId: string) => (await store.cache.generations.current([tags.knowledge(productId)]))[1]!;
+
   /**
    * The answer to `question` from the cache — under its own key or, with semantic matching, under the
    * key of an answered question it means the same as — or produced (ranked, then answered) and cached.
@@ -256,7 +259,10 @@ export function createAnswers({ config, store, search, typing, log, metrics, ran
     if (semantic && context.embedded !== undefined && key.terms && !(await store.cache.peek(policy, key))) {
       vector = await semantic.embeddings.embed(product.id, context.embedded);
       const near = vector && semantic.index.nearest(product.id, vector, semantic.threshold);
-      const reused = near && near.id !== key.question ? await store.cache.peek<AnswerKey, CachedAnswer>(policy, near.key) : undefined;
+      // Lent only while the product's knowledge is as it was when that answer was given: a new entry
+      // may match this question's words without matching the other's (which its tags would not see).
+      const lendable = near && near.id !== key.question && near.key.knowledge === (await knowledgeGeneration(product.id));
+      const reused = lendable ? await store.cache.peek<AnswerKey, CachedAnswer>(policy, near.key.key) : undefined;
       if (reused) return { answer: reused, generated: undefined };
     }
     let generated: EngineAnswer | undefined;
@@ -265,7 +271,8 @@ export function createAnswers({ config, store, search, typing, log, metrics, ran
       const { content, sourceIds, engine: by, model, fallback } = generated;
       return { content, sourceIds, engine: by, model, fallback };
     });
-    if (vector && semantic && !answer.fallback) semantic.index.add(product.id, key.question, vector, key);
+    if (vector && semantic && !answer.fallback)
+      semantic.index.add(product.id, key.question, vector, { key, knowledge: await knowledgeGeneration(product.id) });
     return { answer, generated: generated as EngineAnswer | undefined };
   }
 
