@@ -3,6 +3,7 @@ import { deserialize, serialize } from 'node:v8';
 import type { Redis } from 'ioredis';
 import { LRUCache } from 'lru-cache';
 import type { Logger } from '../log.js';
+import type { RedisClient } from '../redis.js';
 import type { WireEvent } from '../pubsub/index.js';
 import { readFromPrimary } from '../read-routing.js';
 import { EPOCH_TAG, Generations } from './generations.js';
@@ -55,7 +56,7 @@ export interface CacheOptions {
   l1MaxEntries?: number;
   /** @default 64 MiB */
   l1MaxBytes?: number;
-  redis?: { client: Redis; subscriber: Redis } | undefined;
+  redis?: { client: RedisClient; subscriber: Redis } | undefined;
   /** Bound of every Redis call. @default 50 */
   redisTimeoutMs?: number;
   /** See GenerationsOptions.trustMs. @default 0 */
