@@ -354,11 +354,15 @@ export class Cache {
     }
   }
 
-  /** `{prefix}v1:{scope}:{cache}:{argsHash}:{gensHash}`: the generations of its tags make a bumped entry unreachable. */
+  /**
+   * `{prefix}v1:{scope}:{cache}:{{argsHash}:{gensHash}}`: the generations of its tags make a bumped entry
+   * unreachable. The braces are a cluster hash tag: the entry and its load lock (`…:lock`), read and
+   * written together in one script or MULTI, share a slot, while entries spread over the cluster.
+   */
   private async keyOf<A>(policy: CachePolicy<A>, args: A): Promise<string> {
     const tags = policy.tags(args);
     const gens = await this.generations.current(tags);
-    return `${this.options.prefix}v1:${policy.scope(args)}:${policy.name}:${hash(JSON.stringify(policy.key ? policy.key(args) : args))}:${hash(gens.join(','))}`;
+    return `${this.options.prefix}v1:${policy.scope(args)}:${policy.name}:{${hash(JSON.stringify(policy.key ? policy.key(args) : args))}:${hash(gens.join(','))}}`;
   }
 
   private loadOnce<A, V>(policy: CachePolicy<A>, key: string, load: () => Promise<V>, refresh: boolean): Promise<V> {
@@ -497,7 +501,7 @@ export class Cache {
     return c;
   }
 
-  /** Keys end `…:{cache}:{argsHash}:{gensHash}` and the hashes hold no colon. */
+  /** Keys end `…:{cache}:{{argsHash}:{gensHash}}` and the hashes hold no colon. */
   private cacheOfKey(key: string): string {
     return key.split(':').at(-3) ?? 'unknown';
   }
