@@ -160,9 +160,12 @@ export function openRedis(url: string, options: RedisConnectionOptions): RedisCl
       lazyConnect: true,
       enableOfflineQueue: false,
       clusterRetryStrategy: backoff,
-      // A command meeting a dead master (its slots not yet taken over by a replica) fails at once instead of
-      // waiting out the failover: the caller falls back (L1 + database, in-process limits), as for one Redis.
-      retryDelayOnFailover: 0,
+      // A command meeting a dead master (its slots not yet taken over by a replica) fails within ~300 ms
+      // instead of waiting out the failover: the caller falls back (L1 + database, in-process limits), as for
+      // one Redis. Not at once: ioredis also answers "Connection is closed" for a node whose connection is
+      // still being made (a node just discovered), which a retry 50 ms later finds ready.
+      retryDelayOnFailover: 50,
+      maxRedirections: 6,
       retryDelayOnClusterDown: 0,
       // Learn a promoted replica soon even where no MOVED reply tells (a command to a dead node meets none).
       slotsRefreshInterval: 1_000,
@@ -174,7 +177,7 @@ export function openRedis(url: string, options: RedisConnectionOptions): RedisCl
         ...(cluster.tls ? { tls: {} } : {}),
       },
     };
-    return new Cluster(cluster.nodes, clusterOptions);
+    return new ConnectedCluster(cluster.nodes, clusterOptions);
   }
   const sentinel = parseSentinelUrl(url);
   if (!sentinel) return new Redis(url, common);
@@ -196,6 +199,32 @@ export function openRedis(url: string, options: RedisConnectionOptions): RedisCl
     // ends for good (status "end", never retried) — seen killing the master under load in the failover test.
     reconnectOnError: (error) => (error.message.startsWith('READONLY') ? 2 : false),
   });
+}
+
+/**
+ * A cluster whose `connect()` resolves once it can take commands for every slot.
+ * ioredis opens a node's connection on the first command for it, and without
+ * an offline queue it refuses the commands that come while that connection is
+ * being made: a burst at start-up (or for a node that just became a master)
+ * would fail for nothing. So every node is connected as soon as it is known.
+ */
+class ConnectedCluster extends Cluster {
+  constructor(...args: ConstructorParameters<typeof Cluster>) {
+    super(...args);
+    // Not while the cluster itself connects: its ready check must find a node idle ('wait') or ready.
+    this.on('+node', (node: Redis) => {
+      if (this.status === 'ready') void this.open([node]);
+    });
+  }
+
+  override async connect(): Promise<void> {
+    await super.connect();
+    await this.open(this.nodes('all'));
+  }
+
+  private async open(nodes: Redis[]): Promise<void> {
+    await Promise.all(nodes.map((node) => (node.status === 'wait' ? node.connect().catch(() => undefined) : undefined)));
+  }
 }
 
 /**
