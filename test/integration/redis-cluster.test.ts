@@ -1,4 +1,5 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { sha256 } from '../../src/infra/hash.js';
 import { LeasedLimiter, createLimiterStore, type LimiterStore } from '../../src/infra/rate-limiter.js';
 import { openRedis } from '../../src/infra/redis.js';
 import { tags } from '../../src/services/store.js';
@@ -89,6 +90,27 @@ describe.skipIf(!postgres.available || !haveCluster)('Parley on a three-master R
     }
     const stats = dataOf(await b.t.gql(`{ cacheStats { cache layer hits sets } }`, { admin: true })).cacheStats as { layer: string; sets: number }[];
     expect(stats.filter((stat) => stat.layer === 'L2').some((stat) => stat.sets > 0)).toBe(true);
+  });
+
+  it('finds a persisted query registered on one node on the other', async () => {
+    const { key } = await a.product('Cluster APQ');
+    const post = async (node: TestApp, body: object) =>
+      (await (
+        await node.app.yoga.fetch('http://parley.test/graphql', {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
+          body: JSON.stringify(body),
+        })
+      ).json()) as { data?: { viewer: { name: string } }; errors?: unknown[] };
+    const query = `query ClusterApq${Date.now()} { viewer { name } }`;
+    const extensions = { persistedQuery: { version: 1, sha256Hash: sha256(query) } };
+    expect((await post(a, { query, extensions })).data?.viewer.name).toBe('Cluster APQ');
+    // Registration is written after the response: allow it a moment to land.
+    const found = await eventually(async () => {
+      const answer = await post(b.t, { extensions });
+      return answer.errors ? undefined : answer;
+    }, 'the hash alone answered on B');
+    expect(found.data?.viewer.name).toBe('Cluster APQ');
   });
 
   it('bumps the tags of several products, the epoch and a key hash at once: each in Redis, none local', async () => {
