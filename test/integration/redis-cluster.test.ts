@@ -8,7 +8,7 @@ import { databaseVariants } from '../helpers/db.js';
 import { gid } from '../helpers/fixtures.js';
 import { CONVERSATION_EVENTS, disposeClients, eventually, liveClient, subscribe, uniquePrefix } from '../helpers/live.js';
 import { findRedisCli, startRedisCluster, type ThrowawayCluster } from '../helpers/redis-cluster.js';
-import { findRedisServer } from '../helpers/servers.js';
+import { findRedisServer, startRedis, type Throwaway } from '../helpers/servers.js';
 
 /**
  * Two Parley nodes on one PostgreSQL and a Redis Cluster of three masters
@@ -160,6 +160,43 @@ describe.skipIf(!postgres.available || !haveCluster)('Parley on a three-master R
       }
     } finally {
       await Promise.all(stores.map((store) => store.dispose()));
+    }
+  });
+});
+
+describe.skipIf(!haveCluster)("a cluster subscriber's connection", () => {
+  const servers: Throwaway[] = [];
+  afterAll(() => Promise.all(servers.map((server) => server.dispose())));
+
+  it('moves to the next node of the URL when its node dies, and subscribes its channels again', async () => {
+    // Two plain Redis servers stand in for two cluster nodes: SUBSCRIBE is the same on any node.
+    servers.push(await startRedis(), await startRedis());
+    const [first, second] = servers.map((server) => new URL(server.url).port);
+    const subscriber = openRedis(`redis+cluster://127.0.0.1:${first},127.0.0.1:${second}`, { role: 'subscriber' });
+    const heard: string[] = [];
+    subscriber.on('message', (_channel: string, message: string) => heard.push(message));
+    subscriber.on('error', () => undefined);
+    const publisher = (port: string) => openRedis(`redis://127.0.0.1:${port}`, { role: 'commands' });
+    try {
+      await subscriber.connect();
+      await subscriber.subscribe('events');
+      const onFirst = publisher(first!);
+      await onFirst.connect();
+      await onFirst.publish('events', 'from the first node');
+      onFirst.disconnect();
+      await eventually(() => heard.includes('from the first node'), 'heard on the first node');
+
+      await servers[0]!.stop!();
+      const onSecond = publisher(second!);
+      await onSecond.connect();
+      try {
+        await eventually(async () => (await onSecond.publish('events', 'from the second node')) > 0, 'subscribed again on the second node');
+      } finally {
+        onSecond.disconnect();
+      }
+      await eventually(() => heard.includes('from the second node'), 'heard on the second node');
+    } finally {
+      subscriber.disconnect();
     }
   });
 });
