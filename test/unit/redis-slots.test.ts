@@ -39,7 +39,10 @@ describe('cluster slots of keys used together', () => {
     expect(sent).toHaveLength(new Set(keys.map((key) => calculateSlot(key))).size);
     for (const group of sent) expect(new Set(group.map((key) => calculateSlot(key))).size).toBe(1);
     const once: string[][] = [];
-    await perSlot(single, keys, async (group) => (once.push(group), group));
+    await perSlot(single, keys, async (group) => {
+      once.push(group);
+      return group;
+    });
     expect(once).toEqual([keys]);
   });
 
