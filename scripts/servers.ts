@@ -206,7 +206,7 @@ export async function startStreamingReplica(primary: PostgresServer, options: Pi
   return postgresServer(pgctl, dir, port);
 }
 
-function waitForPort(port: number, timeoutMs = 10_000): Promise<void> {
+export function waitForPort(port: number, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   return new Promise((resolve, reject) => {
     const attempt = () => {

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { parseSentinelUrl } from './infra/redis.js';
+import { parseClusterUrl, parseSentinelUrl } from './infra/redis.js';
 import type { LogLevel } from './infra/log.js';
 
 // The only reader of process.env. Every variable is documented in .env.example and
@@ -11,17 +11,17 @@ const bool = z.enum(['true', 'false', '1', '0', 'yes', 'no']).transform((v) => v
 const wholeNumber = (min: number, max: number) =>
   z.string().regex(/^\d+$/, 'must be a whole number').transform(Number).pipe(z.number().int().min(min).max(max));
 
+const REDIS_URL_FORMS = 'must be a redis://, rediss://, redis+sentinel:// or redis+cluster:// URL';
+
 const redisUrl = z.string().superRefine((v, ctx) => {
   try {
-    // One Redis (redis://, rediss://) or a master watched by Sentinel (redis+sentinel://…, see src/infra/redis.ts).
-    if (parseSentinelUrl(v)) return;
+    // One Redis (redis://, rediss://), a master watched by Sentinel (redis+sentinel://…) or a Redis Cluster
+    // (redis+cluster://…), see src/infra/redis.ts.
+    if (parseSentinelUrl(v) || parseClusterUrl(v)) return;
     if (/^rediss?:\/\//.test(v) && new URL(v)) return;
-    ctx.addIssue({ code: 'custom', message: 'must be a redis://, rediss:// or redis+sentinel:// URL' });
+    ctx.addIssue({ code: 'custom', message: REDIS_URL_FORMS });
   } catch (error) {
-    ctx.addIssue({
-      code: 'custom',
-      message: error instanceof TypeError ? 'must be a redis://, rediss:// or redis+sentinel:// URL' : (error as Error).message,
-    });
+    ctx.addIssue({ code: 'custom', message: error instanceof TypeError ? REDIS_URL_FORMS : (error as Error).message });
   }
 });
 

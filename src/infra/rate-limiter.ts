@@ -1,7 +1,6 @@
-import type { Redis } from 'ioredis';
 import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
 import type { Logger } from './log.js';
-import { openRedis, reportOutages } from './redis.js';
+import { openRedis, reportOutages, type RedisClient } from './redis.js';
 
 /**
  * Where rate-limit counters live: Redis when there is one, shared by every node,
@@ -143,7 +142,7 @@ export class LeasedLimiter implements Limiter {
   private readonly now: () => number;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly options: LeasedLimiterOptions,
   ) {
     this.size = Math.max(1, Math.floor(options.points * options.fraction));

@@ -1,4 +1,6 @@
-import { Redis, type RedisOptions } from 'ioredis';
+import { createConnection } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
+import { AbstractConnector, Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
 import type { Logger } from './log.js';
 
 /**
@@ -16,7 +18,18 @@ import type { Logger } from './log.js';
  * ioredis asks the sentinels where the master is at every (re)connect (a dead
  * master drops its connections), and a connection that meets a demoted master
  * (READONLY) reconnects to the new one.
+ *
+ * Or a Redis Cluster, named by some of its nodes (ioredis finds the rest):
+ *
+ *   redis+cluster://[[user]:password@]host:port[,host:port…]
+ *
+ * (`rediss+cluster://` for TLS). Keys used together in one command, script or
+ * MULTI share a hash slot (see redis-slots.ts); live events use plain
+ * PUBLISH/SUBSCRIBE, which a cluster carries to every node.
  */
+
+/** A connection that takes commands: one Redis, or a cluster (ioredis routes each command to its slot's master). */
+export type RedisClient = Redis | Cluster;
 
 export interface SentinelTarget {
   sentinels: { host: string; port: number }[];
@@ -36,13 +49,7 @@ export function parseSentinelUrl(url: string): SentinelTarget | undefined {
   const match = SENTINEL.exec(url);
   if (!match) throw new Error('must be redis+sentinel://[[user]:password@]host:port[,host:port…]/master-name[/db]');
   const [, scheme, user, password, hosts, name, db, query] = match;
-  const sentinels = hosts!.split(',').map((hostPort) => {
-    const at = hostPort.lastIndexOf(':');
-    const host = at > 0 ? hostPort.slice(0, at).replace(/^\[(.*)\]$/, '$1') : hostPort;
-    const port = at > 0 ? Number(hostPort.slice(at + 1)) : 26379;
-    if (!host || !Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`sentinel address ${hostPort} is not host:port`);
-    return { host, port };
-  });
+  const sentinels = parseHosts(hosts!, 26379, 'sentinel');
   const params = new URLSearchParams(query ?? '');
   const decode = (value: string | undefined) => (value ? decodeURIComponent(value) : undefined);
   return {
@@ -56,10 +63,52 @@ export function parseSentinelUrl(url: string): SentinelTarget | undefined {
   };
 }
 
+export interface ClusterTarget {
+  /** The nodes named in the URL: where ioredis starts to discover the cluster, and where a subscriber connects. */
+  nodes: { host: string; port: number }[];
+  tls: boolean;
+  username?: string;
+  password?: string;
+}
+
+const CLUSTER = /^(rediss?)\+cluster:\/\/(?:([^:@/]*)(?::([^@/]*))?@)?([^/?]+)(\/[^?]*)?(?:\?(.*))?$/;
+
+/** The Cluster form of a REDIS_URL, undefined for any other form; throws on a malformed one. */
+export function parseClusterUrl(url: string): ClusterTarget | undefined {
+  if (!/^rediss?\+cluster:/.test(url)) return undefined;
+  const match = CLUSTER.exec(url);
+  if (!match) throw new Error('must be redis+cluster://[[user]:password@]host:port[,host:port…]');
+  const [, scheme, user, password, hosts, path, query] = match;
+  // A cluster has database 0 only; a number here would be silently ignored by ioredis.
+  if (path && path !== '/' && path !== '/0') throw new Error('a Redis Cluster has no database number: end the URL after the last host:port');
+  const unknown = [...new URLSearchParams(query ?? '').keys()];
+  if (unknown.length) throw new Error(`redis+cluster:// takes no parameters (got ${unknown.join(', ')})`);
+  const decode = (value: string | undefined) => (value ? decodeURIComponent(value) : undefined);
+  return {
+    nodes: parseHosts(hosts!, 6379, 'cluster node'),
+    tls: scheme === 'rediss',
+    ...(decode(user) ? { username: decode(user) } : {}),
+    ...(decode(password) ? { password: decode(password) } : {}),
+  };
+}
+
+function parseHosts(hosts: string, defaultPort: number, what: string): { host: string; port: number }[] {
+  return hosts.split(',').map((hostPort) => {
+    const at = hostPort.lastIndexOf(':');
+    const bracketed = /^\[.*\]$/.test(hostPort);
+    const host = at > 0 && !bracketed ? hostPort.slice(0, at).replace(/^\[(.*)\]$/, '$1') : hostPort.replace(/^\[(.*)\]$/, '$1');
+    const port = at > 0 && !bracketed ? Number(hostPort.slice(at + 1)) : defaultPort;
+    if (!host || !Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`${what} address ${hostPort} is not host:port`);
+    return { host, port };
+  });
+}
+
 /** Where a REDIS_URL points, without credentials: for logs and the start-up line. */
 export function describeRedisUrl(url: string): string {
   const sentinel = parseSentinelUrl(url);
   if (sentinel) return `sentinel ${sentinel.sentinels.map((s) => `${s.host}:${s.port}`).join(',')} master ${sentinel.name}`;
+  const cluster = parseClusterUrl(url);
+  if (cluster) return `cluster ${cluster.nodes.map((n) => `${n.host}:${n.port}`).join(',')}`;
   const parsed = new URL(url);
   return `${parsed.hostname}:${parsed.port || 6379}`;
 }
@@ -75,17 +124,61 @@ export interface RedisConnectionOptions {
   commandTimeoutMs?: number;
 }
 
-/** A connection to REDIS_URL, not yet connected (call `connect()`). */
-export function openRedis(url: string, options: RedisConnectionOptions): Redis {
+// Reconnect for ever, backing off to 2 s: Redis coming back must be noticed.
+const backoff = (times: number) => Math.min(50 * times, 2_000);
+
+/**
+ * A connection to REDIS_URL, not yet connected (call `connect()`). A subscriber
+ * is always one connection to one Redis, also for a cluster (see below).
+ */
+export function openRedis(url: string, options: RedisConnectionOptions & { role: 'subscriber' }): Redis;
+export function openRedis(url: string, options: RedisConnectionOptions): RedisClient;
+export function openRedis(url: string, options: RedisConnectionOptions): RedisClient {
+  const commands = options.role === 'commands';
   const common: RedisOptions = {
     lazyConnect: true,
     connectTimeout: 2_000,
-    // Reconnect for ever, backing off to 2 s: Redis coming back must be noticed.
-    retryStrategy: (times: number) => Math.min(50 * times, 2_000),
-    ...(options.role === 'commands'
+    retryStrategy: backoff,
+    ...(commands
       ? { enableOfflineQueue: false, maxRetriesPerRequest: 0, ...(options.commandTimeoutMs ? { commandTimeout: options.commandTimeoutMs } : {}) }
       : { autoResubscribe: true, maxRetriesPerRequest: null }),
   };
+  const cluster = parseClusterUrl(url);
+  if (cluster) {
+    const credentials = {
+      ...(cluster.username ? { username: cluster.username } : {}),
+      ...(cluster.password ? { password: cluster.password } : {}),
+    };
+    if (!commands) {
+      // Plain SUBSCRIBE, not ioredis' Cluster subscriber: a cluster carries every PUBLISH to every node, so
+      // one connection to any node hears all channels; as a Redis of its own it says when it drops and is
+      // back ('close', 'ready', its channels subscribed again), which the live events' catch-up and the
+      // cache's reset wait for. The Cluster's subscriber moves to another node silently.
+      return new Redis({ ...common, ...credentials, Connector: nodesInTurn(cluster) });
+    }
+    const clusterOptions: ClusterOptions = {
+      lazyConnect: true,
+      enableOfflineQueue: false,
+      clusterRetryStrategy: backoff,
+      // A command meeting a dead master (its slots not yet taken over by a replica) fails within ~300 ms
+      // instead of waiting out the failover: the caller falls back (L1 + database, in-process limits), as for
+      // one Redis. Not at once: ioredis also answers "Connection is closed" for a node whose connection is
+      // still being made (a node just discovered), which a retry 50 ms later finds ready.
+      retryDelayOnFailover: 50,
+      maxRedirections: 6,
+      retryDelayOnClusterDown: 0,
+      // Learn a promoted replica soon even where no MOVED reply tells (a command to a dead node meets none).
+      slotsRefreshInterval: 1_000,
+      redisOptions: {
+        connectTimeout: common.connectTimeout!,
+        maxRetriesPerRequest: 0,
+        ...(options.commandTimeoutMs ? { commandTimeout: options.commandTimeoutMs } : {}),
+        ...credentials,
+        ...(cluster.tls ? { tls: {} } : {}),
+      },
+    };
+    return new ConnectedCluster(cluster.nodes, clusterOptions);
+  }
   const sentinel = parseSentinelUrl(url);
   if (!sentinel) return new Redis(url, common);
   return new Redis({
@@ -98,7 +191,7 @@ export function openRedis(url: string, options: RedisConnectionOptions): Redis {
     ...(sentinel.sentinelPassword ? { sentinelPassword: sentinel.sentinelPassword } : {}),
     ...(sentinel.tls ? { tls: {}, enableTLSForSentinelMode: true } : {}),
     // Sentinels are asked again on every reconnect; retry them as the master is retried.
-    sentinelRetryStrategy: (times: number) => Math.min(50 * times, 2_000),
+    sentinelRetryStrategy: backoff,
     // A master demoted by a failover answers writes with READONLY: reconnect (to the new master) and resend.
     // (A subscriber left on a demoted master still hears what the new one publishes: replicas get PUBLISH.)
     // Not ioredis' failoverDetector: when its +switch-master notice lands while a connection is asking the
@@ -109,10 +202,65 @@ export function openRedis(url: string, options: RedisConnectionOptions): Redis {
 }
 
 /**
+ * A cluster whose `connect()` resolves once it can take commands for every slot.
+ * ioredis opens a node's connection on the first command for it, and without
+ * an offline queue it refuses the commands that come while that connection is
+ * being made: a burst at start-up (or for a node that just became a master)
+ * would fail for nothing. So every node is connected as soon as it is known.
+ */
+class ConnectedCluster extends Cluster {
+  constructor(...args: ConstructorParameters<typeof Cluster>) {
+    super(...args);
+    // Not while the cluster itself connects: its ready check must find a node idle ('wait') or ready.
+    this.on('+node', (node: Redis) => {
+      if (this.status === 'ready') void this.open([node]);
+    });
+  }
+
+  override async connect(): Promise<void> {
+    await super.connect();
+    await this.open(this.nodes('all'));
+  }
+
+  private async open(nodes: Redis[]): Promise<void> {
+    await Promise.all(nodes.map((node) => (node.status === 'wait' ? node.connect().catch(() => undefined) : undefined)));
+  }
+}
+
+/**
+ * ioredis' connector for a subscriber to a cluster: each (re)connect goes to the
+ * next node of the URL, so a dead node is left for a live one at the next retry.
+ */
+function nodesInTurn(cluster: ClusterTarget): NonNullable<RedisOptions['Connector']> {
+  let next = 0;
+  return class NodesInTurn extends AbstractConnector {
+    constructor(options: unknown) {
+      super((options as RedisOptions).disconnectTimeout ?? 2_000);
+    }
+
+    connect(): Promise<NonNullable<typeof this.stream>> {
+      const node = cluster.nodes[next++ % cluster.nodes.length]!;
+      this.connecting = true;
+      // As ioredis' own connector: the stream is made on the next tick, unless disconnect() came first.
+      return new Promise((resolve, reject) => {
+        process.nextTick(() => {
+          if (!this.connecting) return reject(new Error('Connection is closed.'));
+          this.stream = cluster.tls ? tlsConnect({ host: node.host, port: node.port, servername: node.host }) : createConnection(node);
+          this.stream.once('error', (error: Error) => {
+            this.firstError = error;
+          });
+          resolve(this.stream);
+        });
+      });
+    }
+  };
+}
+
+/**
  * Logs the first error of each outage of a group of connections (ioredis emits
  * 'error' on every failed reconnect), and, with `back`, when they are ready again.
  */
-export function reportOutages(connections: Redis[], log: Logger, messages: { down: string; back?: string }): void {
+export function reportOutages(connections: RedisClient[], log: Logger, messages: { down: string; back?: string }): void {
   let reported = false;
   for (const connection of connections) {
     connection.on('error', (error: Error) => {

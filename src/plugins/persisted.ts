@@ -1,9 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { GraphQLError, parse, validate, type GraphQLSchema } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
-import type { Redis } from 'ioredis';
 import { LRUCache } from 'lru-cache';
 import { RedisGuard } from '../infra/cache/redis-guard.js';
+import type { RedisClient } from '../infra/redis.js';
 import { sha256 } from '../infra/hash.js';
 
 /**
@@ -42,7 +42,7 @@ export interface PersistedOptions {
   only: boolean;
   allowList: ReadonlyMap<string, string>;
   /** Shared APQ store (every node); without it documents are remembered in this process only. */
-  redis?: Redis | undefined;
+  redis?: RedisClient | undefined;
   redisPrefix?: string;
   redisTimeoutMs?: number;
 }

@@ -68,7 +68,7 @@ export async function submitFeedback(
     const claim = (await claimedBy(prisma, productId, request!)) ?? unclaimable();
     return prisma.feedback.findFirstOrThrow({ ...query, where: { messageId: claim.resultId, productId } });
   }
-  await cache.invalidate([tags.feedback(productId), tags.conversation(message.conversationId)]);
+  await cache.invalidate([tags.feedback(productId), tags.conversation(productId, message.conversationId)]);
   await events.feedbackAdded(productId, message.conversationId, row!);
   return prisma.feedback.findUniqueOrThrow({ ...query, where: { id: row!.id } });
 }

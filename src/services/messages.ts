@@ -52,7 +52,7 @@ async function announceMessages(store: Store, productId: string, conversationId:
   const { cache, events } = store;
   const wire = rows.map((row) => events.wire.messageAdded(conversationId, row));
   const all = wire.every((event) => event !== undefined);
-  const announced = await cache.invalidate([tags.conversations(productId), tags.conversation(conversationId)], all ? wire : []);
+  const announced = await cache.invalidate([tags.conversations(productId), tags.conversation(productId, conversationId)], all ? wire : []);
   if (!announced) for (const row of rows) await events.messageAdded(conversationId, row);
 }
 

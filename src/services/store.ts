@@ -31,7 +31,8 @@ export const tags = {
   /** The product's conversation list, counters and messages. */
   conversations: (productId: string) => `product:${productId}:conversations`,
   feedback: (productId: string) => `product:${productId}:feedback`,
-  conversation: (conversationId: string) => `conversation:${conversationId}`,
+  /** Named under its product, as every tag a write bumps with others: their counters share a Redis Cluster slot (one MULTI). */
+  conversation: (productId: string, conversationId: string) => `product:${productId}:conversation:${conversationId}`,
 };
 
 /** The order of a conversation's messages (oldest first; the id breaks ties): pages, cursors and the replay of live events. */

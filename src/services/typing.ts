@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../infra/redis.js';
 import { NotFoundError } from '../errors.js';
 import type { PrismaClient } from '../infra/db.js';
 import type { Logger } from '../infra/log.js';
@@ -77,7 +77,7 @@ ${ANNOUNCE(1)}
 return 0`;
 
 /** `graceMs`: how long a key outlives its deadline if every node that could expire it is gone. */
-export function redisTypingStore(redis: Redis, prefix: string, graceMs = 60_000): TypingStore {
+export function redisTypingStore(redis: RedisClient, prefix: string, graceMs = 60_000): TypingStore {
   const name = (key: string) => `${prefix}typing:${key}`;
   const wire = (event: WireEvent | undefined) => [event?.channel ?? '', event?.payload ?? ''];
   return {

@@ -3,6 +3,7 @@ import { deserialize, serialize } from 'node:v8';
 import type { Redis } from 'ioredis';
 import { LRUCache } from 'lru-cache';
 import type { Logger } from '../log.js';
+import type { RedisClient } from '../redis.js';
 import type { WireEvent } from '../pubsub/index.js';
 import { readFromPrimary } from '../read-routing.js';
 import { EPOCH_TAG, Generations } from './generations.js';
@@ -55,7 +56,7 @@ export interface CacheOptions {
   l1MaxEntries?: number;
   /** @default 64 MiB */
   l1MaxBytes?: number;
-  redis?: { client: Redis; subscriber: Redis } | undefined;
+  redis?: { client: RedisClient; subscriber: Redis } | undefined;
   /** Bound of every Redis call. @default 50 */
   redisTimeoutMs?: number;
   /** See GenerationsOptions.trustMs. @default 0 */
@@ -353,11 +354,15 @@ export class Cache {
     }
   }
 
-  /** `{prefix}v1:{scope}:{cache}:{argsHash}:{gensHash}`: the generations of its tags make a bumped entry unreachable. */
+  /**
+   * `{prefix}v1:{scope}:{cache}:{{argsHash}:{gensHash}}`: the generations of its tags make a bumped entry
+   * unreachable. The braces are a cluster hash tag: the entry and its load lock (`…:lock`), read and
+   * written together in one script or MULTI, share a slot, while entries spread over the cluster.
+   */
   private async keyOf<A>(policy: CachePolicy<A>, args: A): Promise<string> {
     const tags = policy.tags(args);
     const gens = await this.generations.current(tags);
-    return `${this.options.prefix}v1:${policy.scope(args)}:${policy.name}:${hash(JSON.stringify(policy.key ? policy.key(args) : args))}:${hash(gens.join(','))}`;
+    return `${this.options.prefix}v1:${policy.scope(args)}:${policy.name}:{${hash(JSON.stringify(policy.key ? policy.key(args) : args))}:${hash(gens.join(','))}}`;
   }
 
   private loadOnce<A, V>(policy: CachePolicy<A>, key: string, load: () => Promise<V>, refresh: boolean): Promise<V> {
@@ -496,7 +501,7 @@ export class Cache {
     return c;
   }
 
-  /** Keys end `…:{cache}:{argsHash}:{gensHash}` and the hashes hold no colon. */
+  /** Keys end `…:{cache}:{{argsHash}:{gensHash}}` and the hashes hold no colon. */
   private cacheOfKey(key: string): string {
     return key.split(':').at(-3) ?? 'unknown';
   }

@@ -3,6 +3,7 @@ import DataLoader from 'dataloader';
 import type { Redis } from 'ioredis';
 import { LRUCache } from 'lru-cache';
 import type { WireEvent } from '../pubsub/index.js';
+import { perSlot, slotGroups } from '../redis-slots.js';
 import type { RedisGuard } from './redis-guard.js';
 
 /**
@@ -15,6 +16,10 @@ import type { RedisGuard } from './redis-guard.js';
  * bump over pub/sub, and used on its own while Redis is unreachable.
  * Without Redis (or while it is down) generations are local values that can
  * never repeat: `l<n>` from a process-wide counter, distinct from Redis' `r<n>`.
+ *
+ * In a Redis Cluster the counters of one product's tags share a slot (see `key`),
+ * so a write's bump stays one MULTI; reads mixing products and the epoch, and
+ * the rare bump that spans products, are sent as one command per slot.
  */
 
 /** Implicit tag of every entry: bumped to drop everything at once (Redis recovery). */
@@ -71,7 +76,8 @@ export class Generations {
     if (guard) {
       this.remote = new DataLoader(
         async (tags) => {
-          const values = await guard.tryRun((r) => r.mget(...tags.map((t) => this.key(t))), null);
+          const keys = tags.map((t) => this.key(t));
+          const values = await guard.tryRun((r) => perSlot(r, keys, (group) => r.mget(...group)), null);
           return values ? values.map((v) => `r${v ?? 0}`) : tags.map(() => null);
         },
         // Collected until the loop's check phase rather than the end of the tick: requests whose bytes
@@ -155,23 +161,42 @@ export class Generations {
     if (!tags.length) return false;
     const guard = this.options.guard;
     if (guard) {
-      const values = await guard.tryRun(async (r) => {
-        const pipeline = r.multi();
-        for (const tag of tags) pipeline.incr(this.key(tag));
-        pipeline.publish(this.channel, JSON.stringify({ origin: this.nodeId, tags: [...tags] } satisfies InvalidationMessage));
-        for (const event of alongside) pipeline.publish(event.channel, event.payload);
-        const results = await pipeline.exec();
-        return results?.slice(0, tags.length).map(([error, value]) => (error ? null : Number(value))) ?? null;
-      }, null);
-      if (values?.every((v) => v !== null)) {
-        const now = Date.now();
-        tags.forEach((tag, i) => {
-          this.local.set(tag, { gen: `r${values[i]}`, confirmedAt: now });
-        });
-        for (const event of alongside) event.sent();
-        return alongside.length > 0;
-      }
-      this.missedBumps = true;
+      const values: (number | null)[] = tags.map(() => null);
+      let published = false;
+      await guard.tryRun(async (r) => {
+        const keys = tags.map((tag) => this.key(tag));
+        // One MULTI per slot (one in all for one Redis, or for the tags of one product); the
+        // first also carries the announcement and the events, so they go out at most once.
+        const outcomes = await Promise.allSettled(
+          slotGroups(r, keys).map(async (group, g) => {
+            const transaction = r.multi();
+            for (const i of group) transaction.incr(keys[i]!);
+            if (g === 0) {
+              transaction.publish(this.channel, JSON.stringify({ origin: this.nodeId, tags: [...tags] } satisfies InvalidationMessage));
+              for (const event of alongside) transaction.publish(event.channel, event.payload);
+            }
+            const results = await transaction.exec();
+            group.forEach((i, j) => {
+              const [error, value] = results?.[j] ?? [new Error('no reply')];
+              values[i] = error ? null : Number(value);
+            });
+            if (g === 0) published = results?.slice(group.length).every(([error]) => !error) ?? false;
+          }),
+        );
+        // A failed slot counts against Redis (the guard's circuit), after the others were recorded.
+        const failed = outcomes.find((outcome) => outcome.status === 'rejected');
+        if (failed) throw failed.reason;
+      }, undefined);
+      const now = Date.now();
+      tags.forEach((tag, i) => {
+        const value = values[i];
+        if (value === null || value === undefined) {
+          this.missedBumps = true;
+          this.local.set(tag, { gen: this.fresh(), confirmedAt: 0 });
+        } else this.local.set(tag, { gen: `r${value}`, confirmedAt: now });
+      });
+      if (published) for (const event of alongside) event.sent();
+      return published && alongside.length > 0;
     }
     for (const tag of tags) this.local.set(tag, { gen: this.fresh(), confirmedAt: 0 });
     return false;
@@ -200,7 +225,13 @@ export class Generations {
     return `l${this.nodeId.slice(0, 8)}.${this.counter}`;
   }
 
-  private key(tag: string): string {
+  /**
+   * `{prefix}gen:{p:<productId>}<rest of the tag>` for a product's tags (`product:<id>…`), so all of a
+   * product's counters share one cluster slot; `{prefix}gen:<tag>` for the others (the epoch, key hashes).
+   */
+  key(tag: string): string {
+    const product = /^product:([^:{}]+)/.exec(tag);
+    if (product) return `${this.options.prefix}gen:{p:${product[1]}}${tag.slice(product[0].length)}`;
     return `${this.options.prefix}gen:${tag}`;
   }
 }

@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import type { Config } from '../../config.js';
 import type { Logger } from '../log.js';
-import { openRedis, reportOutages } from '../redis.js';
+import { openRedis, reportOutages, type RedisClient } from '../redis.js';
 import { Cache } from './cache.js';
 
 export { Cache, cachePolicy, tagKind, type CachePolicy, type CacheStat } from './cache.js';
@@ -15,7 +15,7 @@ export { cacheMetricsText } from './prometheus.js';
  */
 export async function createCache(config: Config, log: Logger): Promise<Cache> {
   const c = config.cache;
-  let redis: { client: Redis; subscriber: Redis } | undefined;
+  let redis: { client: RedisClient; subscriber: Redis } | undefined;
   if (config.redis.url) {
     const client = openRedis(config.redis.url, { role: 'commands' });
     const subscriber = openRedis(config.redis.url, { role: 'subscriber' });

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis.js';
 
 /**
  * Every Redis call of the cache goes through here: bounded by a timeout, and
@@ -36,7 +36,7 @@ export class RedisGuard {
   stalls = 0;
 
   constructor(
-    readonly redis: Redis,
+    readonly redis: RedisClient,
     private readonly options: RedisGuardOptions = {},
   ) {
     this.timeoutMs = options.timeoutMs ?? 50;
@@ -49,7 +49,7 @@ export class RedisGuard {
     return this.open;
   }
 
-  async run<T>(call: (redis: Redis) => Promise<T>): Promise<T> {
+  async run<T>(call: (redis: RedisClient) => Promise<T>): Promise<T> {
     if (!this.allow()) throw new RedisUnavailable('redis circuit open');
     const started = performance.now();
     let timer: NodeJS.Timeout | undefined;
@@ -82,7 +82,7 @@ export class RedisGuard {
   }
 
   /** Like run, but a failure is just `fallback` (the caller degrades to L1 + database). */
-  async tryRun<T>(call: (redis: Redis) => Promise<T>, fallback: T): Promise<T> {
+  async tryRun<T>(call: (redis: RedisClient) => Promise<T>, fallback: T): Promise<T> {
     try {
       return await this.run(call);
     } catch {

@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from '../log.js';
-import { openRedis, reportOutages } from '../redis.js';
+import { openRedis, reportOutages, type RedisClient } from '../redis.js';
 import { GAP, type EventMap, type EventStream, type PubSub, type PubSubStats, type WireEvent } from './types.js';
 import { ChannelRegistry } from './channels.js';
 import { BasePubSub } from './stream.js';
@@ -19,7 +19,7 @@ const NOTICE_RETRY_MS = 1_000;
 /** Several nodes: Redis pub/sub on a publisher and a subscriber connection (channels.ts keeps who listens where). */
 export class RedisEventPubSub<E extends EventMap> extends BasePubSub<E> implements PubSub<E> {
   readonly kind = 'redis';
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   private readonly subscriber: Redis;
   private readonly registry: ChannelRegistry;
   private resubscribed = 0;

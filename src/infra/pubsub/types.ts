@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis.js';
 import type { Logger } from '../log.js';
 
 /** What the live-event pub/sub offers (index.ts picks the implementation: memory.ts, redis.ts). */
@@ -49,7 +49,7 @@ export interface PubSubStats {
 export interface PubSub<E extends EventMap> {
   readonly kind: 'memory' | 'redis';
   /** The publishing connection, for the few commands that go with events (typing state); none in-process. */
-  readonly redis: Redis | undefined;
+  readonly redis: RedisClient | undefined;
   channel(topic: keyof E & string, id: string): string;
   publish<K extends keyof E & string>(topic: K, id: string, event: E[K]): Promise<void>;
   /**
