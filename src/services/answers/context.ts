@@ -24,7 +24,7 @@ const recentPolicy = cachePolicy<{ productId: string; conversationId: string }>(
   ttlMs: 10 * 60_000,
   scope: (a) => a.productId,
   key: (a) => a.conversationId,
-  tags: (a) => [tags.conversation(a.conversationId)],
+  tags: (a) => [tags.conversation(a.productId, a.conversationId)],
 });
 
 /**
