@@ -8,6 +8,7 @@ import { addKnowledgeBatch } from '../src/services/knowledge.js';
 import { openDatabase } from '../src/infra/db.js';
 import { VOCABULARY } from './dataset.js';
 import { searchQuestions } from './scenarios.js';
+import { inProcessGql } from './in-process.js';
 
 /**
  * Answer latency of the local engine, cache miss against cache hit:
@@ -55,16 +56,8 @@ try {
   }));
   await addKnowledgeBatch({ prisma: app.deps.db.prisma, cache: app.deps.cache, events: app.deps.events }, product.id, { entries });
 
-  const gql = async (query: string, variables: Record<string, unknown>) => {
-    const response = await app.yoga.fetch('http://parley.bench/graphql', {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
-      body: JSON.stringify({ query, variables }),
-    });
-    const body = (await response.json()) as { data: any; errors?: unknown[] };
-    if (body.errors) throw new Error(JSON.stringify(body.errors));
-    return body.data;
-  };
+  const send = inProcessGql(app, 'parley.bench');
+  const gql = (query: string, variables: Record<string, unknown>) => send(key, query, variables);
   const SEND = `mutation($c: ID!, $q: String!) { sendMessage(input: { conversationId: $c, content: $q }) { reply { latencyMs cached } } }`;
   const START = `mutation { startConversation(input: { sessionId: "bench" }) { id } }`;
 

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import type { App } from '../../src/app.js';
 import { addKnowledgeBatch } from '../../src/services/knowledge.js';
 import { createProduct } from '../../src/services/products.js';
+import { inProcessGql } from '../in-process.js';
 
 /**
  * The answer cache's evaluation: pairs of questions asked of one product, the
@@ -125,16 +126,7 @@ export async function evaluate(app: App, pairs: readonly QuestionPair[], shop: r
     shop: [await productWith('Shop', shop), await productWith('Shop, again', shop)],
   } as const;
 
-  const gql = async (key: string, query: string, variables: Record<string, unknown> = {}) => {
-    const response = await app.yoga.fetch('http://parley.eval/graphql', {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
-      body: JSON.stringify({ query, variables }),
-    });
-    const body = (await response.json()) as { data: any; errors?: unknown[] };
-    if (body.errors) throw new Error(JSON.stringify(body.errors));
-    return body.data;
-  };
+  const gql = inProcessGql(app, 'parley.eval');
   // Each question is asked in a conversation of its own, started beforehand: a conversation holds
   // no answer, and starting them MAX_ALIASES at a time halves the requests of a run.
   const conversationsOf = async (key: string, count: number) => {

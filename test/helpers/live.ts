@@ -217,3 +217,33 @@ export function openSse(port: number, headers: Record<string, string>, body: obj
     'SSE response',
   );
 }
+
+/**
+ * After a Redis failover: a message sent now (retried until it arrives) reaches the subscription
+ * opened after it, and every message sent during it reaches the subscription that lived through it
+ * (live or replayed). `send` stores a message and returns its id.
+ */
+export async function expectEventsAfterFailover(options: {
+  send: (content: string) => Promise<string>;
+  after: Subscription;
+  before: Subscription;
+  sentDuring: readonly string[];
+  what: string;
+  timeoutMs: number;
+}): Promise<void> {
+  const { send, after, before, sentDuring, what, timeoutMs } = options;
+  const last = await eventually(
+    async () => {
+      const id = await send('after the failover');
+      try {
+        return await after.until((e) => e.conversationEvents.message?.id === id, 'the message on B', 2_000);
+      } catch {
+        return undefined;
+      }
+    },
+    what,
+    timeoutMs,
+  );
+  if (last.conversationEvents.message.content !== 'after the failover') throw new Error(`${what}: another message arrived`);
+  for (const id of sentDuring) await before.until((e) => e.conversationEvents.message?.id === id, `message ${id} on the old subscription`, timeoutMs);
+}

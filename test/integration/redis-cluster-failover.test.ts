@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createAppWithOwnPool, createTestApp, dataOf, type TestApp } from '../helpers/app.js';
 import { databaseVariants } from '../helpers/db.js';
-import { CONVERSATION_EVENTS, disposeClients, eventually, liveClient, subscribe, uniquePrefix } from '../helpers/live.js';
+import { CONVERSATION_EVENTS, disposeClients, eventually, expectEventsAfterFailover, liveClient, subscribe, uniquePrefix } from '../helpers/live.js';
 import { findRedisCli, startRedisCluster, type ThrowawayCluster } from '../helpers/redis-cluster.js';
 import { findRedisServer } from '../helpers/servers.js';
 
@@ -98,20 +98,13 @@ describe.skipIf(!postgres.available || !haveCluster)('Redis Cluster: a master ki
     const streams = subscribedOnB();
     const after = subscribe(client(), CONVERSATION_EVENTS, { id: c });
     await eventually(() => subscribedOnB() > streams, 'subscribed on B after the failover', 10_000);
-    const last = await eventually(
-      async () => {
-        const id = await send(a, c, 'after the failover');
-        try {
-          return await after.until((e) => e.conversationEvents.message?.id === id, 'the message on B', 2_000);
-        } catch {
-          return undefined;
-        }
-      },
-      'an event from A reaches B after the failover',
-      15_000,
-    );
-    expect(last.conversationEvents.message.content).toBe('after the failover');
-    // The subscription that lived through the failover lost nothing: what was sent meanwhile reached it (live or replayed).
-    for (const id of sent) await before.until((e) => e.conversationEvents.message?.id === id, `message ${id} on the old subscription`, 10_000);
+    await expectEventsAfterFailover({
+      send: (content) => send(a, c, content),
+      after,
+      before,
+      sentDuring: sent,
+      what: 'an event from A reaches B after the failover',
+      timeoutMs: 15_000,
+    });
   }, 60_000);
 });

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findRedisServer, startRedisSentinel, type SentinelGroup } from '../../scripts/servers.js';
 import { createAppWithOwnPool, createTestApp, dataOf, type TestApp } from '../helpers/app.js';
 import { databaseVariants } from '../helpers/db.js';
-import { CONVERSATION_EVENTS, disposeClients, eventually, liveClient, subscribe, uniquePrefix } from '../helpers/live.js';
+import { CONVERSATION_EVENTS, disposeClients, eventually, expectEventsAfterFailover, liveClient, subscribe, uniquePrefix } from '../helpers/live.js';
 
 /**
  * Two Parley nodes on one PostgreSQL and a Redis watched by Sentinel
@@ -83,20 +83,13 @@ describe.skipIf(!postgres.available || !haveRedis)('Redis through Sentinel, and 
     // A subscription opened after the failover gets events through the new master.
     const after = subscribe(client(), CONVERSATION_EVENTS, { id: c });
     await eventually(() => subscribedOnB() > streams + 1, 'subscribed on B through the new master', 20_000);
-    const last = await eventually(
-      async () => {
-        const id = await send(a, c, 'after the failover');
-        try {
-          return await after.until((e) => e.conversationEvents.message?.id === id, 'the message on B', 2_000);
-        } catch {
-          return undefined;
-        }
-      },
-      'an event from A reaches B through the new master',
-      30_000,
-    );
-    expect(last.conversationEvents.message.content).toBe('after the failover');
-    // The subscription that lived through the failover lost nothing: what was sent meanwhile reached it too (live or replayed).
-    for (const id of sent) await before.until((e) => e.conversationEvents.message?.id === id, `message ${id} on the old subscription`, 20_000);
+    await expectEventsAfterFailover({
+      send: (content) => send(a, c, content),
+      after,
+      before,
+      sentDuring: sent,
+      what: 'an event from A reaches B through the new master',
+      timeoutMs: 30_000,
+    });
   }, 90_000);
 });
