@@ -84,8 +84,8 @@ export class ResponseLookups {
   private readonly documents: LRUCache<string, DocumentInfo>;
   // The product each key last authenticated as (a guess: never served unchecked).
   private readonly productOfKey = new LRUCache<string, string>({ max: 10_000 });
-  // Requests (IncomingMessage) looked up before Yoga and handed to it.
-  private readonly handed = new WeakMap<object, EarlyLookup>();
+  // Requests (IncomingMessage) looked up before Yoga and handed to it; null: not plain, nothing to look up.
+  private readonly handed = new WeakMap<object, EarlyLookup | null>();
   readonly endpoint: string;
 
   constructor(readonly options: ResponseCacheOptions) {
@@ -123,19 +123,38 @@ export class ResponseLookups {
     return { info, hit: found.hit, pending: { key: entry.key, tags: entry.tags, gens: found.gens } };
   }
 
+  /**
+   * The early lookup of a request's plain parameters (null when they are not plain: Yoga reads them
+   * itself). A refused principal (wrong key, rate limited) is not cacheable here: Yoga's context factory
+   * asks again and answers with the refusal.
+   */
+  async early(
+    params: PlainParams | undefined,
+    mediaType: string,
+    started: number,
+    headers: HeaderReader,
+    principalOf: () => Promise<Principal>,
+  ): Promise<EarlyLookup | null> {
+    if (!params) return null;
+    const found = await this.find(params, headers, principalOf).catch(() => undefined);
+    return { params, mediaType, found, started };
+  }
+
   /** Counts a request answered from the cache. */
   answered(found: Found, started: number, by: 'server' | 'yoga'): void {
     this.options.onHit?.(found.info.name ?? 'anonymous', performance.now() - started, by);
   }
 
   /** A lookup made before Yoga, for Yoga to answer or execute (keyed by the IncomingMessage, its server context's `req`). */
-  handOver(req: object, lookup: EarlyLookup): void {
+  handOver(req: object, lookup: EarlyLookup | null): void {
     this.handed.set(req, lookup);
   }
 
-  taken(req: object | undefined): EarlyLookup | undefined {
-    const lookup = req && this.handed.get(req);
-    if (lookup) this.handed.delete(req);
+  /** What was handed over for this request; undefined when nothing was (Yoga looks it up itself). */
+  taken(req: object | undefined): EarlyLookup | null | undefined {
+    if (!req) return undefined;
+    const lookup = this.handed.get(req);
+    this.handed.delete(req);
     return lookup;
   }
 
@@ -181,9 +200,9 @@ export function useResponseCache(
   const parsedBodies = new WeakMap<Request, PlainParams>();
 
   /** The early lookup of a request that reached Yoga without one: a plain GET, or a JSON POST with a Content-Length. */
-  const lookUp = async (request: Request, url: URL, serverContext: Record<string, unknown>): Promise<EarlyLookup | undefined> => {
+  const lookUp = async (request: Request, url: URL, serverContext: Record<string, unknown>): Promise<EarlyLookup | null> => {
     const mediaType = regularMediaType(request.headers.get('accept'));
-    if (!mediaType) return undefined;
+    if (!mediaType) return null;
     const started = performance.now();
     let params: PlainParams | undefined;
     if (request.method === 'GET') params = plainParams(url.searchParams);
@@ -193,10 +212,7 @@ export function useResponseCache(
       params = plainParams(body);
       if (!params) bodies.set(request, body);
     }
-    if (!params) return undefined;
-    // A refused principal (wrong key, rate limited) is answered by the context factory, which asks again.
-    const found = await lookups.find(params, request.headers, () => principalOf(request, serverContext)).catch(() => undefined);
-    return { params, mediaType, found, started };
+    return lookups.early(params, mediaType, started, request.headers, () => principalOf(request, serverContext));
   };
 
   return {
@@ -209,7 +225,8 @@ export function useResponseCache(
      */
     async onRequest({ request, serverContext, url, endResponse, fetchAPI }) {
       if (url.pathname !== lookups.endpoint) return;
-      const early = lookups.taken((serverContext as { req?: object }).req) ?? (await lookUp(request, url, serverContext));
+      const handed = lookups.taken((serverContext as { req?: object }).req);
+      const early = handed === undefined ? await lookUp(request, url, serverContext) : handed;
       if (!early) return;
       const { found, params, mediaType } = early;
       if (request.method === 'POST') parsedBodies.set(request, params);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { isFollowUp, retrievalText, type Turn } from '../../src/services/answers/context.js';
+import { followUpRetrieval, isFollowUp, type Turn } from '../../src/services/answers/context.js';
 
 describe('isFollowUp', () => {
   it('takes questions that continue, point back or name no topic for follow-ups', () => {
@@ -31,14 +31,13 @@ describe('isFollowUp', () => {
   });
 });
 
-describe('retrievalText', () => {
+describe('followUpRetrieval', () => {
   const turns: Turn[] = [
     { id: '1', role: 'USER', content: 'Do you ship to Canada?' },
     { id: '2', role: 'ASSISTANT', content: 'Yes, we ship to Canada and Mexico.' },
   ];
-  it("searches a follow-up with the user's previous question, a standalone question alone", () => {
-    expect(retrievalText('and how long does it take?', turns, true)).toBe('Do you ship to Canada?\nand how long does it take?');
-    expect(retrievalText('Do you sell gift cards?', turns, false)).toBe('Do you sell gift cards?');
-    expect(retrievalText('and how long?', [], true)).toBe('and how long?');
+  it("searches a follow-up with the user's previous question, or alone when there is none", () => {
+    expect(followUpRetrieval('and how long does it take?', turns)).toBe('Do you ship to Canada?\nand how long does it take?');
+    expect(followUpRetrieval('and how long?', [])).toBe('and how long?');
   });
 });

@@ -82,14 +82,18 @@ export function isFollowUp(question: string): boolean {
   return normal.split(' ').filter((word) => !TOPICLESS.has(word)).length < 1;
 }
 
+/** The user's question before this one, if the turns hold one: what a follow-up follows. */
+export function previousQuestion(turns: readonly Turn[]): string | undefined {
+  return turns.findLast((turn) => turn.role === 'USER')?.content;
+}
+
 /**
- * What retrieval searches for: the question, and for a follow-up the user's previous question too
- * ("Do you ship to Canada?" then "and how long does it take?" searches both).
+ * What retrieval searches for a follow-up: the user's previous question too ("Do you ship to Canada?"
+ * then "and how long does it take?" searches both).
  */
-export function retrievalText(question: string, turns: readonly Turn[], followUp: boolean): string {
-  if (!followUp) return question;
-  const previous = turns.findLast((turn) => turn.role === 'USER');
-  return previous ? `${previous.content}\n${question}` : question;
+export function followUpRetrieval(question: string, turns: readonly Turn[]): string {
+  const previous = previousQuestion(turns);
+  return previous ? `${previous}\n${question}` : question;
 }
 
 /**

@@ -16,7 +16,7 @@ import { localEngine, type AnswerEngine, type EngineAnswer } from './engine.js';
 import { openAiEngine } from './openai-engine.js';
 import { SemanticIndex } from './semantic.js';
 import { createEmbeddings } from '../../infra/llm/embeddings.js';
-import { byCoverage, isFollowUp, recentTurns, retrievalText, type Turn } from './context.js';
+import { byCoverage, followUpRetrieval, isFollowUp, previousQuestion, recentTurns, type Turn } from './context.js';
 import { lexicalKey, normalizeQuestion } from './question.js';
 import { sha256 } from '../../infra/hash.js';
 import { recordProviderTrouble } from './stats.js';
@@ -212,7 +212,7 @@ export function createAnswers({ config, store, search, typing, log, metrics, ran
     const turns: Turn[] = followUp || engine.usesTurns ? await recentTurns(store, productId, conversationId, config.contextTokens, question.id) : [];
     const dependent = followUp && turns.length > 0;
     // Filler ("hi", "thanks") is not searched for: it would rank entries that mention it and split keys.
-    const retrieval = dependent ? retrievalText(question.content, turns, true) : normalized;
+    const retrieval = dependent ? followUpRetrieval(question.content, turns) : normalized;
     let ranking: Promise<Ranking> | undefined;
     const ranked = () => (ranking ??= search.rank(productId, retrieval, PASSAGES));
     return {
@@ -224,11 +224,10 @@ export function createAnswers({ config, store, search, typing, log, metrics, ran
       rank: async (): Promise<readonly RankedHit[]> => (dependent ? byCoverage(await ranked()) : ranked()),
       async key(): Promise<Omit<AnswerKey, 'productId'>> {
         if (dependent) {
-          const previous = turns.findLast((turn) => turn.role === 'USER');
           // The local engine's answer follows from what it searched; a model's from every turn in its prompt.
           const context = engine.usesTurns
             ? sha256(JSON.stringify(turns.map((turn) => [turn.role, turn.content])), 'base64url')
-            : normalizeQuestion(previous?.content ?? '');
+            : normalizeQuestion(previousQuestion(turns) ?? '');
           return { question: `=${normalized}`, context };
         }
         if (config.matching === 'exact') return { question: `=${normalized}`, context: '' };
@@ -255,13 +254,16 @@ export function createAnswers({ config, store, search, typing, log, metrics, ran
   async function answerOf(product: { id: string; name: string }, context: Context, produce: () => Promise<EngineAnswer>) {
     const key: AnswerKey = { productId: product.id, ...(await context.key()) };
     let vector: Float32Array | undefined;
+    // The knowledge this answer is given under, read before it is looked up or produced (a write while it
+    // is produced must not be taken for one it saw).
+    const knowledge = semantic && context.embedded !== undefined && key.terms ? await knowledgeGeneration(product.id) : undefined;
     // Its own answer first (no embedding needed); then the nearest answered question's, if still cached.
-    if (semantic && context.embedded !== undefined && key.terms && !(await store.cache.peek(policy, key))) {
-      vector = await semantic.embeddings.embed(product.id, context.embedded);
+    if (semantic && knowledge !== undefined && !(await store.cache.peek(policy, key))) {
+      vector = await semantic.embeddings.embed(product.id, context.embedded!);
       const near = vector && semantic.index.nearest(product.id, vector, semantic.threshold);
       // Lent only while the product's knowledge is as it was when that answer was given: a new entry
       // may match this question's words without matching the other's (which its tags would not see).
-      const lendable = near && near.id !== key.question && near.key.knowledge === (await knowledgeGeneration(product.id));
+      const lendable = near && near.id !== key.question && near.key.knowledge === knowledge;
       const reused = lendable ? await store.cache.peek<AnswerKey, CachedAnswer>(policy, near.key.key) : undefined;
       if (reused) return { answer: reused, generated: undefined };
     }
@@ -271,8 +273,7 @@ export function createAnswers({ config, store, search, typing, log, metrics, ran
       const { content, sourceIds, engine: by, model, fallback } = generated;
       return { content, sourceIds, engine: by, model, fallback };
     });
-    if (vector && semantic && !answer.fallback)
-      semantic.index.add(product.id, key.question, vector, { key, knowledge: await knowledgeGeneration(product.id) });
+    if (vector && semantic && knowledge !== undefined && !answer.fallback) semantic.index.add(product.id, key.question, vector, { key, knowledge });
     return { answer, generated: generated as EngineAnswer | undefined };
   }
 
