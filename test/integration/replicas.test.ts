@@ -304,8 +304,8 @@ describe.skipIf(!binaries)('read replicas: a real streaming replica', () => {
       `[replicas] check every ${CHECK_MS} ms: a paused replica unused ${Math.round(detectedMs)} ms after the primary moved on, used again ${Math.round(backMs)} ms after resume`,
     );
     // Two intervals with checks on time; whatever the checks do, trust expires PARLEY_REPLICA_MAX_LAG_MS
-    // after the primary position it rests on (+ this test's 20 ms polling).
-    expect(detectedMs).toBeLessThan(MAX_LAG_MS + 50);
+    // after the primary position it rests on (+ this test's 20 ms polling, which a busy event loop delays).
+    expect(detectedMs).toBeLessThan(MAX_LAG_MS + 150);
     await trusted();
     expect(await read(b)).toMatchObject({ primary: 0, replica: 2 });
   });
