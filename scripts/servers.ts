@@ -225,13 +225,45 @@ export function waitForPort(port: number, timeoutMs = 10_000): Promise<void> {
   });
 }
 
-export async function startRedis(): Promise<Throwaway> {
+/** PEM files of a Redis speaking TLS: its certificate and key, and the CA it trusts (replication, cluster bus). */
+export interface RedisTlsFiles {
+  certFile: string;
+  keyFile: string;
+  caFile: string;
+}
+
+/** redis-server arguments for TLS only, on `port` (no plain-text port), not asking clients for a certificate. */
+export function redisTlsArgs(tls: RedisTlsFiles, port: number): string[] {
+  return [
+    '--port',
+    '0',
+    '--tls-port',
+    String(port),
+    '--tls-cert-file',
+    tls.certFile,
+    '--tls-key-file',
+    tls.keyFile,
+    '--tls-ca-cert-file',
+    tls.caFile,
+    '--tls-auth-clients',
+    'no',
+  ];
+}
+
+export interface RedisOptions {
+  /** Speak TLS only, with these files; the URL is then `rediss://`. */
+  tls?: RedisTlsFiles;
+}
+
+export async function startRedis(options: RedisOptions = {}): Promise<Throwaway> {
   const bin = findRedisServer();
   if (!bin) throw new Error('redis-server not found');
   const port = await freePort();
+  const listen = options.tls ? redisTlsArgs(options.tls, port) : ['--port', String(port)];
   let child: ChildProcess | undefined;
   const start = async () => {
-    child = spawn(bin, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
+    // A TCP connect is enough to know it listens, also for TLS: the handshake comes after.
+    child = spawn(bin, [...listen, '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
       stdio: 'ignore',
     });
     await waitForPort(port);
@@ -246,7 +278,7 @@ export async function startRedis(): Promise<Throwaway> {
     });
   };
   await start();
-  return { url: `redis://127.0.0.1:${port}`, start, stop, dispose: stop };
+  return { url: `${options.tls ? 'rediss' : 'redis'}://127.0.0.1:${port}`, start, stop, dispose: stop };
 }
 
 export interface SentinelGroup extends Throwaway {
@@ -259,9 +291,12 @@ export interface SentinelGroup extends Throwaway {
 /**
  * A Redis master with one replica, watched by three sentinels (quorum 2) that
  * declare it down after 500 ms: for failover tests. The URL is Parley's
- * Sentinel form, redis+sentinel://…/parley.
+ * Sentinel form, redis+sentinel://…/parley. With `tls`, the master and the
+ * replica speak TLS only (replication too) and the URL is rediss+sentinel://;
+ * the sentinels take clients in plain text, as that form expects, and reach
+ * the master over TLS.
  */
-export async function startRedisSentinel(): Promise<SentinelGroup> {
+export async function startRedisSentinel(options: RedisOptions = {}): Promise<SentinelGroup> {
   const bin = findRedisServer();
   if (!bin) throw new Error('redis-server not found');
   const dir = mkdtempSync(join(tmpdir(), 'parley-sentinel-'));
@@ -272,15 +307,29 @@ export async function startRedisSentinel(): Promise<SentinelGroup> {
     await waitForPort(port);
   };
   const [masterPort, replicaPort, ...sentinelPorts] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort()]);
+  const { tls } = options;
+  const listen = (port: number) => (tls ? [...redisTlsArgs(tls, port), '--tls-replication', 'yes'] : ['--port', String(port)]);
   const plain = ['--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'];
-  await spawnRedis(masterPort!, ['--port', String(masterPort), ...plain]);
-  await spawnRedis(replicaPort!, ['--port', String(replicaPort), ...plain, '--replicaof', '127.0.0.1', String(masterPort)]);
+  await spawnRedis(masterPort!, [...listen(masterPort!), ...plain]);
+  await spawnRedis(replicaPort!, [...listen(replicaPort!), ...plain, '--replicaof', '127.0.0.1', String(masterPort)]);
+  // With tls-replication a sentinel reaches the master, the replica and the other sentinels over TLS: the latter on its tls-port.
+  const sentinelTls = tls
+    ? async () => [
+        `tls-port ${await freePort()}`,
+        `tls-cert-file ${tls.certFile}`,
+        `tls-key-file ${tls.keyFile}`,
+        `tls-ca-cert-file ${tls.caFile}`,
+        'tls-auth-clients no',
+        'tls-replication yes',
+      ]
+    : async () => [];
   for (const port of sentinelPorts) {
     const file = join(dir, `sentinel-${port}.conf`);
     writeFileSync(
       file,
       [
         `port ${port}`,
+        ...(await sentinelTls()),
         'bind 127.0.0.1',
         `dir ${dir}`,
         `sentinel monitor parley 127.0.0.1 ${masterPort} 2`,
@@ -314,7 +363,7 @@ export async function startRedisSentinel(): Promise<SentinelGroup> {
     rmSync(dir, { recursive: true, force: true });
   };
   return {
-    url: `redis+sentinel://${sentinelPorts.map((p) => `127.0.0.1:${p}`).join(',')}/parley`,
+    url: `${tls ? 'rediss' : 'redis'}+sentinel://${sentinelPorts.map((p) => `127.0.0.1:${p}`).join(',')}/parley`,
     master: ask,
     killMaster: async () => {
       const master = await ask();

@@ -3,7 +3,8 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { findRedisServer, freePort, waitForPort, type Throwaway } from './servers.js';
+import { tlsCliArgs } from './redis-tls.js';
+import { findRedisServer, freePort, redisTlsArgs, waitForPort, type RedisTlsFiles, type Throwaway } from './servers.js';
 
 const run = promisify(execFile);
 
@@ -17,6 +18,8 @@ export interface RedisClusterOptions {
   replicas?: number;
   /** How long a master may be unreachable before the others declare it failed. @default 1000 */
   nodeTimeoutMs?: number;
+  /** Every node speaks TLS only (clients, the cluster bus, replication) with this certificate; the URL is then `rediss+cluster://`. */
+  tls?: RedisTlsFiles;
 }
 
 export interface ThrowawayCluster extends Throwaway {
@@ -49,8 +52,9 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
   const children = new Map<number, ChildProcess>();
   const ports: number[] = [];
   for (let i = 0; i < 3 * (1 + replicas); i++) ports.push(await freePort());
+  const tls = options.tls ? tlsCliArgs(options.tls) : [];
   const ask = async (port: number, ...args: string[]) =>
-    (await run(cli, ['-h', '127.0.0.1', '-p', String(port), ...args], { timeout: 5_000 })).stdout;
+    (await run(cli, [...tls, '-h', '127.0.0.1', '-p', String(port), ...args], { timeout: 5_000 })).stdout;
   const kill = async (port: number) => {
     const child = children.get(port);
     children.delete(port);
@@ -96,8 +100,7 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
       const child = spawn(
         bin,
         [
-          '--port',
-          String(port),
+          ...(options.tls ? [...redisTlsArgs(options.tls, port), '--tls-cluster', 'yes', '--tls-replication', 'yes'] : ['--port', String(port)]),
           '--bind',
           '127.0.0.1',
           '--dir',
@@ -118,7 +121,7 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
       children.set(port, child);
     }
     await Promise.all(ports.map((port) => waitForPort(port)));
-    await run(cli, ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', String(replicas), '--cluster-yes'], {
+    await run(cli, [...tls, '--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', String(replicas), '--cluster-yes'], {
       timeout: 30_000,
     });
     const deadline = Date.now() + 30_000;
@@ -131,7 +134,7 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
     throw error;
   }
   return {
-    url: `redis+cluster://${ports.map((p) => `127.0.0.1:${p}`).join(',')}`,
+    url: `${options.tls ? 'rediss' : 'redis'}+cluster://${ports.map((p) => `127.0.0.1:${p}`).join(',')}`,
     ports,
     masters,
     kill,
