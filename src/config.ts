@@ -1,3 +1,5 @@
+import { X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { parseClusterUrl, parseSentinelUrl } from './infra/redis.js';
 import type { LogLevel } from './infra/log.js';
@@ -23,6 +25,28 @@ const redisUrl = z.string().superRefine((v, ctx) => {
   } catch (error) {
     ctx.addIssue({ code: 'custom', message: error instanceof TypeError ? REDIS_URL_FORMS : (error as Error).message });
   }
+});
+
+// Read here, once: a path that cannot be read, or a file that holds no certificate, stops the start
+// naming the variable, instead of every Redis connection failing its TLS handshake later.
+const pemCertificatesFile = z.string().transform((path, ctx) => {
+  let pem: string;
+  try {
+    pem = readFileSync(path, 'utf8');
+  } catch (error) {
+    ctx.addIssue({ code: 'custom', message: `cannot read ${path}: ${(error as Error).message}` });
+    return z.NEVER;
+  }
+  const certificates = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  if (!certificates.length) ctx.addIssue({ code: 'custom', message: `${path} holds no PEM certificate (-----BEGIN CERTIFICATE-----)` });
+  for (const certificate of certificates) {
+    try {
+      new X509Certificate(certificate);
+    } catch (error) {
+      ctx.addIssue({ code: 'custom', message: `${path} holds a certificate that does not parse: ${(error as Error).message}` });
+    }
+  }
+  return pem;
 });
 
 const httpUrl = z
@@ -65,6 +89,7 @@ const envObject = z.object({
     .optional(),
   PARLEY_DEMO: bool.optional(),
   REDIS_URL: redisUrl.optional(),
+  PARLEY_REDIS_CA_FILE: pemCertificatesFile.optional(),
   PARLEY_REDIS_PREFIX: z
     .string()
     .regex(/^[A-Za-z0-9_:.-]{1,64}$/, 'must be 1-64 letters, digits or _ : . -')
@@ -153,6 +178,14 @@ const envSchema = envObject.superRefine((e, ctx) => {
   if (e.DATABASE_REPLICA_URLS?.length && !e.DATABASE_URL) {
     ctx.addIssue({ code: 'custom', path: ['DATABASE_REPLICA_URLS'], message: 'needs DATABASE_URL (the primary)' });
   }
+  // A CA given for a plain-text URL would be ignored: the operator meant TLS and would not get it.
+  if (e.PARLEY_REDIS_CA_FILE && !/^rediss[:+]/.test(e.REDIS_URL ?? '')) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['PARLEY_REDIS_CA_FILE'],
+      message: 'needs a TLS REDIS_URL (rediss://, rediss+sentinel:// or rediss+cluster://)',
+    });
+  }
   if (e.PARLEY_PERSISTED_ONLY && !e.PARLEY_PERSISTED_OPERATIONS) {
     ctx.addIssue({ code: 'custom', path: ['PARLEY_PERSISTED_ONLY'], message: 'needs PARLEY_PERSISTED_OPERATIONS (the allow-list file)' });
   }
@@ -186,7 +219,12 @@ export type Config = Readonly<{
     replicaMaxLagMs: number;
   }>;
   /** Without a URL, cache L2, pub/sub and locks stay in-process (one node). */
-  redis: Readonly<{ url: string | undefined; prefix: string }>;
+  redis: Readonly<{
+    url: string | undefined;
+    prefix: string;
+    /** PEM of the CAs a TLS Redis's certificate must chain to (PARLEY_REDIS_CA_FILE); undefined = Node's roots and NODE_EXTRA_CA_CERTS. */
+    ca: string | undefined;
+  }>;
   /** Queries of conversations and what lies beneath them answered from one planned SQL statement (plugins/planned-reads.ts). */
   plannedReads: boolean;
   cache: Readonly<{
@@ -347,7 +385,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       replicaUrls: e.DATABASE_REPLICA_URLS ?? [],
       replicaMaxLagMs: e.PARLEY_REPLICA_MAX_LAG_MS,
     },
-    redis: { url: e.REDIS_URL, prefix: e.PARLEY_REDIS_PREFIX },
+    redis: { url: e.REDIS_URL, prefix: e.PARLEY_REDIS_PREFIX, ca: e.PARLEY_REDIS_CA_FILE },
     plannedReads: e.PARLEY_PLANNED_READS,
     cache: {
       l1MaxEntries: e.PARLEY_CACHE_L1_MAX_ENTRIES,

@@ -44,7 +44,7 @@ export async function createDeps(config: Config, options: { db?: Database; log?:
   const demo = config.demo ? await seedDemo(db.prisma, config.dataDir) : null;
   const cache = await createCache(config, log);
   opened(() => cache.dispose());
-  const pubsub = await createPubSub<ParleyEvents>({ redisUrl: config.redis.url, prefix: config.redis.prefix, log });
+  const pubsub = await createPubSub<ParleyEvents>({ redisUrl: config.redis.url, redisCa: config.redis.ca, prefix: config.redis.prefix, log });
   opened(() => pubsub.dispose());
   const metrics = config.observability.metrics ? createMetrics() : undefined;
   metrics?.observeCache(() => cache.snapshot());
@@ -62,6 +62,7 @@ export async function createDeps(config: Config, options: { db?: Database; log?:
   cache.onBump((tags) => revocations.revokeTags(tags));
   const limiterStore = await createLimiterStore({
     redisUrl: config.redis.url,
+    redisCa: config.redis.ca,
     prefix: config.redis.prefix,
     timeoutMs: config.cache.redisTimeoutMs,
     log,

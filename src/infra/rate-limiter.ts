@@ -36,6 +36,8 @@ export interface LimiterStore {
 export interface LimiterStoreOptions {
   /** Without a URL, counters stay in this process. */
   redisUrl?: string | undefined;
+  /** PEM of the CAs a TLS Redis's certificate must chain to (see openRedis). */
+  redisCa?: string | undefined;
   /** @default 'parley:' */
   prefix?: string;
   /** Bound of every Redis command. @default 50 */
@@ -53,7 +55,7 @@ export async function createLimiterStore(options: LimiterStoreOptions): Promise<
     return { kind: 'memory', limiter: memory, leased: (spec) => limiterOf(memory(spec)), dispose: async () => {} };
   }
 
-  const client = openRedis(options.redisUrl, { role: 'commands', commandTimeoutMs: options.timeoutMs ?? 50 });
+  const client = openRedis(options.redisUrl, { role: 'commands', commandTimeoutMs: options.timeoutMs ?? 50, ca: options.redisCa });
   reportOutages([client], options.log, { down: 'rate limits: redis unreachable, counting per node' });
   await client.connect().catch(() => {});
   return {

@@ -1,5 +1,5 @@
 import { createConnection } from 'node:net';
-import { connect as tlsConnect } from 'node:tls';
+import { connect as tlsConnect, type ConnectionOptions as TlsOptions } from 'node:tls';
 import { AbstractConnector, Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
 import type { Logger } from './log.js';
 
@@ -26,6 +26,10 @@ import type { Logger } from './log.js';
  * (`rediss+cluster://` for TLS). Keys used together in one command, script or
  * MULTI share a hash slot (see redis-slots.ts); live events use plain
  * PUBLISH/SUBSCRIBE, which a cluster carries to every node.
+ *
+ * With TLS every connection checks the server's certificate against `ca`
+ * (PARLEY_REDIS_CA_FILE) when given, else against Node's roots and
+ * NODE_EXTRA_CA_CERTS.
  */
 
 /** A connection that takes commands: one Redis, or a cluster (ioredis routes each command to its slot's master). */
@@ -122,6 +126,12 @@ export interface RedisConnectionOptions {
   role: 'commands' | 'subscriber';
   /** Bound of each command (commands only). */
   commandTimeoutMs?: number;
+  /**
+   * PEM of the CAs a TLS Redis's certificate must chain to, instead of Node's
+   * roots (PARLEY_REDIS_CA_FILE). Ignored for a plain redis:// URL (config
+   * refuses that combination).
+   */
+  ca?: string | undefined;
 }
 
 // Reconnect for ever, backing off to 2 s: Redis coming back must be noticed.
@@ -135,6 +145,8 @@ export function openRedis(url: string, options: RedisConnectionOptions & { role:
 export function openRedis(url: string, options: RedisConnectionOptions): RedisClient;
 export function openRedis(url: string, options: RedisConnectionOptions): RedisClient {
   const commands = options.role === 'commands';
+  // `{}` still means TLS: Node's roots (with NODE_EXTRA_CA_CERTS) and its host name check.
+  const tls: TlsOptions = options.ca ? { ca: options.ca } : {};
   const common: RedisOptions = {
     lazyConnect: true,
     connectTimeout: 2_000,
@@ -174,13 +186,14 @@ export function openRedis(url: string, options: RedisConnectionOptions): RedisCl
         maxRetriesPerRequest: 0,
         ...(options.commandTimeoutMs ? { commandTimeout: options.commandTimeoutMs } : {}),
         ...credentials,
-        ...(cluster.tls ? { tls: {} } : {}),
+        ...(cluster.tls ? { tls } : {}),
       },
     };
     return new ConnectedCluster(cluster.nodes, clusterOptions);
   }
   const sentinel = parseSentinelUrl(url);
-  if (!sentinel) return new Redis(url, common);
+  // ioredis turns TLS on for rediss:// by itself, but with Node's roots only: the CA has to be given here.
+  if (!sentinel) return new Redis(url, /^rediss:/.test(url) ? { ...common, tls } : common);
   return new Redis({
     ...common,
     sentinels: sentinel.sentinels,
@@ -189,7 +202,7 @@ export function openRedis(url: string, options: RedisConnectionOptions): RedisCl
     ...(sentinel.username ? { username: sentinel.username } : {}),
     ...(sentinel.password ? { password: sentinel.password } : {}),
     ...(sentinel.sentinelPassword ? { sentinelPassword: sentinel.sentinelPassword } : {}),
-    ...(sentinel.tls ? { tls: {}, enableTLSForSentinelMode: true } : {}),
+    ...(sentinel.tls ? { tls, enableTLSForSentinelMode: true } : {}),
     // Sentinels are asked again on every reconnect; retry them as the master is retried.
     sentinelRetryStrategy: backoff,
     // A master demoted by a failover answers writes with READONLY: reconnect (to the new master) and resend.

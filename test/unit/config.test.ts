@@ -1,7 +1,31 @@
-import { describe, expect, it } from 'vitest';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../../src/config.js';
 
 const TOKEN = 'adm_0123456789abcdef0123456789';
+
+// A self-signed CA certificate (its key thrown away): only parsed here, never used to connect.
+const CA_PEM = `-----BEGIN CERTIFICATE-----
+MIIBlzCCAT2gAwIBAgIUeLQdoMfYi6zWy5CznkgInMG2M5kwCgYIKoZIzj0EAwIw
+IDEeMBwGA1UEAwwVUGFybGV5IGNvbmZpZyB0ZXN0IENBMCAXDTI2MTIwNzA2MDUz
+N1oYDzIxMjYxMTEzMDYwNTM3WjAgMR4wHAYDVQQDDBVQYXJsZXkgY29uZmlnIHRl
+c3QgQ0EwWTATBgcqhkjOPQIBBggqhkjOPQMBBwNCAAQy1yE9k5G2RQfOyeHk3v6J
+XtZZY1gp30E6A/kiWYB8GJsMKNWBCagtabTf41Yqz+Vbk3TaW7fonlqGvNlTkgAU
+o1MwUTAdBgNVHQ4EFgQUVa27sr/RaVP68yvyQmNGhBIuWWkwHwYDVR0jBBgwFoAU
+Va27sr/RaVP68yvyQmNGhBIuWWkwDwYDVR0TAQH/BAUwAwEB/zAKBggqhkjOPQQD
+AgNIADBFAiEAqaSmaUGS9fWQUfW50+RO/K1+e+J3bZGsDseB9J6T01cCIEVKgy05
+Z1pZmeE+bzxGYj9oD371iKFowiZJ1qAOdLj5
+-----END CERTIFICATE-----
+`;
+const files = mkdtempSync(join(tmpdir(), 'parley-config-'));
+afterAll(() => rmSync(files, { recursive: true, force: true }));
+function file(name: string, text: string): string {
+  const path = join(files, name);
+  writeFileSync(path, text);
+  return path;
+}
 
 function configError(env: Record<string, string>): ConfigError {
   try {
@@ -31,7 +55,7 @@ describe('loadConfig', () => {
         replicaUrls: [],
         replicaMaxLagMs: 1_000,
       },
-      redis: { url: undefined, prefix: 'parley:' },
+      redis: { url: undefined, prefix: 'parley:', ca: undefined },
       plannedReads: true,
       cache: {
         l1MaxEntries: 10_000,
@@ -112,6 +136,7 @@ describe('loadConfig', () => {
         PARLEY_DEMO: 'no',
         REDIS_URL: 'rediss://:secret@cache.internal:6380/2',
         PARLEY_REDIS_PREFIX: 'parley-eu:',
+        PARLEY_REDIS_CA_FILE: file('every-variable-ca.pem', CA_PEM),
         PARLEY_CACHE_L1_MAX_ENTRIES: '500',
         PARLEY_CACHE_L1_MAX_MB: '8',
         PARLEY_REDIS_TIMEOUT_MS: '25',
@@ -188,7 +213,7 @@ describe('loadConfig', () => {
         replicaUrls: ['postgresql://parley:secret@replica-1:5432/parley', 'postgres://replica-2/parley'],
         replicaMaxLagMs: 500,
       },
-      redis: { url: 'rediss://:secret@cache.internal:6380/2', prefix: 'parley-eu:' },
+      redis: { url: 'rediss://:secret@cache.internal:6380/2', prefix: 'parley-eu:', ca: CA_PEM },
       plannedReads: false,
       cache: {
         l1MaxEntries: 500,
@@ -250,6 +275,38 @@ describe('loadConfig', () => {
     expect(loadConfig({ DATABASE_URL: 'postgres://localhost/parley' }).database.url).toBe('postgres://localhost/parley');
     expect(loadConfig({ PORT: '0' }).port).toBe(0);
     expect(loadConfig({ PARLEY_WS_KEEPALIVE_MS: '0' }).live.wsKeepAliveMs).toBe(0);
+  });
+
+  it('reads PARLEY_REDIS_CA_FILE once, at load: a later change of the file is not seen', () => {
+    const path = file('ca-read-once.pem', CA_PEM);
+    const config = loadConfig({ REDIS_URL: 'rediss+cluster://10.0.0.1:6379,10.0.0.2:6379', PARLEY_REDIS_CA_FILE: path });
+    writeFileSync(path, 'replaced');
+    expect(config.redis.ca).toBe(CA_PEM);
+    const bundle = `${CA_PEM}${CA_PEM}`;
+    expect(loadConfig({ REDIS_URL: 'rediss+sentinel://s1:26379/mymaster', PARLEY_REDIS_CA_FILE: file('bundle.pem', bundle) }).redis.ca).toBe(bundle);
+  });
+
+  it.each([
+    ['a missing file', () => join(files, 'nowhere.pem'), 'rediss://cache:6380', /cannot read .*nowhere\.pem: ENOENT/],
+    ['a directory', () => files, 'rediss://cache:6380', /cannot read .*: EISDIR/],
+    [
+      'a file with no certificate',
+      () => file('key-only.pem', '-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n'),
+      'rediss://cache:6380',
+      /holds no PEM certificate/,
+    ],
+    [
+      'a certificate that does not parse',
+      () => file('broken.pem', CA_PEM.replace('MIIB', 'MIIC')),
+      'rediss://cache:6380',
+      /holds a certificate that does not parse/,
+    ],
+    ['a plain-text REDIS_URL', () => file('plain.pem', CA_PEM), 'redis://cache:6379', /needs a TLS REDIS_URL/],
+    ['a plain-text cluster', () => file('plain-cluster.pem', CA_PEM), 'redis+cluster://n1:7000', /needs a TLS REDIS_URL/],
+    ['no REDIS_URL', () => file('no-url.pem', CA_PEM), '', /needs a TLS REDIS_URL/],
+  ])('refuses PARLEY_REDIS_CA_FILE naming %s, saying why', (_, path, url, why) => {
+    const message = configError({ REDIS_URL: url, PARLEY_REDIS_CA_FILE: path() }).message;
+    expect(message).toMatch(new RegExp(`^\\s+PARLEY_REDIS_CA_FILE: .*${why.source}`, 'm'));
   });
 
   it('turns introspection off in production unless asked for', () => {

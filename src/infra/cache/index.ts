@@ -17,8 +17,8 @@ export async function createCache(config: Config, log: Logger): Promise<Cache> {
   const c = config.cache;
   let redis: { client: RedisClient; subscriber: Redis } | undefined;
   if (config.redis.url) {
-    const client = openRedis(config.redis.url, { role: 'commands' });
-    const subscriber = openRedis(config.redis.url, { role: 'subscriber' });
+    const client = openRedis(config.redis.url, { role: 'commands', ca: config.redis.ca });
+    const subscriber = openRedis(config.redis.url, { role: 'subscriber', ca: config.redis.ca });
     // The guard and its circuit already log the state; this is the connections' own first error.
     reportOutages([client, subscriber], log, { down: 'cache: redis error' });
     // Start even when Redis is down: the cache works from L1 until it is back.

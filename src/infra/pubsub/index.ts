@@ -21,7 +21,7 @@ export async function createPubSub<E extends EventMap>(options: PubSubOptions): 
   const prefix = options.prefix ?? 'parley:';
   const maxBuffered = options.maxBuffered ?? 10_000;
   if (!options.redisUrl) return new MemoryPubSub<E>(prefix, maxBuffered);
-  const pubsub = new RedisEventPubSub<E>(options.redisUrl, prefix, maxBuffered, options.log);
+  const pubsub = new RedisEventPubSub<E>({ url: options.redisUrl, ca: options.redisCa }, prefix, maxBuffered, options.log);
   await pubsub.connect();
   return pubsub;
 }

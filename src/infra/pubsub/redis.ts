@@ -29,16 +29,16 @@ export class RedisEventPubSub<E extends EventMap> extends BasePubSub<E> implemen
   private noticeTimer: NodeJS.Timeout | undefined;
 
   constructor(
-    url: string,
+    target: { url: string; ca: string | undefined },
     prefix: string,
     maxBuffered: number,
     private readonly log: Logger,
   ) {
     super(prefix, maxBuffered);
     // A publish while Redis is down fails at once (the event is lost, the write it announces is not).
-    this.redis = openRedis(url, { role: 'commands', commandTimeoutMs: 2_000 });
+    this.redis = openRedis(target.url, { role: 'commands', commandTimeoutMs: 2_000, ca: target.ca });
     // SUBSCRIBE/UNSUBSCRIBE wait for Redis instead of failing; ioredis re-subscribes every channel on reconnect.
-    this.subscriber = openRedis(url, { role: 'subscriber' });
+    this.subscriber = openRedis(target.url, { role: 'subscriber', ca: target.ca });
     reportOutages([this.redis, this.subscriber], log, {
       down: 'live events: redis unreachable, events are not crossing nodes',
       back: 'live events: redis reachable again',

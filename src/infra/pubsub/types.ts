@@ -73,6 +73,8 @@ export interface PubSub<E extends EventMap> {
 export interface PubSubOptions {
   /** Without a URL, events stay in this process. */
   redisUrl?: string | undefined;
+  /** PEM of the CAs a TLS Redis's certificate must chain to (see openRedis). */
+  redisCa?: string | undefined;
   /** @default 'parley:' */
   prefix?: string;
   log: Logger;
