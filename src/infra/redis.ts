@@ -27,9 +27,12 @@ import type { Logger } from './log.js';
  * MULTI share a hash slot (see redis-slots.ts); live events use plain
  * PUBLISH/SUBSCRIBE, which a cluster carries to every node.
  *
- * With TLS every connection checks the server's certificate against `ca`
- * (PARLEY_REDIS_CA_FILE) when given, else against Node's roots and
- * NODE_EXTRA_CA_CERTS.
+ * With TLS every connection (commands, subscriber, each cluster node) checks
+ * the server's certificate against `ca` (PARLEY_REDIS_CA_FILE) when given, else
+ * against Node's roots and NODE_EXTRA_CA_CERTS, and checks that it names the
+ * host connected to: for a cluster, the URL's nodes and the addresses the
+ * nodes report in CLUSTER SLOTS. A certificate that fails either check refuses
+ * the connection; there is no plain-text fallback.
  */
 
 /** A connection that takes commands: one Redis, or a cluster (ioredis routes each command to its slot's master). */
@@ -166,8 +169,15 @@ export function openRedis(url: string, options: RedisConnectionOptions): RedisCl
       // one connection to any node hears all channels; as a Redis of its own it says when it drops and is
       // back ('close', 'ready', its channels subscribed again), which the live events' catch-up and the
       // cache's reset wait for. The Cluster's subscriber moves to another node silently.
-      return new Redis({ ...common, ...credentials, Connector: nodesInTurn(cluster) });
+      return new Redis({ ...common, ...credentials, ...(cluster.tls ? { tls } : {}), Connector: nodesInTurn(cluster) });
     }
+    // ioredis' Cluster asks a node for the slots on a connection of its own whose errors it drops, and then says
+    // only "Failed to refresh slots cache.": a certificate refused there is told on the cluster instead.
+    let connection: ConnectedCluster | undefined;
+    const refused = (error: Error) => {
+      if (connection?.listenerCount('error')) connection.emit('error', error);
+    };
+    const nodeConnector = streamConnector((node) => ({ host: node.host ?? 'localhost', port: node.port ?? 6379 }), refused);
     const clusterOptions: ClusterOptions = {
       lazyConnect: true,
       enableOfflineQueue: false,
@@ -186,10 +196,11 @@ export function openRedis(url: string, options: RedisConnectionOptions): RedisCl
         maxRetriesPerRequest: 0,
         ...(options.commandTimeoutMs ? { commandTimeout: options.commandTimeoutMs } : {}),
         ...credentials,
-        ...(cluster.tls ? { tls } : {}),
+        ...(cluster.tls ? { tls, Connector: nodeConnector } : {}),
       },
     };
-    return new ConnectedCluster(cluster.nodes, clusterOptions);
+    connection = new ConnectedCluster(cluster.nodes, clusterOptions);
+    return connection;
   }
   const sentinel = parseSentinelUrl(url);
   // ioredis turns TLS on for rediss:// by itself, but with Node's roots only: the CA has to be given here.
@@ -246,27 +257,61 @@ class ConnectedCluster extends Cluster {
  */
 function nodesInTurn(cluster: ClusterTarget): NonNullable<RedisOptions['Connector']> {
   let next = 0;
-  return class NodesInTurn extends AbstractConnector {
+  return streamConnector(() => cluster.nodes[next++ % cluster.nodes.length]!);
+}
+
+/**
+ * A connector doing what ioredis' own does (a TCP stream, or a TLS one with the
+ * `tls` options, to `target()`), which also tells `refused` of a certificate
+ * the stream refused.
+ */
+function streamConnector(
+  target: (options: RedisOptions) => { host: string; port: number },
+  refused?: (error: Error) => void,
+): NonNullable<RedisOptions['Connector']> {
+  return class StreamConnector extends AbstractConnector {
+    private readonly options: RedisOptions;
+
     constructor(options: unknown) {
       super((options as RedisOptions).disconnectTimeout ?? 2_000);
+      this.options = options as RedisOptions;
     }
 
     connect(): Promise<NonNullable<typeof this.stream>> {
-      const node = cluster.nodes[next++ % cluster.nodes.length]!;
+      const { host, port } = target(this.options);
+      const { tls, family } = this.options;
       this.connecting = true;
       // As ioredis' own connector: the stream is made on the next tick, unless disconnect() came first.
       return new Promise((resolve, reject) => {
         process.nextTick(() => {
           if (!this.connecting) return reject(new Error('Connection is closed.'));
-          this.stream = cluster.tls ? tlsConnect({ host: node.host, port: node.port, servername: node.host }) : createConnection(node);
+          // No servername: Node sends a host name as SNI and checks the certificate against the host, an IP
+          // address against the certificate's IP SANs (an IP as servername breaks RFC 6066: DEP0123 warning).
+          this.stream = tls
+            ? tlsConnect({ ...tls, host, port, ...(family ? { family } : {}) })
+            : createConnection({ host, port, ...(family ? { family } : {}) });
           this.stream.once('error', (error: Error) => {
             this.firstError = error;
+            if (refused && isCertificateError(error)) refused(error);
           });
           resolve(this.stream);
         });
       });
     }
   };
+}
+
+/** Node's codes for a certificate it did not accept: not signed by a trusted CA, expired, or for another host. */
+function isCertificateError(error: Error): boolean {
+  const code = (error as { code?: unknown }).code;
+  return typeof code === 'string' && /CERT|ISSUER|SIGNATURE|ALTNAME|INVALID_CA|INVALID_PURPOSE|PATH_LENGTH/.test(code);
+}
+
+/** An error's message, and for a certificate error what to do about it (the error alone does not say it was Redis's). */
+export function describeRedisError(error: Error): string {
+  if (!isCertificateError(error)) return error.message;
+  const code = (error as { code?: string }).code;
+  return `${error.message} (${code}): Redis's TLS certificate was refused; PARLEY_REDIS_CA_FILE (or NODE_EXTRA_CA_CERTS) must hold the CA that signed it, and it must name the host connected to`;
 }
 
 /**
@@ -277,7 +322,7 @@ export function reportOutages(connections: RedisClient[], log: Logger, messages:
   let reported = false;
   for (const connection of connections) {
     connection.on('error', (error: Error) => {
-      if (!reported) log.warn(messages.down, { error: error.message });
+      if (!reported) log.warn(messages.down, { error: describeRedisError(error) });
       reported = true;
     });
     connection.on('ready', () => {
