@@ -48,6 +48,8 @@ const verified = (client: RedisClient) =>
 
 describe.skipIf(!postgres.available || !haveTls)('Parley on Redis over TLS', () => {
   let certs: TestCertificates;
+  /** Servers of the tests below, stopped here: a test that times out does not reach its own `finally`. */
+  const servers: Throwaway[] = [];
   // DEP0123: an IP address sent as the TLS server name, which RFC 6066 forbids (Node warns once per process).
   const ipServernames: Error[] = [];
   const onWarning = (warning: Error & { code?: string }) => warning.code === 'DEP0123' && ipServernames.push(warning);
@@ -55,8 +57,9 @@ describe.skipIf(!postgres.available || !haveTls)('Parley on Redis over TLS', () 
     process.on('warning', onWarning);
     certs = await createTestCertificates();
   });
-  afterAll(() => {
+  afterAll(async () => {
     process.off('warning', onWarning);
+    await Promise.all(servers.map((server) => server.dispose()));
     certs?.dispose();
   });
   afterEach(() => disposeClients());
@@ -157,6 +160,7 @@ describe.skipIf(!postgres.available || !haveTls)('Parley on Redis over TLS', () 
 
   it('never falls back to plain text: rediss:// to a Redis without TLS sends it nothing', async () => {
     const plain = await startRedis();
+    servers.push(plain);
     const direct = openRedis(plain.url, { role: 'commands' });
     try {
       await direct.connect();
@@ -183,28 +187,24 @@ describe.skipIf(!postgres.available || !haveTls)('Parley on Redis over TLS', () 
       expect(await direct.pubsub('NUMSUB', 'channel')).toEqual(['channel', 0]);
     } finally {
       direct.disconnect();
-      await plain.dispose();
     }
   });
 
   it('trusts a CA given by NODE_EXTRA_CA_CERTS when PARLEY_REDIS_CA_FILE is unset (a process of its own: Node reads it at start)', async () => {
     const redis = await startRedis({ tls: certs });
-    try {
-      const script = [
-        `import { openRedis } from ${JSON.stringify(fileURLToPath(new URL('../../src/infra/redis.ts', import.meta.url)))};`,
-        `const redis = openRedis(process.argv[1], { role: 'commands' });`,
-        `await redis.connect();`,
-        `console.log(await redis.ping(), redis.stream.authorized);`,
-        `redis.disconnect();`,
-      ].join('\n');
-      const { stdout } = await run(process.execPath, ['--import', 'tsx', '--input-type=module', '--eval', script, redis.url], {
-        cwd: fileURLToPath(new URL('../..', import.meta.url)),
-        env: { ...process.env, NODE_EXTRA_CA_CERTS: certs.caFile },
-        timeout: 15_000,
-      });
-      expect(stdout.trim()).toBe('PONG true');
-    } finally {
-      await redis.dispose();
-    }
+    servers.push(redis);
+    const script = [
+      `import { openRedis } from ${JSON.stringify(fileURLToPath(new URL('../../src/infra/redis.ts', import.meta.url)))};`,
+      `const redis = openRedis(process.argv[1], { role: 'commands' });`,
+      `await redis.connect();`,
+      `console.log(await redis.ping(), redis.stream.authorized);`,
+      `redis.disconnect();`,
+    ].join('\n');
+    const { stdout } = await run(process.execPath, ['--import', 'tsx', '--input-type=module', '--eval', script, redis.url], {
+      cwd: fileURLToPath(new URL('../..', import.meta.url)),
+      env: { ...process.env, NODE_EXTRA_CA_CERTS: certs.caFile },
+      timeout: 15_000,
+    });
+    expect(stdout.trim()).toBe('PONG true');
   });
 });
