@@ -50,8 +50,11 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
   const replicas = options.replicas ?? 0;
   const dir = mkdtempSync(join(tmpdir(), 'parley-cluster-'));
   const children = new Map<number, ChildProcess>();
-  const ports: number[] = [];
-  for (let i = 0; i < 3 * (1 + replicas); i++) ports.push(await freePort());
+  // Each node's cluster bus gets a port of its own: by default it is the node's port + 10,000, which is
+  // refused above 55535 (a fifth of Linux's ephemeral ports, 32768-60999) and may be another server's port.
+  const taken = new Set<number>();
+  while (taken.size < 2 * 3 * (1 + replicas)) taken.add(await freePort());
+  const [ports, busPorts] = [[...taken].filter((_, i) => i % 2 === 0), [...taken].filter((_, i) => i % 2 === 1)];
   const tls = options.tls ? tlsCliArgs(options.tls) : [];
   const ask = async (port: number, ...args: string[]) =>
     (await run(cli, [...tls, '-h', '127.0.0.1', '-p', String(port), ...args], { timeout: 5_000 })).stdout;
@@ -96,7 +99,7 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
     }
   };
   try {
-    for (const port of ports) {
+    for (const [i, port] of ports.entries()) {
       const child = spawn(
         bin,
         [
@@ -107,6 +110,8 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
           dir,
           '--cluster-enabled',
           'yes',
+          '--cluster-port',
+          String(busPorts[i]),
           '--cluster-config-file',
           `nodes-${port}.conf`,
           '--cluster-node-timeout',
