@@ -1,4 +1,4 @@
-import { createConnection } from 'node:net';
+import { createConnection, isIP } from 'node:net';
 import { connect as tlsConnect, type ConnectionOptions as TlsOptions } from 'node:tls';
 import { AbstractConnector, Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
 import type { Logger } from './log.js';
@@ -285,10 +285,11 @@ function streamConnector(
       return new Promise((resolve, reject) => {
         process.nextTick(() => {
           if (!this.connecting) return reject(new Error('Connection is closed.'));
-          // No servername: Node sends a host name as SNI and checks the certificate against the host, an IP
-          // address against the certificate's IP SANs (an IP as servername breaks RFC 6066: DEP0123 warning).
+          // A host name is sent as SNI (Node sends none unless told; proxies in front of managed Redis route
+          // by it); an IP address is not (RFC 6066, Node's DEP0123 warning). Either way Node checks the
+          // certificate against the host: a name against its DNS SANs, an address against its IP SANs.
           this.stream = tls
-            ? tlsConnect({ ...tls, host, port, ...(family ? { family } : {}) })
+            ? tlsConnect({ ...tls, host, port, ...(isIP(host) ? {} : { servername: host }), ...(family ? { family } : {}) })
             : createConnection({ host, port, ...(family ? { family } : {}) });
           this.stream.once('error', (error: Error) => {
             this.firstError = error;

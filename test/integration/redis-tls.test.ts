@@ -1,6 +1,7 @@
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { TLSSocket } from 'node:tls';
+import type { AddressInfo } from 'node:net';
+import { createServer as createTlsServer, TLSSocket } from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import type { Redis } from 'ioredis';
@@ -187,6 +188,47 @@ describe.skipIf(!postgres.available || !haveTls)('Parley on Redis over TLS', () 
       expect(await direct.pubsub('NUMSUB', 'channel')).toEqual(['channel', 0]);
     } finally {
       direct.disconnect();
+    }
+  });
+
+  it('names a node given by host name in SNI and checks the certificate against it; an IP address is not sent as a name', async () => {
+    const seen: string[] = [];
+    const server = createTlsServer(
+      {
+        key: readFileSync(certs.keyFile),
+        cert: readFileSync(certs.certFile),
+        SNICallback: (name, done) => {
+          seen.push(name);
+          done(null, undefined);
+        },
+      },
+      (socket) => socket.destroy(),
+    );
+    // Where `localhost` resolves for the client too (127.0.0.1 or ::1).
+    await new Promise<void>((resolve) => server.listen(0, 'localhost', resolve));
+    const { port, address } = server.address() as AddressInfo;
+    const ca = readFileSync(certs.caFile, 'utf8');
+    const handshakes = [`rediss+cluster://localhost:${port}`, `rediss+cluster://${address.includes(':') ? `[${address}]` : address}:${port}`].map(
+      async (url) => {
+        // The cluster's subscriber: the connection made by Parley's own connector (the cluster's nodes use it too).
+        const subscriber = openRedis(url, { role: 'subscriber', ca });
+        subscriber.on('error', () => undefined);
+        const secured = new Promise<boolean>((resolve) => subscriber.once('connect', () => resolve((subscriber.stream as TLSSocket).authorized)));
+        void subscriber.connect().catch(() => undefined);
+        try {
+          return await secured;
+        } finally {
+          subscriber.disconnect();
+        }
+      },
+    );
+    try {
+      expect(await Promise.all(handshakes)).toEqual([true, true]);
+      // Once per handshake, the name only (a reconnect before the disconnect would send it again).
+      expect([...new Set(seen)]).toEqual(['localhost']);
+      expect(ipServernames).toEqual([]);
+    } finally {
+      server.close();
     }
   });
 
