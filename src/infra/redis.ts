@@ -1,6 +1,6 @@
 import { createConnection, isIP } from 'node:net';
 import { connect as tlsConnect, type ConnectionOptions as TlsOptions } from 'node:tls';
-import { AbstractConnector, Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
+import { AbstractConnector, Cluster, Redis, SentinelConnector, type ClusterOptions, type RedisOptions } from 'ioredis';
 import type { Logger } from './log.js';
 
 /**
@@ -177,7 +177,7 @@ export function openRedis(url: string, options: RedisConnectionOptions): RedisCl
     const refused = (error: Error) => {
       if (connection?.listenerCount('error')) connection.emit('error', error);
     };
-    const nodeConnector = streamConnector((node) => ({ host: node.host ?? 'localhost', port: node.port ?? 6379 }), refused);
+    const nodeConnector = streamConnector(addressOf, refused);
     const clusterOptions: ClusterOptions = {
       lazyConnect: true,
       enableOfflineQueue: false,
@@ -204,7 +204,7 @@ export function openRedis(url: string, options: RedisConnectionOptions): RedisCl
   }
   const sentinel = parseSentinelUrl(url);
   // ioredis turns TLS on for rediss:// by itself, but with Node's roots only: the CA has to be given here.
-  if (!sentinel) return new Redis(url, /^rediss:/.test(url) ? { ...common, tls } : common);
+  if (!sentinel) return new Redis(url, /^rediss:/.test(url) ? { ...common, tls, Connector: streamConnector(addressOf) } : common);
   return new Redis({
     ...common,
     sentinels: sentinel.sentinels,
@@ -213,7 +213,7 @@ export function openRedis(url: string, options: RedisConnectionOptions): RedisCl
     ...(sentinel.username ? { username: sentinel.username } : {}),
     ...(sentinel.password ? { password: sentinel.password } : {}),
     ...(sentinel.sentinelPassword ? { sentinelPassword: sentinel.sentinelPassword } : {}),
-    ...(sentinel.tls ? { tls, enableTLSForSentinelMode: true } : {}),
+    ...(sentinel.tls ? { tls, enableTLSForSentinelMode: true, Connector: SentinelStreams } : {}),
     // Sentinels are asked again on every reconnect; retry them as the master is retried.
     sentinelRetryStrategy: backoff,
     // A master demoted by a failover answers writes with READONLY: reconnect (to the new master) and resend.
@@ -291,7 +291,7 @@ function streamConnector(
           this.stream = tls
             ? tlsConnect({ ...tls, host, port, ...(isIP(host) ? {} : { servername: host }), ...(family ? { family } : {}) })
             : createConnection({ host, port, ...(family ? { family } : {}) });
-          this.stream.once('error', (error: Error) => {
+          listenForEveryError(this.stream, (error) => {
             this.firstError = error;
             if (refused && isCertificateError(error)) refused(error);
           });
@@ -300,6 +300,44 @@ function streamConnector(
       });
     }
   };
+}
+
+/** Where ioredis' options (from the URL, or a cluster node's) say to connect. */
+const addressOf = (options: RedisOptions) => ({ host: options.host ?? 'localhost', port: options.port ?? 6379 });
+
+/**
+ * ioredis listens for one error per stream (`once`, in its connectors and in
+ * Redis), but a TLS stream can fail twice: after a certificate Parley refused,
+ * the node's own alert is read too (`tlsv1 alert decode error`, seen in
+ * `redis-tls.test.ts` against a cluster), and an error with no listener is an
+ * uncaught exception, which ends the process. So every TLS stream keeps one;
+ * `first` is told the first error.
+ */
+function listenForEveryError(stream: NodeJS.EventEmitter, first?: (error: Error) => void): void {
+  let failed = false;
+  stream.on('error', (error: Error) => {
+    if (failed) return;
+    failed = true;
+    first?.(error);
+  });
+}
+
+/**
+ * ioredis' connector for Sentinel (it asks the sentinels, then connects to the
+ * master), its TLS streams kept listened to. (ioredis gives only the connector
+ * it makes itself an `emitter`, for its sentinelReconnecting and
+ * failoverSubscribed events, which Parley does not use.)
+ */
+class SentinelStreams extends SentinelConnector {
+  constructor(options: unknown) {
+    super(options as ConstructorParameters<typeof SentinelConnector>[0]);
+  }
+
+  override async connect(emitter: Parameters<SentinelConnector['connect']>[0]): ReturnType<SentinelConnector['connect']> {
+    const stream = await super.connect(emitter);
+    listenForEveryError(stream);
+    return stream;
+  }
 }
 
 /** Node's codes for a certificate it did not accept: not signed by a trusted CA, expired, or for another host. */
