@@ -150,13 +150,12 @@ export function openRedis(url: string, options: RedisConnectionOptions): RedisCl
   const commands = options.role === 'commands';
   // `{}` still means TLS: Node's roots (with NODE_EXTRA_CA_CERTS) and its host name check.
   const tls: TlsOptions = options.ca ? { ca: options.ca } : {};
+  const bounded = { maxRetriesPerRequest: 0, ...(options.commandTimeoutMs ? { commandTimeout: options.commandTimeoutMs } : {}) };
   const common: RedisOptions = {
     lazyConnect: true,
     connectTimeout: 2_000,
     retryStrategy: backoff,
-    ...(commands
-      ? { enableOfflineQueue: false, maxRetriesPerRequest: 0, ...(options.commandTimeoutMs ? { commandTimeout: options.commandTimeoutMs } : {}) }
-      : { autoResubscribe: true, maxRetriesPerRequest: null }),
+    ...(commands ? { enableOfflineQueue: false, ...bounded } : { autoResubscribe: true, maxRetriesPerRequest: null }),
   };
   const cluster = parseClusterUrl(url);
   if (cluster) {
@@ -193,8 +192,7 @@ export function openRedis(url: string, options: RedisConnectionOptions): RedisCl
       slotsRefreshInterval: 1_000,
       redisOptions: {
         connectTimeout: common.connectTimeout!,
-        maxRetriesPerRequest: 0,
-        ...(options.commandTimeoutMs ? { commandTimeout: options.commandTimeoutMs } : {}),
+        ...bounded,
         ...credentials,
         ...(cluster.tls ? { tls, Connector: nodeConnector } : {}),
       },
@@ -203,7 +201,8 @@ export function openRedis(url: string, options: RedisConnectionOptions): RedisCl
     return connection;
   }
   const sentinel = parseSentinelUrl(url);
-  // ioredis turns TLS on for rediss:// by itself, but with Node's roots only: the CA has to be given here.
+  // ioredis turns TLS on for rediss:// by itself, but with Node's roots only: the CA is given here, and the
+  // connector is Parley's (a host name as SNI, every error of the stream listened to).
   if (!sentinel) return new Redis(url, /^rediss:/.test(url) ? { ...common, tls, Connector: streamConnector(addressOf) } : common);
   return new Redis({
     ...common,
@@ -347,7 +346,7 @@ function isCertificateError(error: Error): boolean {
 }
 
 /** An error's message, and for a certificate error what to do about it (the error alone does not say it was Redis's). */
-export function describeRedisError(error: Error): string {
+function describeRedisError(error: Error): string {
   if (!isCertificateError(error)) return error.message;
   const code = (error as { code?: string }).code;
   return `${error.message} (${code}): Redis's TLS certificate was refused; PARLEY_REDIS_CA_FILE (or NODE_EXTRA_CA_CERTS) must hold the CA that signed it, and it must name the host connected to`;

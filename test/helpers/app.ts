@@ -130,6 +130,35 @@ export async function createAppWithOwnPool(env: Record<string, string>): Promise
   };
 }
 
+/** Two Parley nodes on one database with the same `env` (its REDIS_URL): A, and B, which also listens (`wsB`). */
+export interface TwoNodes {
+  a: TestApp;
+  b: TestApp;
+  /** B's GraphQL WebSocket URL. */
+  wsB: string;
+  dispose(): Promise<void>;
+}
+
+export async function createTwoNodes(variant: DatabaseVariant, env: Record<string, string>): Promise<TwoNodes> {
+  const a = await createTestApp(variant, env);
+  try {
+    const b = await createAppWithOwnPool({ DATABASE_URL: a.database.url!, ...env });
+    const wsB = `ws://127.0.0.1:${(await b.t.app.start(0, '127.0.0.1')).port}/graphql`;
+    return {
+      a,
+      b: b.t,
+      wsB,
+      dispose: async () => {
+        await b.dispose();
+        await a.dispose();
+      },
+    };
+  } catch (error) {
+    await a.dispose();
+    throw error;
+  }
+}
+
 /** The data of a result that must have no errors (the errors are the failure message). */
 export function dataOf<T>(result: GqlResult<T>): T {
   expect(result.errors, JSON.stringify(result.errors)).toBeUndefined();

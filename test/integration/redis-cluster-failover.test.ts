@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createAppWithOwnPool, createTestApp, dataOf, type TestApp } from '../helpers/app.js';
+import { createTwoNodes, dataOf, sendQuestion, type TestApp, type TwoNodes } from '../helpers/app.js';
 import { databaseVariants } from '../helpers/db.js';
 import { CONVERSATION_EVENTS, disposeClients, eventually, expectEventsAfterFailover, liveClient, subscribe, uniquePrefix } from '../helpers/live.js';
 import { findRedisCli, startRedisCluster, type ThrowawayCluster } from '../helpers/redis-cluster.js';
@@ -21,33 +21,27 @@ if (process.env.CI === 'true' && !haveCluster)
 describe.skipIf(!postgres.available || !haveCluster)('Redis Cluster: a master killed under load', () => {
   let cluster: ThrowawayCluster;
   let a: TestApp;
-  let b: { t: TestApp; dispose(): Promise<void> };
+  let b: TestApp;
+  let nodes: TwoNodes | undefined;
   let wsB: string;
   let key: string;
 
   const gql = async (node: TestApp, query: string, variables: Record<string, unknown> = {}) => dataOf(await node.gql(query, { key, variables }));
-  const send = async (node: TestApp, c: string, content: string) =>
-    (
-      await gql(node, `mutation($c: ID!, $t: String!) { sendMessage(input: { conversationId: $c, content: $t }) { message { id } } }`, {
-        c,
-        t: content,
-      })
-    ).sendMessage.message.id as string;
+  /** The stored question's id. */
+  const send = async (node: TestApp, c: string, content: string) => (await sendQuestion(node, key, c, content))[0];
   const client = () => liveClient(wsB, { connectionParams: { productKey: key } }).client;
-  const subscribedOnB = () => b.t.app.deps.pubsub.stats().subscribed;
+  const subscribedOnB = () => b.app.deps.pubsub.stats().subscribed;
 
   beforeAll(async () => {
     cluster = await startRedisCluster({ replicas: 1 });
     const env = { REDIS_URL: cluster.url, PARLEY_REDIS_PREFIX: uniquePrefix('cluster-failover') };
-    a = await createTestApp(postgres, env);
-    b = await createAppWithOwnPool({ DATABASE_URL: a.database.url!, ...env });
-    wsB = `ws://127.0.0.1:${(await b.t.app.start(0, '127.0.0.1')).port}/graphql`;
+    nodes = await createTwoNodes(postgres, env);
+    ({ a, b, wsB } = nodes);
     ({ key } = await a.product('Cluster failover'));
   }, 60_000);
   afterAll(async () => {
     await disposeClients();
-    await b?.dispose();
-    await a?.dispose();
+    await nodes?.dispose();
     await cluster?.dispose();
   });
 
@@ -83,7 +77,7 @@ describe.skipIf(!postgres.available || !haveCluster)('Redis Cluster: a master ki
       [0, 1, 2, 3].map(async (worker) => {
         while (!done) {
           sent.push(await send(a, c, `during the failover ${worker}.${sent.length}`));
-          await gql(b.t, `{ conversations(first: 5) { edges { node { id messageCount } } } }`);
+          await gql(b, `{ conversations(first: 5) { edges { node { id messageCount } } } }`);
           reads += 1;
         }
       }),
@@ -92,7 +86,7 @@ describe.skipIf(!postgres.available || !haveCluster)('Redis Cluster: a master ki
     expect(sent.length).toBeGreaterThan(0);
     expect(reads).toBe(sent.length);
     // B's subscriber was on the killed node: it moved to another one and subscribed its channels again.
-    await eventually(() => b.t.app.deps.pubsub.stats().resubscribed > 0, "B's channels subscribed again on another node", 10_000);
+    await eventually(() => b.app.deps.pubsub.stats().resubscribed > 0, "B's channels subscribed again on another node", 10_000);
 
     // A subscription opened after the failover gets events from the other node.
     const streams = subscribedOnB();

@@ -3,7 +3,7 @@ import { sha256 } from '../../src/infra/hash.js';
 import { LeasedLimiter, createLimiterStore, type LimiterStore } from '../../src/infra/rate-limiter.js';
 import { openRedis } from '../../src/infra/redis.js';
 import { tags } from '../../src/services/store.js';
-import { createAppWithOwnPool, createTestApp, dataOf, recordingLogger, type TestApp } from '../helpers/app.js';
+import { createTwoNodes, dataOf, sendQuestion, recordingLogger, type TestApp, type TwoNodes } from '../helpers/app.js';
 import { databaseVariants } from '../helpers/db.js';
 import { gid } from '../helpers/fixtures.js';
 import { CONVERSATION_EVENTS, disposeClients, eventually, liveClient, subscribe, uniquePrefix } from '../helpers/live.js';
@@ -25,7 +25,8 @@ if (process.env.CI === 'true' && !haveCluster)
 describe.skipIf(!postgres.available || !haveCluster)('Parley on a three-master Redis Cluster', () => {
   let cluster: ThrowawayCluster;
   let a: TestApp;
-  let b: { t: TestApp; dispose(): Promise<void> };
+  let b: TestApp;
+  let nodes: TwoNodes | undefined;
   let wsB: string;
   const prefix = uniquePrefix('cluster');
 
@@ -33,20 +34,17 @@ describe.skipIf(!postgres.available || !haveCluster)('Parley on a three-master R
     dataOf(await node.gql(query, { key, variables }));
   const LIST = `{ conversations(first: 5) { edges { node { id messageCount } } } }`;
   const TYPING = `mutation($c: ID!, $t: Boolean!) { setTyping(input: { conversationId: $c, isTyping: $t }) }`;
-  const SEND = `mutation($c: ID!, $t: String!) { sendMessage(input: { conversationId: $c, content: $t }) { message { id } reply { id } } }`;
 
   beforeAll(async () => {
     cluster = await startRedisCluster();
     // A generous bound: on a busy machine a slow reply is no refusal, and a refused command is what this counts.
     const env = { REDIS_URL: cluster.url, PARLEY_REDIS_PREFIX: prefix, PARLEY_REDIS_TIMEOUT_MS: '1000' };
-    a = await createTestApp(postgres, env);
-    b = await createAppWithOwnPool({ DATABASE_URL: a.database.url!, ...env });
-    wsB = `ws://127.0.0.1:${(await b.t.app.start(0, '127.0.0.1')).port}/graphql`;
+    nodes = await createTwoNodes(postgres, env);
+    ({ a, b, wsB } = nodes);
   }, 60_000);
   afterEach(() => disposeClients());
   afterAll(async () => {
-    await b?.dispose();
-    await a?.dispose();
+    await nodes?.dispose();
     await cluster?.dispose();
   });
 
@@ -55,22 +53,22 @@ describe.skipIf(!postgres.available || !haveCluster)('Parley on a three-master R
     const other = await a.product('Cluster, another product');
     const c = (await gql(a, product.key, `mutation { startConversation(input: { sessionId: "cluster" }) { id } }`)).startConversation.id as string;
     const s = subscribe(liveClient(wsB, { connectionParams: { productKey: product.key } }).client, CONVERSATION_EVENTS, { id: c });
-    await eventually(() => b.t.app.deps.pubsub.stats().subscribed >= 1, 'subscribed on B');
+    await eventually(() => b.app.deps.pubsub.stats().subscribed >= 1, 'subscribed on B');
 
     // B caches the list (L1 and the cluster), A writes: B's next read shows the write (the bump crossed nodes).
-    expect((await gql(b.t, product.key, LIST)).conversations.edges[0].node.messageCount).toBe(0);
-    const sent = (await gql(a, product.key, SEND, { c, t: 'hello cluster' })).sendMessage;
-    await s.until((e) => e.conversationEvents.message?.id === sent.message.id, 'the message on B');
-    await s.until((e) => e.conversationEvents.message?.id === sent.reply.id, 'the reply on B');
-    expect((await gql(b.t, product.key, LIST)).conversations.edges[0].node.messageCount).toBe(2);
+    expect((await gql(b, product.key, LIST)).conversations.edges[0].node.messageCount).toBe(0);
+    const [message, reply] = await sendQuestion(a, product.key, c, 'hello cluster');
+    await s.until((e) => e.conversationEvents.message?.id === message, 'the message on B');
+    await s.until((e) => e.conversationEvents.message?.id === reply, 'the reply on B');
+    expect((await gql(b, product.key, LIST)).conversations.edges[0].node.messageCount).toBe(2);
 
     await gql(a, product.key, TYPING, { c, t: true });
     await s.until((e) => e.conversationEvents.__typename === 'TypingChanged' && e.conversationEvents.isTyping, 'typing on B');
-    await gql(a, product.key, `mutation($m: ID!) { submitFeedback(input: { messageId: $m, rating: UP }) { id } }`, { m: sent.reply.id });
+    await gql(a, product.key, `mutation($m: ID!) { submitFeedback(input: { messageId: $m, rating: UP }) { id } }`, { m: reply });
     await s.until((e) => e.conversationEvents.__typename === 'FeedbackAdded', 'the feedback on B');
 
     // Reads of several products in one turn of the event loop: one batch of generations over several slots and the epoch.
-    const reads = await Promise.all([product, other, product, other].map((p) => gql(b.t, p.key, LIST)));
+    const reads = await Promise.all([product, other, product, other].map((p) => gql(b, p.key, LIST)));
     expect(reads.map((r) => r.conversations.edges.length)).toEqual([1, 0, 1, 0]);
 
     // A key rotation bumps the product and the old key's hash: two slots. B refuses the old key at once.
@@ -79,16 +77,16 @@ describe.skipIf(!postgres.available || !haveCluster)('Parley on a three-master R
       variables: { id: gid('Product', product.id) },
     });
     expect(rotated.errors).toBeUndefined();
-    expect((await b.t.gql(LIST, { key: product.key })).errors?.[0]?.extensions?.code).toBe('UNAUTHENTICATED');
-    await gql(b.t, rotated.data.rotateProductKey.key, LIST);
+    expect((await b.gql(LIST, { key: product.key })).errors?.[0]?.extensions?.code).toBe('UNAUTHENTICATED');
+    await gql(b, rotated.data.rotateProductKey.key, LIST);
 
-    for (const node of [a, b.t]) {
+    for (const node of [a, b]) {
       const guard = node.app.deps.cache.redisGuard!;
       expect(guard.calls).toBeGreaterThan(0);
       expect(guard.failuresTotal).toBe(0);
       expect(node.logged.filter((l) => l.level === 'warn' || l.level === 'error')).toEqual([]);
     }
-    const stats = dataOf(await b.t.gql(`{ cacheStats { cache layer hits sets } }`, { admin: true })).cacheStats as { layer: string; sets: number }[];
+    const stats = dataOf(await b.gql(`{ cacheStats { cache layer hits sets } }`, { admin: true })).cacheStats as { layer: string; sets: number }[];
     expect(stats.filter((stat) => stat.layer === 'L2').some((stat) => stat.sets > 0)).toBe(true);
   });
 
@@ -107,7 +105,7 @@ describe.skipIf(!postgres.available || !haveCluster)('Parley on a three-master R
     expect((await post(a, { query, extensions })).data?.viewer.name).toBe('Cluster APQ');
     // Registration is written after the response: allow it a moment to land.
     const found = await eventually(async () => {
-      const answer = await post(b.t, { extensions });
+      const answer = await post(b, { extensions });
       return answer.errors ? undefined : answer;
     }, 'the hash alone answered on B');
     expect(found.data?.viewer.name).toBe('Cluster APQ');

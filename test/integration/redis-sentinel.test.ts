@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findRedisServer, startRedisSentinel, type SentinelGroup } from '../../scripts/servers.js';
-import { createAppWithOwnPool, createTestApp, dataOf, type TestApp } from '../helpers/app.js';
+import { createTwoNodes, dataOf, sendQuestion, type TestApp, type TwoNodes } from '../helpers/app.js';
 import { databaseVariants } from '../helpers/db.js';
 import { CONVERSATION_EVENTS, disposeClients, eventually, expectEventsAfterFailover, liveClient, subscribe, uniquePrefix } from '../helpers/live.js';
 
@@ -18,40 +18,34 @@ if (process.env.CI === 'true' && !haveRedis) throw new Error('CI=true but redis-
 describe.skipIf(!postgres.available || !haveRedis)('Redis through Sentinel, and a failover', () => {
   let group: SentinelGroup;
   let a: TestApp;
-  let b: { t: TestApp; dispose(): Promise<void> };
+  let b: TestApp;
+  let nodes: TwoNodes | undefined;
   let wsB: string;
   let key: string;
 
   const gql = async (node: TestApp, query: string, variables: Record<string, unknown> = {}) => dataOf(await node.gql(query, { key, variables }));
   const start = async (node: TestApp) =>
     (await gql(node, `mutation { startConversation(input: { sessionId: "sentinel" }) { id } }`)).startConversation.id as string;
-  const send = async (node: TestApp, c: string, content: string) =>
-    (
-      await gql(node, `mutation($c: ID!, $t: String!) { sendMessage(input: { conversationId: $c, content: $t }) { message { id } } }`, {
-        c,
-        t: content,
-      })
-    ).sendMessage.message.id as string;
+  /** The stored question's id. */
+  const send = async (node: TestApp, c: string, content: string) => (await sendQuestion(node, key, c, content))[0];
   const client = () => liveClient(wsB, { connectionParams: { productKey: key } }).client;
-  const subscribedOnB = () => b.t.app.deps.pubsub.stats().subscribed;
+  const subscribedOnB = () => b.app.deps.pubsub.stats().subscribed;
 
   beforeAll(async () => {
     group = await startRedisSentinel();
     const env = { REDIS_URL: group.url, PARLEY_REDIS_PREFIX: uniquePrefix('sentinel') };
-    a = await createTestApp(postgres, env);
-    b = await createAppWithOwnPool({ DATABASE_URL: a.database.url!, ...env });
-    wsB = `ws://127.0.0.1:${(await b.t.app.start(0, '127.0.0.1')).port}/graphql`;
+    nodes = await createTwoNodes(postgres, env);
+    ({ a, b, wsB } = nodes);
     ({ key } = await a.product('Sentinel'));
   }, 60_000);
   afterAll(async () => {
     await disposeClients();
-    await b?.dispose();
-    await a?.dispose();
+    await nodes?.dispose();
     await group?.dispose();
   });
 
   it('reaches the master the sentinels name: an event sent on node A reaches a subscriber on node B', async () => {
-    expect([a.app.deps.pubsub.kind, b.t.app.deps.pubsub.kind]).toEqual(['redis', 'redis']);
+    expect([a.app.deps.pubsub.kind, b.app.deps.pubsub.kind]).toEqual(['redis', 'redis']);
     const c = await start(a);
     const streams = subscribedOnB();
     const s = subscribe(client(), CONVERSATION_EVENTS, { id: c });
@@ -74,7 +68,7 @@ describe.skipIf(!postgres.available || !haveRedis)('Redis through Sentinel, and 
     void promoted.then(() => (failedOver = true));
     while (!failedOver) {
       sent.push(await send(a, c, `during the failover ${sent.length}`));
-      await gql(b.t, `{ conversations(first: 5) { edges { node { id messageCount } } } }`);
+      await gql(b, `{ conversations(first: 5) { edges { node { id messageCount } } } }`);
       await new Promise((r) => setTimeout(r, 100));
     }
     await promoted;

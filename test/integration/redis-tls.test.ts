@@ -7,7 +7,7 @@ import { promisify } from 'node:util';
 import type { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { openRedis, type RedisClient } from '../../src/infra/redis.js';
-import { createAppWithOwnPool, createTestApp, dataOf, type TestApp } from '../helpers/app.js';
+import { createTestApp, createTwoNodes, dataOf, sendQuestion, type TestApp, type TwoNodes } from '../helpers/app.js';
 import { databaseVariants } from '../helpers/db.js';
 import { CONVERSATION_EVENTS, disposeClients, eventually, liveClient, subscribe, uniquePrefix } from '../helpers/live.js';
 import { findRedisCli, startRedisCluster } from '../helpers/redis-cluster.js';
@@ -32,7 +32,6 @@ if (!haveTls) console.warn('[parley tests] redis-server, redis-cli or openssl mi
 
 const run = promisify(execFile);
 const LIST = `{ conversations(first: 5) { edges { node { id messageCount } } } }`;
-const SEND = `mutation($c: ID!, $t: String!) { sendMessage(input: { conversationId: $c, content: $t }) { message { id } reply { id } } }`;
 
 const gql = async (node: TestApp, key: string, query: string, variables: Record<string, unknown> = {}) =>
   dataOf(await node.gql(query, { key, variables }));
@@ -74,20 +73,19 @@ describe.skipIf(!postgres.available || !haveTls)('Parley on Redis over TLS', () 
   describe.each(topologies)('%s', (_, start) => {
     let redis: Throwaway;
     let a: TestApp;
-    let b: { t: TestApp; dispose(): Promise<void> };
+    let b: TestApp;
+    let nodes: TwoNodes | undefined;
     let wsB: string;
     const prefix = uniquePrefix('tls');
 
     beforeAll(async () => {
       redis = await start();
       const env = { REDIS_URL: redis.url, PARLEY_REDIS_CA_FILE: certs.caFile, PARLEY_REDIS_PREFIX: prefix, PARLEY_REDIS_TIMEOUT_MS: '1000' };
-      a = await createTestApp(postgres, env);
-      b = await createAppWithOwnPool({ DATABASE_URL: a.database.url!, ...env });
-      wsB = `ws://127.0.0.1:${(await b.t.app.start(0, '127.0.0.1')).port}/graphql`;
+      nodes = await createTwoNodes(postgres, env);
+      ({ a, b, wsB } = nodes);
     }, 30_000);
     afterAll(async () => {
-      await b?.dispose();
-      await a?.dispose();
+      await nodes?.dispose();
       await redis?.dispose();
     });
 
@@ -97,21 +95,21 @@ describe.skipIf(!postgres.available || !haveTls)('Parley on Redis over TLS', () 
 
       // A loads the list (into L1 and Redis); B, which never read it, finds it in Redis: no SQL for it.
       expect((await gql(a, key, LIST)).conversations.edges[0].node.messageCount).toBe(0);
-      const hits = l2Hits(b.t);
-      const onB = await b.t.gql(LIST, { key });
+      const hits = l2Hits(b);
+      const onB = await b.gql(LIST, { key });
       expect(dataOf(onB).conversations.edges[0].node.messageCount).toBe(0);
-      expect(l2Hits(b.t)).toBeGreaterThan(hits);
+      expect(l2Hits(b)).toBeGreaterThan(hits);
       expect(onB.sql.filter((sql) => /"Conversation"/.test(sql))).toEqual([]);
 
       // B now holds the list in L1; A writes: B's next read shows the write, and the events reach B's subscriber.
       const s = subscribe(liveClient(wsB, { connectionParams: { productKey: key } }).client, CONVERSATION_EVENTS, { id: c });
-      await eventually(() => b.t.app.deps.pubsub.stats().subscribed >= 1, 'subscribed on B');
-      const sent = (await gql(a, key, SEND, { c, t: 'hello over TLS' })).sendMessage;
-      expect((await gql(b.t, key, LIST)).conversations.edges[0].node.messageCount).toBe(2);
-      await s.until((e) => e.conversationEvents.message?.id === sent.message.id, 'the message on B');
-      await s.until((e) => e.conversationEvents.message?.id === sent.reply.id, 'the reply on B');
+      await eventually(() => b.app.deps.pubsub.stats().subscribed >= 1, 'subscribed on B');
+      const [message, reply] = await sendQuestion(a, key, c, 'hello over TLS');
+      expect((await gql(b, key, LIST)).conversations.edges[0].node.messageCount).toBe(2);
+      await s.until((e) => e.conversationEvents.message?.id === message, 'the message on B');
+      await s.until((e) => e.conversationEvents.message?.id === reply, 'the reply on B');
 
-      for (const node of [a, b.t]) {
+      for (const node of [a, b]) {
         expect(node.app.deps.pubsub.redis && verified(node.app.deps.pubsub.redis)).toBe(true);
         expect(node.app.deps.cache.redisGuard!.failuresTotal).toBe(0);
         expect(node.logged.filter((l) => l.level === 'warn' || l.level === 'error')).toEqual([]);
